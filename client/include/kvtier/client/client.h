@@ -1,0 +1,116 @@
+// Client: what an inference worker links to talk to a kvtier server over gRPC.
+//
+// One Client holds one channel to one server and is bound to one namespace and model fingerprint
+// (a worker serves one model). Chunk payloads are K and V in the canonical layout
+// [layer][K|V][token][kv_head][head_dim]; their size must be num_tokens * KvBytesPerToken.
+// Gets write straight into the caller's buffer. Every call has a deadline and retries UNAVAILABLE with
+// exponential backoff (safe: chunks are immutable, so a repeated put is a no-op).
+//
+// Thread-safe: share one Client among threads. Async variants run on an internal pool and return
+// futures; the spans passed to them must stay valid until the future is ready.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kvtier/api/types.h"
+#include "kvtier/v1/kvtier.pb.h"
+
+namespace kvtier {
+
+struct ClientOptions {
+  std::string endpoint = "127.0.0.1:7070";         // host:port of the server
+  std::string name_space = "default";             // tenant; 1..128 bytes
+  ModelFingerprint fingerprint;                   // required; see ModelFingerprint::Validate
+  std::chrono::milliseconds deadline{30000};      // per call, including all frames of a stream
+  int max_attempts = 3;                           // tries per call for UNAVAILABLE (1 = no retry)
+  std::chrono::milliseconds initial_backoff{50};  // doubled per retry, with jitter
+  std::chrono::milliseconds max_backoff{2000};
+  uint64_t max_message_bytes = 64ull << 20;       // gRPC message size limit on this channel
+  uint64_t frame_bytes = 1ull << 20;              // put data frame size; must not exceed the server's
+  bool verify_checksum = true;                    // re-hash received payloads (end-to-end integrity)
+  size_t async_threads = 4;                       // workers for the *Async calls
+
+  Status Validate() const;
+};
+
+struct PutOptions {
+  uint32_t base_position = 0;  // position of the chunk's first token in its sequence
+  bool pin = false;            // never evicted (until deleted)
+};
+
+struct ChunkPut {
+  ChunkKey key;
+  std::span<const uint32_t> token_ids;
+  std::span<const std::byte> kv;
+  PutOptions options;
+};
+
+struct PutResult {
+  bool already_present = false;  // the chunk was stored before; nothing was written
+};
+
+struct GetResult {
+  bool found = false;
+  uint64_t bytes = 0;              // payload bytes written to the destination
+  uint32_t num_tokens = 0;
+  uint32_t base_position = 0;
+  uint8_t tier = 0;                // kvtier.v1.Tier of the hit
+};
+
+struct LookupResult {
+  uint32_t leading_hits = 0;       // keys from the start that are all cached
+  std::vector<uint8_t> tiers;      // per key, kvtier.v1.Tier (0 = miss)
+  uint32_t lease_ttl_ms = 0;       // lease granted on the leading hits
+};
+
+class Client {
+ public:
+  static Result<std::unique_ptr<Client>> Connect(ClientOptions options);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  const ClientOptions& options() const { return options_; }
+
+  Result<PutResult> Put(const ChunkKey& key, std::span<const uint32_t> token_ids, std::span<const std::byte> kv,
+                        const PutOptions& options = {});
+  // Many chunks in one stream; each commits on its own (a failure leaves earlier ones stored).
+  Result<std::vector<PutResult>> PutBatch(std::span<const ChunkPut> chunks);
+
+  // Fetches one chunk into `dest`. A miss is found == false, not an error. INVALID_ARGUMENT when
+  // `dest` is smaller than the chunk. `expected_tokens`, when given, must match the stored tokens or
+  // the answer is a miss.
+  Result<GetResult> Get(const ChunkKey& key, std::span<std::byte> dest,
+                        std::span<const uint32_t> expected_tokens = {});
+  // One stream for many keys; dests[i] receives keys[i].
+  Result<std::vector<GetResult>> GetBatch(std::span<const ChunkKey> keys, std::span<const std::span<std::byte>> dests);
+
+  // How many leading keys of a prefix chain are cached; with lease > 0 they are held that long.
+  Result<LookupResult> Lookup(std::span<const ChunkKey> keys,
+                              std::chrono::milliseconds lease = std::chrono::milliseconds(0));
+  Result<std::vector<bool>> Exists(std::span<const ChunkKey> keys);
+  Result<uint32_t> Delete(std::span<const ChunkKey> keys);
+  Result<v1::StatsResponse> Stats();
+
+  std::future<Result<PutResult>> PutAsync(const ChunkKey& key, std::span<const uint32_t> token_ids,
+                                          std::span<const std::byte> kv, const PutOptions& options = {});
+  std::future<Result<GetResult>> GetAsync(const ChunkKey& key, std::span<std::byte> dest,
+                                          std::span<const uint32_t> expected_tokens = {});
+  std::future<Result<LookupResult>> LookupAsync(std::vector<ChunkKey> keys,
+                                                std::chrono::milliseconds lease = std::chrono::milliseconds(0));
+
+ private:
+  struct Impl;
+  explicit Client(ClientOptions options);
+
+  ClientOptions options_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvtier

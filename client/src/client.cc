@@ -1,0 +1,356 @@
+#include "kvtier/client/client.h"
+
+#include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include "kvtier/api/convert.h"
+#include "kvtier/v1/kvtier.grpc.pb.h"
+#include "thread_pool.h"
+
+namespace kvtier {
+
+Status ClientOptions::Validate() const {
+  if (endpoint.empty()) return InvalidArgument("ClientOptions.endpoint is empty");
+  if (name_space.empty() || name_space.size() > 128) {
+    return InvalidArgument("ClientOptions.name_space must be 1..128 bytes");
+  }
+  KVTIER_RETURN_IF_ERROR(fingerprint.Validate());
+  if (deadline.count() <= 0) return InvalidArgument("ClientOptions.deadline must be > 0");
+  if (max_attempts < 1) return InvalidArgument("ClientOptions.max_attempts must be >= 1");
+  if (frame_bytes < 4096 || frame_bytes > max_message_bytes) {
+    return InvalidArgument("ClientOptions.frame_bytes must be in [4096, max_message_bytes]");
+  }
+  if (max_message_bytes > (1ull << 31) - 1) return InvalidArgument("ClientOptions.max_message_bytes must be < 2 GiB");
+  if (async_threads == 0) return InvalidArgument("ClientOptions.async_threads must be >= 1");
+  return Status::Ok();
+}
+
+struct Client::Impl {
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::KvTier::Stub> stub;
+  v1::RequestContext context;  // namespace + fingerprint, copied into every request
+  ThreadPool pool;
+
+  explicit Impl(size_t threads) : pool(threads) {}
+};
+
+namespace {
+
+std::string WireKey(const ChunkKey& key) { return KeyToWire(key); }
+
+}  // namespace
+
+Client::Client(ClientOptions options) : options_(std::move(options)) {}
+Client::~Client() = default;
+
+Result<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
+  KVTIER_RETURN_IF_ERROR(options.Validate());
+  std::unique_ptr<Client> client(new Client(std::move(options)));
+  const ClientOptions& o = client->options_;
+  client->impl_ = std::make_unique<Impl>(o.async_threads);
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(static_cast<int>(o.max_message_bytes));
+  args.SetMaxSendMessageSize(static_cast<int>(o.max_message_bytes));
+  // Each Client gets its own connection instead of sharing one with every channel to the same address.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  client->impl_->channel = grpc::CreateCustomChannel(o.endpoint, grpc::InsecureChannelCredentials(), args);
+  client->impl_->stub = v1::KvTier::NewStub(client->impl_->channel);
+  client->impl_->context.set_namespace_(o.name_space);
+  ToProto(o.fingerprint, client->impl_->context.mutable_fingerprint());
+  return client;
+}
+
+namespace {
+
+// Runs `attempt` until it succeeds, fails with something other than UNAVAILABLE, or tries run out.
+template <typename Fn>
+auto WithRetry(const ClientOptions& o, Fn&& attempt) -> decltype(attempt()) {
+  thread_local std::minstd_rand rng(std::random_device{}());
+  auto backoff = o.initial_backoff;
+  for (int i = 1;; ++i) {
+    auto result = attempt();
+    if (result.ok() || result.status().code() != StatusCode::kUnavailable || i >= o.max_attempts) return result;
+    const auto jittered = std::chrono::milliseconds(
+        backoff.count() / 2 + static_cast<long>(rng() % static_cast<unsigned>(backoff.count() / 2 + 1)));
+    std::this_thread::sleep_for(jittered);
+    backoff = std::min(backoff * 2, o.max_backoff);
+  }
+}
+
+void SetDeadline(const ClientOptions& o, grpc::ClientContext* ctx) {
+  ctx->set_deadline(std::chrono::system_clock::now() + o.deadline);
+}
+
+}  // namespace
+
+Result<PutResult> Client::Put(const ChunkKey& key, std::span<const uint32_t> token_ids, std::span<const std::byte> kv,
+                              const PutOptions& options) {
+  const ChunkPut chunk{key, token_ids, kv, options};
+  auto results = PutBatch({&chunk, 1});
+  if (!results.ok()) return results.status();
+  return results->front();
+}
+
+Result<std::vector<PutResult>> Client::PutBatch(std::span<const ChunkPut> chunks) {
+  if (chunks.empty()) return InvalidArgument("PutBatch of no chunks");
+  std::vector<uint64_t> checksums;
+  checksums.reserve(chunks.size());
+  for (const ChunkPut& c : chunks) checksums.push_back(Checksum64(c.kv));
+  return WithRetry(options_, [&]() -> Result<std::vector<PutResult>> {
+    grpc::ClientContext ctx;
+    SetDeadline(options_, &ctx);
+    v1::PutResponse response;
+    auto writer = impl_->stub->Put(&ctx, &response);
+    v1::PutRequest msg;
+    bool open = true;
+    for (size_t i = 0; i < chunks.size() && open; ++i) {
+      const ChunkPut& c = chunks[i];
+      v1::PutHeader* h = msg.mutable_header();
+      *h->mutable_context() = impl_->context;
+      h->set_key(WireKey(c.key));
+      h->mutable_token_ids()->Assign(c.token_ids.begin(), c.token_ids.end());
+      h->set_codec(v1::CODEC_RAW);
+      h->set_payload_bytes(c.kv.size());
+      h->set_checksum(checksums[i]);
+      h->set_base_position(c.options.base_position);
+      h->set_pin(c.options.pin);
+      open = writer->Write(msg);
+      for (uint64_t off = 0; off < c.kv.size() && open; off += options_.frame_bytes) {
+        const uint64_t n = std::min<uint64_t>(options_.frame_bytes, c.kv.size() - off);
+        msg.set_data(reinterpret_cast<const char*>(c.kv.data() + off), n);
+        open = writer->Write(msg);
+      }
+    }
+    if (open) writer->WritesDone();
+    const grpc::Status status = writer->Finish();
+    if (!status.ok()) return FromGrpc(status);
+    if (static_cast<size_t>(response.results_size()) != chunks.size()) {
+      return Internal("server acknowledged " + std::to_string(response.results_size()) + " of " +
+                      std::to_string(chunks.size()) + " chunks");
+    }
+    std::vector<PutResult> out(chunks.size());
+    for (size_t i = 0; i < chunks.size(); ++i) out[i].already_present = response.results(static_cast<int>(i)).already_present();
+    return out;
+  });
+}
+
+Result<GetResult> Client::Get(const ChunkKey& key, std::span<std::byte> dest, std::span<const uint32_t> expected_tokens) {
+  return WithRetry(options_, [&]() -> Result<GetResult> {
+    grpc::ClientContext ctx;
+    SetDeadline(options_, &ctx);
+    v1::GetRequest request;
+    *request.mutable_context() = impl_->context;
+    request.add_keys(WireKey(key));
+    if (!expected_tokens.empty()) {
+      request.add_expected_tokens()->mutable_ids()->Assign(expected_tokens.begin(), expected_tokens.end());
+    }
+    auto reader = impl_->stub->Get(&ctx, request);
+    v1::GetResponse msg;
+    GetResult result;
+    bool have_header = false;
+    uint64_t expected = 0;
+    uint64_t checksum = 0;
+    ChecksumStream hash;
+    Status error;
+    while (error.ok() && reader->Read(&msg)) {
+      if (msg.has_header()) {
+        const v1::ChunkHeader& h = msg.header();
+        if (have_header) error = Internal("server sent two headers for one key");
+        have_header = true;
+        result.found = h.found();
+        if (!h.found()) continue;
+        expected = h.payload_bytes();
+        checksum = h.checksum();
+        result.num_tokens = static_cast<uint32_t>(h.token_ids_size());
+        result.base_position = h.base_position();
+        result.tier = static_cast<uint8_t>(h.tier());
+        if (expected > dest.size()) {
+          error = InvalidArgument("destination of " + std::to_string(dest.size()) + " bytes is smaller than chunk " +
+                                  key.ToHex() + " of " + std::to_string(expected) + " bytes");
+        }
+      } else {
+        const std::string& data = msg.data();
+        if (!have_header || !result.found || data.size() > expected - result.bytes) {
+          error = Internal("server sent more data than the chunk header announced");
+          break;
+        }
+        std::memcpy(dest.data() + result.bytes, data.data(), data.size());
+        if (options_.verify_checksum) hash.Update(AsBytes(data));
+        result.bytes += data.size();
+      }
+    }
+    if (!error.ok()) {
+      ctx.TryCancel();
+      reader->Finish();
+      return error;
+    }
+    const grpc::Status status = reader->Finish();
+    if (!status.ok()) return FromGrpc(status);
+    if (!have_header) return Internal("server answered a get without a chunk header");
+    if (result.found && result.bytes != expected) {
+      return Internal("chunk " + key.ToHex() + " ended after " + std::to_string(result.bytes) + " of " +
+                      std::to_string(expected) + " bytes");
+    }
+    if (result.found && options_.verify_checksum && hash.Digest() != checksum) {
+      return DataLoss("chunk " + key.ToHex() + " arrived corrupted (checksum mismatch)");
+    }
+    return result;
+  });
+}
+
+Result<std::vector<GetResult>> Client::GetBatch(std::span<const ChunkKey> keys,
+                                                std::span<const std::span<std::byte>> dests) {
+  if (keys.size() != dests.size()) return InvalidArgument("GetBatch needs one destination per key");
+  if (keys.empty()) return InvalidArgument("GetBatch of no keys");
+  return WithRetry(options_, [&]() -> Result<std::vector<GetResult>> {
+    grpc::ClientContext ctx;
+    SetDeadline(options_, &ctx);
+    v1::GetRequest request;
+    *request.mutable_context() = impl_->context;
+    for (const ChunkKey& k : keys) request.add_keys(WireKey(k));
+    auto reader = impl_->stub->Get(&ctx, request);
+    std::vector<GetResult> results(keys.size());
+    std::vector<uint64_t> checksums(keys.size(), 0);
+    v1::GetResponse msg;
+    size_t next = 0;        // index the next header must carry
+    size_t current = SIZE_MAX;
+    uint64_t expected = 0;
+    ChecksumStream hash;
+    Status error;
+    auto finish_current = [&]() -> Status {
+      if (current == SIZE_MAX || !results[current].found) return Status::Ok();
+      if (results[current].bytes != expected) return Internal("chunk ended early in a batch get");
+      if (options_.verify_checksum && hash.Digest() != checksums[current]) {
+        return DataLoss("chunk " + keys[current].ToHex() + " arrived corrupted (checksum mismatch)");
+      }
+      return Status::Ok();
+    };
+    while (error.ok() && reader->Read(&msg)) {
+      if (msg.has_header()) {
+        const v1::ChunkHeader& h = msg.header();
+        error = finish_current();
+        if (!error.ok()) break;
+        if (h.index() != next || next >= keys.size()) {
+          error = Internal("server answered keys out of order");
+          break;
+        }
+        current = next++;
+        GetResult& r = results[current];
+        r.found = h.found();
+        if (!r.found) continue;
+        expected = h.payload_bytes();
+        checksums[current] = h.checksum();
+        hash.Reset();
+        r.num_tokens = static_cast<uint32_t>(h.token_ids_size());
+        r.base_position = h.base_position();
+        r.tier = static_cast<uint8_t>(h.tier());
+        if (expected > dests[current].size()) {
+          error = InvalidArgument("destination " + std::to_string(current) + " of " +
+                                  std::to_string(dests[current].size()) + " bytes is smaller than its chunk of " +
+                                  std::to_string(expected) + " bytes");
+        }
+      } else {
+        const std::string& data = msg.data();
+        if (current == SIZE_MAX || !results[current].found || data.size() > expected - results[current].bytes) {
+          error = Internal("server sent more data than the chunk header announced");
+          break;
+        }
+        std::memcpy(dests[current].data() + results[current].bytes, data.data(), data.size());
+        if (options_.verify_checksum) hash.Update(AsBytes(data));
+        results[current].bytes += data.size();
+      }
+    }
+    if (error.ok()) error = finish_current();
+    if (!error.ok()) {
+      ctx.TryCancel();
+      reader->Finish();
+      return error;
+    }
+    const grpc::Status status = reader->Finish();
+    if (!status.ok()) return FromGrpc(status);
+    if (next != keys.size()) return Internal("server answered " + std::to_string(next) + " of " +
+                                             std::to_string(keys.size()) + " keys");
+    return results;
+  });
+}
+
+Result<LookupResult> Client::Lookup(std::span<const ChunkKey> keys, std::chrono::milliseconds lease) {
+  return WithRetry(options_, [&]() -> Result<LookupResult> {
+    grpc::ClientContext ctx;
+    SetDeadline(options_, &ctx);
+    v1::LookupRequest request;
+    *request.mutable_context() = impl_->context;
+    for (const ChunkKey& k : keys) request.add_keys(WireKey(k));
+    request.set_lease_ttl_ms(static_cast<uint32_t>(std::max<int64_t>(0, lease.count())));
+    v1::LookupResponse response;
+    const grpc::Status status = impl_->stub->Lookup(&ctx, request, &response);
+    if (!status.ok()) return FromGrpc(status);
+    LookupResult out;
+    out.leading_hits = response.leading_hits();
+    out.lease_ttl_ms = response.lease_ttl_ms();
+    for (int t : response.tiers()) out.tiers.push_back(static_cast<uint8_t>(t));
+    return out;
+  });
+}
+
+Result<std::vector<bool>> Client::Exists(std::span<const ChunkKey> keys) {
+  return WithRetry(options_, [&]() -> Result<std::vector<bool>> {
+    grpc::ClientContext ctx;
+    SetDeadline(options_, &ctx);
+    v1::ExistsRequest request;
+    *request.mutable_context() = impl_->context;
+    for (const ChunkKey& k : keys) request.add_keys(WireKey(k));
+    v1::ExistsResponse response;
+    const grpc::Status status = impl_->stub->Exists(&ctx, request, &response);
+    if (!status.ok()) return FromGrpc(status);
+    return std::vector<bool>(response.exists().begin(), response.exists().end());
+  });
+}
+
+Result<uint32_t> Client::Delete(std::span<const ChunkKey> keys) {
+  return WithRetry(options_, [&]() -> Result<uint32_t> {
+    grpc::ClientContext ctx;
+    SetDeadline(options_, &ctx);
+    v1::DeleteRequest request;
+    *request.mutable_context() = impl_->context;
+    for (const ChunkKey& k : keys) request.add_keys(WireKey(k));
+    v1::DeleteResponse response;
+    const grpc::Status status = impl_->stub->Delete(&ctx, request, &response);
+    if (!status.ok()) return FromGrpc(status);
+    return response.deleted();
+  });
+}
+
+Result<v1::StatsResponse> Client::Stats() {
+  return WithRetry(options_, [&]() -> Result<v1::StatsResponse> {
+    grpc::ClientContext ctx;
+    SetDeadline(options_, &ctx);
+    v1::StatsResponse response;
+    const grpc::Status status = impl_->stub->Stats(&ctx, v1::StatsRequest(), &response);
+    if (!status.ok()) return FromGrpc(status);
+    return response;
+  });
+}
+
+std::future<Result<PutResult>> Client::PutAsync(const ChunkKey& key, std::span<const uint32_t> token_ids,
+                                                std::span<const std::byte> kv, const PutOptions& options) {
+  return impl_->pool.Submit([=, this] { return Put(key, token_ids, kv, options); });
+}
+
+std::future<Result<GetResult>> Client::GetAsync(const ChunkKey& key, std::span<std::byte> dest,
+                                                std::span<const uint32_t> expected_tokens) {
+  return impl_->pool.Submit([=, this] { return Get(key, dest, expected_tokens); });
+}
+
+std::future<Result<LookupResult>> Client::LookupAsync(std::vector<ChunkKey> keys, std::chrono::milliseconds lease) {
+  return impl_->pool.Submit([keys = std::move(keys), lease, this] { return Lookup(keys, lease); });
+}
+
+}  // namespace kvtier

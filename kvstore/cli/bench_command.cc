@@ -1,0 +1,73 @@
+#include <iostream>
+#include <sstream>
+
+#include "commands.h"
+#include "flags.h"
+#include "kvtier/bench/throughput.h"
+#include "kvtier/kvstore/config.h"
+
+namespace kvtier::cli {
+namespace {
+
+template <typename T, typename Parse>
+Status ParseList(const std::string& text, std::vector<T>* out, Parse parse) {
+  out->clear();
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    auto v = parse(item);
+    if (!v.ok()) return v.status();
+    out->push_back(*v);
+  }
+  if (out->empty()) return InvalidArgument("empty list");
+  return Status::Ok();
+}
+
+}  // namespace
+
+int BenchCommand(int argc, char** argv) {
+  bench::BenchOptions options;
+  bool json = false;
+  FlagSet flags("kvtier bench [--server ADDR] [--json]",
+                "Measures put and get throughput (GB/s) and latency (p50/p99) of kvtier and of Redis storing the\n"
+                "same bytes, side by side in one run. Redis is a redis-server started on a free loopback port\n"
+                "with persistence off. Without --server, a kvtier server is started in-process.\n"
+                "Prints a table, then (with --json) one JSON line as the last line of output.");
+  flags.AddString("server", &options.server, "kvtier address host:port (default: start one in-process)");
+  flags.AddCustom("chunk-sizes", "LIST", [&](const std::string& v) {
+    return ParseList<uint64_t>(v, &options.chunk_bytes, [](const std::string& s) { return ParseByteSize(s); });
+  }, "chunk sizes, comma-separated (default 256KiB,2MiB)");
+  flags.AddCustom("clients", "LIST", [&](const std::string& v) {
+    return ParseList<int>(v, &options.clients, [](const std::string& s) -> Result<int> {
+      try {
+        return std::stoi(s);
+      } catch (...) {
+        return InvalidArgument("'" + s + "' is not a client count");
+      }
+    });
+  }, "concurrent clients, comma-separated (default 1,4)");
+  flags.AddBytes("working-set", &options.working_set_bytes, "bytes put per cell (default 512MiB)");
+  flags.AddInt("get-passes", &options.get_passes, "reads of each key per cell (default 2)");
+  flags.AddString("redis-server", &options.redis_server, "redis-server binary; empty skips Redis (default redis-server)");
+  flags.AddBool("json", &json, "print one JSON line with all results last");
+  Status s = flags.Parse(argc, argv, 2);
+  if (s.ok() && flags.help_requested()) {
+    std::cout << flags.Usage();
+    return 0;
+  }
+  if (s.ok()) s = flags.Apply();
+  if (!s.ok()) {
+    std::cerr << "kvtier bench: " << s.ToString() << "\n";
+    return 1;
+  }
+  auto rows = bench::RunThroughputBench(options, std::cerr);
+  if (!rows.ok()) {
+    std::cerr << "kvtier bench: " << rows.status().ToString() << "\n";
+    return 1;
+  }
+  bench::PrintTable(*rows, std::cout);
+  if (json) std::cout << bench::ToJsonLine(*rows) << "\n";
+  return 0;
+}
+
+}  // namespace kvtier::cli

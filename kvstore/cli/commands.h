@@ -1,0 +1,12 @@
+// The `kvtier` subcommands. Each takes the full argv and returns the process exit code.
+#pragma once
+
+namespace kvtier::cli {
+
+int ServeCommand(int argc, char** argv);
+int StatCommand(int argc, char** argv);
+int PutCommand(int argc, char** argv);
+int GetCommand(int argc, char** argv);
+int BenchCommand(int argc, char** argv);
+
+}  // namespace kvtier::cli

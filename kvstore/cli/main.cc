@@ -1,0 +1,44 @@
+// `kvtier`: the server and the operator's tool. Thin dispatch over the libraries.
+#include <cstdio>
+#include <cstring>
+#include <string_view>
+
+#include "commands.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "kvtier " KVTIER_VERSION " - KV-cache storage and transfer for LLM inference\n"
+    "\n"
+    "usage: kvtier <command> [flags]\n"
+    "\n"
+    "commands:\n"
+    "  serve   run a kvtier server (gRPC + Prometheus metrics)\n"
+    "  stat    print a server's tiers, counters and limits\n"
+    "  put     store a file as a chunk of the debug model (for debugging)\n"
+    "  get     fetch a chunk stored by `put` back into a file\n"
+    "  bench   measure put/get throughput and latency against kvtier and Redis side by side\n"
+    "\n"
+    "`kvtier <command> --help` describes each command's flags.\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0 ||
+      std::strcmp(argv[1], "help") == 0) {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string_view command = argv[1];
+  if (command == "--version" || command == "version") {
+    std::puts("kvtier " KVTIER_VERSION);
+    return 0;
+  }
+  if (command == "serve") return kvtier::cli::ServeCommand(argc, argv);
+  if (command == "stat") return kvtier::cli::StatCommand(argc, argv);
+  if (command == "put") return kvtier::cli::PutCommand(argc, argv);
+  if (command == "get") return kvtier::cli::GetCommand(argc, argv);
+  if (command == "bench") return kvtier::cli::BenchCommand(argc, argv);
+  std::fprintf(stderr, "kvtier: unknown command '%s'\n\n%s", argv[1], kUsage);
+  return 2;
+}

@@ -1,0 +1,116 @@
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "commands.h"
+#include "flags.h"
+#include "kvtier/gpu/device.h"
+#include "kvtier/kvstore/config.h"
+#include "kvtier/kvstore/host_tier.h"
+#include "kvtier/kvstore/log.h"
+#include "kvtier/kvstore/server.h"
+
+namespace kvtier::cli {
+namespace {
+
+Status CheckAgainstMemory(const ServerConfig& config) {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page = sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page <= 0) return Status::Ok();
+  const uint64_t physical = static_cast<uint64_t>(pages) * static_cast<uint64_t>(page);
+  if (config.store.host_capacity_bytes > physical / 10 * 8) {
+    return InvalidArgument("host_tier.capacity " + FormatByteSize(config.store.host_capacity_bytes) +
+                           " exceeds 80% of this machine's " + FormatByteSize(physical / (1 << 20) * (1 << 20)) +
+                           " of memory");
+  }
+  return Status::Ok();
+}
+
+int Fail(const Status& status) {
+  std::cerr << "kvtier serve: " << status.ToString() << "\n";
+  return 1;
+}
+
+}  // namespace
+
+int ServeCommand(int argc, char** argv) {
+  ServerConfig config;
+  std::string config_file;
+  std::string log_level;
+  FlagSet flags("kvtier serve [--config FILE] [flags]",
+                "Runs a kvtier server: the gRPC API (kvtier.v1.KvTier, grpc.health.v1, reflection) and a\n"
+                "Prometheus /metrics endpoint. Defaults are embedded; a YAML config file (docs/config.md)\n"
+                "overrides them, and flags override the file. SIGINT/SIGTERM drain in-flight calls and exit.");
+  flags.AddString("config", &config_file, "YAML config file (keys: docs/config.md)");
+  flags.AddString("listen", &config.listen, "gRPC address host:port (default 127.0.0.1:7070; port 0 = any)");
+  flags.AddString("metrics-listen", &config.metrics_listen,
+                  "Prometheus address host:port (default 127.0.0.1:9090; empty = off)");
+  flags.AddBytes("host-capacity", &config.store.host_capacity_bytes,
+                 "host DRAM tier size, e.g. 4GiB (default 4GiB)");
+  flags.AddString("log-level", &log_level, "debug, info, warning or error (default info)");
+  Status s = flags.Parse(argc, argv, 2);
+  if (!s.ok()) return Fail(s);
+  if (flags.help_requested()) {
+    std::cout << flags.Usage();
+    return 0;
+  }
+  if (!config_file.empty()) {
+    s = LoadServerConfigFile(config_file, &config);
+    if (!s.ok()) return Fail(s);
+  }
+  s = flags.Apply();
+  if (!s.ok()) return Fail(s);
+  if (!log_level.empty() && !ParseLogLevel(log_level, &config.log_level)) {
+    return Fail(InvalidArgument("--log-level: expected debug, info, warning or error"));
+  }
+  s = config.Validate();
+  if (s.ok()) s = CheckAgainstMemory(config);
+  if (!s.ok()) return Fail(s);
+  SetLogLevel(config.log_level);
+  KVTIER_LOG(kInfo) << "kvtier " << KVTIER_VERSION << " starting; effective config:\n" << config.ToYaml();
+
+  const gpu::GpuProbe probe = gpu::ProbeDevices();
+  if (probe.devices.empty()) {
+    KVTIER_LOG(kInfo) << "no GPU tier: " << probe.reason;
+  } else {
+    KVTIER_LOG(kInfo) << probe.devices.size() << " GPU(s) found (" << probe.devices[0].name
+                      << "); the GPU tier is not part of this version";
+  }
+
+  // Block the stop signals before gRPC starts its threads, so only the watcher below receives them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  auto server = Server::Start(config);
+  if (!server.ok()) return Fail(server.status());
+  const auto& arena = static_cast<const HostTier&>((*server)->store().host_tier()).arena();
+  KVTIER_LOG(kInfo) << "host tier: " << FormatByteSize(arena.size()) << " arena (" << arena.backing()
+                    << " pages), pre-faulted in " << arena.prefault_seconds() << " s";
+  std::printf("kvtier serving gRPC on %s", (*server)->address().c_str());
+  if ((*server)->metrics_port() != 0) {
+    const std::string& m = config.metrics_listen;
+    std::printf(", metrics on http://%s:%d/metrics", m.substr(0, m.rfind(':')).c_str(), (*server)->metrics_port());
+  }
+  std::printf("\n");
+  std::fflush(stdout);
+
+  std::thread watcher([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    KVTIER_LOG(kInfo) << "signal " << sig << ": draining in-flight calls (up to 5 s)";
+    (*server)->Shutdown(std::chrono::seconds(5));
+  });
+  (*server)->Wait();
+  watcher.join();
+  KVTIER_LOG(kInfo) << "stopped";
+  return 0;
+}
+
+}  // namespace kvtier::cli

@@ -1,0 +1,35 @@
+// ServerConfig: everything `kvtier serve` can be told, with embedded defaults, loaded from one YAML
+// file and overridden by flags. Unknown keys and bad values are refused with a message naming the key.
+// The key reference (kept in step with ParseServerConfigYaml) is docs/config.md. Plain value type.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "kvtier/kvstore/log.h"
+#include "kvtier/kvstore/service.h"
+#include "kvtier/kvstore/store.h"
+
+namespace kvtier {
+
+struct ServerConfig {
+  std::string listen = "127.0.0.1:7070";          // gRPC address; port 0 picks a free port
+  std::string metrics_listen = "127.0.0.1:9090";  // Prometheus /metrics; empty disables it
+  LogLevel log_level = LogLevel::kInfo;
+  StoreOptions store;
+  ServiceOptions service;
+
+  Status Validate() const;
+  // The effective configuration as YAML (the same keys the file takes), for the start-up log.
+  std::string ToYaml() const;
+};
+
+// Parses "4GiB", "512MiB", "64KiB", "1GB", "1048576" (bytes). INVALID_ARGUMENT on anything else.
+Result<uint64_t> ParseByteSize(std::string_view text);
+std::string FormatByteSize(uint64_t bytes);
+
+// Applies a YAML document on top of `config`. Errors name the offending key, e.g. "host_tier.capacity".
+Status ParseServerConfigYaml(std::string_view yaml, ServerConfig* config);
+Status LoadServerConfigFile(const std::string& path, ServerConfig* config);
+
+}  // namespace kvtier

@@ -1,0 +1,52 @@
+// KvTierService: the gRPC face of a Store (kvtier.v1.KvTier). It validates wire-level input (key
+// lengths, frame sizes, stream order), maps kvtier::Status to gRPC codes, streams payloads in frames,
+// and records request metrics. All policy lives in the Store. Thread-safe: gRPC calls it from many
+// threads; it holds no mutable state of its own.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "kvtier/kvstore/metrics.h"
+#include "kvtier/kvstore/store.h"
+#include "kvtier/v1/kvtier.grpc.pb.h"
+
+namespace kvtier {
+
+struct ServiceOptions {
+  uint64_t max_frame_bytes = 1ull << 20;  // largest data frame accepted in a put, and sent in a get
+  Status Validate() const;
+};
+
+class KvTierService final : public v1::KvTier::Service {
+ public:
+  KvTierService(Store* store, Metrics* metrics, ServiceOptions options);
+
+  grpc::Status Put(grpc::ServerContext* ctx, grpc::ServerReader<v1::PutRequest>* reader,
+                   v1::PutResponse* response) override;
+  grpc::Status Get(grpc::ServerContext* ctx, const v1::GetRequest* request,
+                   grpc::ServerWriter<v1::GetResponse>* writer) override;
+  grpc::Status Lookup(grpc::ServerContext* ctx, const v1::LookupRequest* request,
+                      v1::LookupResponse* response) override;
+  grpc::Status Exists(grpc::ServerContext* ctx, const v1::ExistsRequest* request,
+                      v1::ExistsResponse* response) override;
+  grpc::Status Delete(grpc::ServerContext* ctx, const v1::DeleteRequest* request,
+                      v1::DeleteResponse* response) override;
+  grpc::Status Stats(grpc::ServerContext* ctx, const v1::StatsRequest* request,
+                     v1::StatsResponse* response) override;
+
+ private:
+  template <typename Fn>
+  grpc::Status Timed(Op op, Fn&& fn);
+  Result<Scope> ScopeOf(const v1::RequestContext& context, bool for_write);
+  Status DoPut(grpc::ServerContext* ctx, grpc::ServerReader<v1::PutRequest>* reader, v1::PutResponse* response);
+  Status DoGet(grpc::ServerContext* ctx, const v1::GetRequest& request, grpc::ServerWriter<v1::GetResponse>* writer);
+
+  Store* const store_;
+  Metrics* const metrics_;
+  const ServiceOptions options_;
+  const std::chrono::steady_clock::time_point started_;
+};
+
+}  // namespace kvtier

@@ -1,0 +1,197 @@
+#include "kvtier/kvstore/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+
+namespace kvtier {
+namespace {
+
+Status KeyError(const std::string& key, const std::string& what) {
+  return InvalidArgument("config key '" + key + "': " + what);
+}
+
+// Refuses keys the parser does not know, so a typo never silently falls back to a default.
+Status CheckKeys(const YAML::Node& map, const std::string& prefix, const std::set<std::string>& known) {
+  for (const auto& kv : map) {
+    const std::string key = kv.first.as<std::string>();
+    if (!known.contains(key)) return KeyError(prefix + key, "unknown key");
+  }
+  return Status::Ok();
+}
+
+Status ReadString(const YAML::Node& node, const std::string& key, std::string* out) {
+  if (!node.IsScalar()) return KeyError(key, "expected a string");
+  *out = node.as<std::string>();
+  return Status::Ok();
+}
+
+Status ReadBool(const YAML::Node& node, const std::string& key, bool* out) {
+  bool v = false;
+  if (!node.IsScalar() || !YAML::convert<bool>::decode(node, v)) return KeyError(key, "expected true or false");
+  *out = v;
+  return Status::Ok();
+}
+
+Status ReadBytes(const YAML::Node& node, const std::string& key, uint64_t* out) {
+  if (!node.IsScalar()) return KeyError(key, "expected a size such as 4GiB or 1048576");
+  auto v = ParseByteSize(node.Scalar());
+  if (!v.ok()) return KeyError(key, v.status().message());
+  *out = *v;
+  return Status::Ok();
+}
+
+Status ReadU32(const YAML::Node& node, const std::string& key, uint32_t* out) {
+  if (!node.IsScalar()) return KeyError(key, "expected a non-negative integer");
+  const std::string& s = node.Scalar();
+  if (s.empty() || s.size() > 10 || !std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(c); })) {
+    return KeyError(key, "expected a non-negative integer, got '" + s + "'");
+  }
+  const uint64_t v = std::stoull(s);
+  if (v > std::numeric_limits<uint32_t>::max()) return KeyError(key, "value " + s + " is too large");
+  *out = static_cast<uint32_t>(v);
+  return Status::Ok();
+}
+
+Status ParseHostTier(const YAML::Node& node, ServerConfig* c) {
+  if (!node.IsMap()) return KeyError("host_tier", "expected a mapping");
+  KVTIER_RETURN_IF_ERROR(CheckKeys(node, "host_tier.", {"capacity", "huge_pages", "prefault"}));
+  if (node["capacity"]) KVTIER_RETURN_IF_ERROR(ReadBytes(node["capacity"], "host_tier.capacity", &c->store.host_capacity_bytes));
+  if (node["huge_pages"]) KVTIER_RETURN_IF_ERROR(ReadBool(node["huge_pages"], "host_tier.huge_pages", &c->store.host_huge_pages));
+  if (node["prefault"]) KVTIER_RETURN_IF_ERROR(ReadBool(node["prefault"], "host_tier.prefault", &c->store.host_prefault));
+  return Status::Ok();
+}
+
+Status ParseLimits(const YAML::Node& node, ServerConfig* c) {
+  if (!node.IsMap()) return KeyError("limits", "expected a mapping");
+  KVTIER_RETURN_IF_ERROR(CheckKeys(node, "limits.",
+                                   {"max_chunk_bytes", "max_frame_bytes", "max_batch", "max_lease_ttl_ms",
+                                    "max_namespaces", "max_fingerprints"}));
+  if (node["max_chunk_bytes"]) KVTIER_RETURN_IF_ERROR(ReadBytes(node["max_chunk_bytes"], "limits.max_chunk_bytes", &c->store.max_chunk_bytes));
+  if (node["max_frame_bytes"]) KVTIER_RETURN_IF_ERROR(ReadBytes(node["max_frame_bytes"], "limits.max_frame_bytes", &c->service.max_frame_bytes));
+  if (node["max_batch"]) KVTIER_RETURN_IF_ERROR(ReadU32(node["max_batch"], "limits.max_batch", &c->store.max_batch));
+  if (node["max_lease_ttl_ms"]) KVTIER_RETURN_IF_ERROR(ReadU32(node["max_lease_ttl_ms"], "limits.max_lease_ttl_ms", &c->store.max_lease_ttl_ms));
+  if (node["max_namespaces"]) KVTIER_RETURN_IF_ERROR(ReadU32(node["max_namespaces"], "limits.max_namespaces", &c->store.max_namespaces));
+  if (node["max_fingerprints"]) KVTIER_RETURN_IF_ERROR(ReadU32(node["max_fingerprints"], "limits.max_fingerprints", &c->store.max_fingerprints));
+  return Status::Ok();
+}
+
+const char* LogLevelName(LogLevel level) {
+  switch (level) {
+    case LogLevel::kDebug: return "debug";
+    case LogLevel::kInfo: return "info";
+    case LogLevel::kWarning: return "warning";
+    case LogLevel::kError: return "error";
+  }
+  return "info";
+}
+
+}  // namespace
+
+Result<uint64_t> ParseByteSize(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+  if (i == 0 || i > 19) return InvalidArgument("'" + std::string(text) + "' is not a size (e.g. 4GiB, 512MiB, 65536)");
+  const uint64_t number = std::stoull(std::string(text.substr(0, i)));
+  std::string_view unit = text.substr(i);
+  while (!unit.empty() && unit.front() == ' ') unit.remove_prefix(1);
+  uint64_t mult = 0;
+  if (unit.empty() || unit == "B") mult = 1;
+  else if (unit == "KiB" || unit == "K") mult = 1ull << 10;
+  else if (unit == "MiB" || unit == "M") mult = 1ull << 20;
+  else if (unit == "GiB" || unit == "G") mult = 1ull << 30;
+  else if (unit == "TiB" || unit == "T") mult = 1ull << 40;
+  else if (unit == "KB") mult = 1000ull;
+  else if (unit == "MB") mult = 1000ull * 1000;
+  else if (unit == "GB") mult = 1000ull * 1000 * 1000;
+  else if (unit == "TB") mult = 1000ull * 1000 * 1000 * 1000;
+  else return InvalidArgument("unknown size unit '" + std::string(unit) + "' (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)");
+  if (number > std::numeric_limits<uint64_t>::max() / mult) return InvalidArgument("size '" + std::string(text) + "' overflows");
+  return number * mult;
+}
+
+std::string FormatByteSize(uint64_t bytes) {
+  static constexpr const char* kUnits[] = {"TiB", "GiB", "MiB", "KiB"};
+  for (int i = 0; i < 4; ++i) {
+    const uint64_t mult = 1ull << (10 * (4 - i));
+    if (bytes >= mult && bytes % mult == 0) return std::to_string(bytes / mult) + kUnits[i];
+  }
+  return std::to_string(bytes);
+}
+
+Status ServerConfig::Validate() const {
+  if (listen.empty()) return InvalidArgument("config key 'listen': empty address");
+  if (metrics_listen == listen) return InvalidArgument("config key 'metrics_listen': same address as 'listen'");
+  KVTIER_RETURN_IF_ERROR(store.Validate());
+  KVTIER_RETURN_IF_ERROR(service.Validate());
+  if (service.max_frame_bytes > store.max_chunk_bytes) {
+    return InvalidArgument("config key 'limits.max_frame_bytes': larger than limits.max_chunk_bytes");
+  }
+  return Status::Ok();
+}
+
+std::string ServerConfig::ToYaml() const {
+  std::ostringstream out;
+  out << "listen: " << listen << "\n"
+      << "metrics_listen: \"" << metrics_listen << "\"\n"
+      << "log_level: " << LogLevelName(log_level) << "\n"
+      << "host_tier:\n"
+      << "  capacity: " << FormatByteSize(store.host_capacity_bytes) << "\n"
+      << "  huge_pages: " << (store.host_huge_pages ? "true" : "false") << "\n"
+      << "  prefault: " << (store.host_prefault ? "true" : "false") << "\n"
+      << "limits:\n"
+      << "  max_chunk_bytes: " << FormatByteSize(store.max_chunk_bytes) << "\n"
+      << "  max_frame_bytes: " << FormatByteSize(service.max_frame_bytes) << "\n"
+      << "  max_batch: " << store.max_batch << "\n"
+      << "  max_lease_ttl_ms: " << store.max_lease_ttl_ms << "\n"
+      << "  max_namespaces: " << store.max_namespaces << "\n"
+      << "  max_fingerprints: " << store.max_fingerprints << "\n";
+  return out.str();
+}
+
+Status ParseServerConfigYaml(std::string_view yaml, ServerConfig* config) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml));
+  } catch (const YAML::Exception& e) {
+    return InvalidArgument(std::string("config is not valid YAML: ") + e.what());
+  }
+  if (root.IsNull()) return Status::Ok();  // an empty file keeps every default
+  if (!root.IsMap()) return InvalidArgument("config must be a YAML mapping at the top level");
+  try {
+    KVTIER_RETURN_IF_ERROR(CheckKeys(root, "", {"listen", "metrics_listen", "log_level", "host_tier", "limits"}));
+    if (root["listen"]) KVTIER_RETURN_IF_ERROR(ReadString(root["listen"], "listen", &config->listen));
+    if (root["metrics_listen"]) {
+      KVTIER_RETURN_IF_ERROR(ReadString(root["metrics_listen"], "metrics_listen", &config->metrics_listen));
+    }
+    if (root["log_level"]) {
+      std::string level;
+      KVTIER_RETURN_IF_ERROR(ReadString(root["log_level"], "log_level", &level));
+      if (!ParseLogLevel(level, &config->log_level)) {
+        return KeyError("log_level", "expected debug, info, warning or error, got '" + level + "'");
+      }
+    }
+    if (root["host_tier"]) KVTIER_RETURN_IF_ERROR(ParseHostTier(root["host_tier"], config));
+    if (root["limits"]) KVTIER_RETURN_IF_ERROR(ParseLimits(root["limits"], config));
+  } catch (const YAML::Exception& e) {
+    return InvalidArgument(std::string("config: ") + e.what());
+  }
+  return config->Validate();
+}
+
+Status LoadServerConfigFile(const std::string& path, ServerConfig* config) {
+  std::ifstream in(path);
+  if (!in) return NotFound("cannot open config file " + path);
+  std::stringstream buf;
+  buf << in.rdbuf();
+  Status s = ParseServerConfigYaml(buf.str(), config);
+  if (!s.ok()) return Status(s.code(), path + ": " + s.message());
+  return Status::Ok();
+}
+
+}  // namespace kvtier

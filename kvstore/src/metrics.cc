@@ -1,0 +1,141 @@
+#include "kvtier/kvstore/metrics.h"
+
+#include <prometheus/collectable.h>
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <exception>
+
+#include "kvtier/kvstore/store.h"
+
+namespace kvtier {
+
+std::string_view OpName(Op op) {
+  switch (op) {
+    case Op::kPut: return "put";
+    case Op::kGet: return "get";
+    case Op::kLookup: return "lookup";
+    case Op::kExists: return "exists";
+    case Op::kDelete: return "delete";
+    case Op::kStats: return "stats";
+    case Op::kCount: break;
+  }
+  return "unknown";
+}
+
+// Turns a Store::Stats() snapshot into metric families at scrape time.
+class StoreCollector final : public prometheus::Collectable {
+ public:
+  explicit StoreCollector(const Store* store) : store_(store) {}
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    const StoreStats stats = store_->Stats();
+    std::vector<prometheus::MetricFamily> out;
+    auto per_tier = [&](const char* name, const char* help, prometheus::MetricType type, auto field) {
+      prometheus::MetricFamily family{name, help, type, {}};
+      for (const TierSnapshot& t : stats.tiers) {
+        prometheus::ClientMetric m;
+        m.label.push_back({"tier", std::string(TierName(t.kind))});
+        const double value = static_cast<double>(t.*field);
+        if (type == prometheus::MetricType::Counter) m.counter.value = value;
+        else m.gauge.value = value;
+        family.metric.push_back(std::move(m));
+      }
+      out.push_back(std::move(family));
+    };
+    auto single = [&](const char* name, const char* help, prometheus::MetricType type, double value) {
+      prometheus::ClientMetric m;
+      if (type == prometheus::MetricType::Counter) m.counter.value = value;
+      else m.gauge.value = value;
+      out.push_back(prometheus::MetricFamily{name, help, type, {std::move(m)}});
+    };
+    using prometheus::MetricType;
+    per_tier("kvtier_tier_bytes", "Bytes allocated to chunks in the tier.", MetricType::Gauge,
+             &TierSnapshot::used_bytes);
+    per_tier("kvtier_tier_chunks", "Chunks stored in the tier.", MetricType::Gauge, &TierSnapshot::chunks);
+    per_tier("kvtier_tier_capacity_bytes", "Capacity of the tier in bytes.", MetricType::Gauge,
+             &TierSnapshot::capacity_bytes);
+    per_tier("kvtier_tier_pinned_chunks", "Pinned (never evicted) chunks in the tier.", MetricType::Gauge,
+             &TierSnapshot::pinned_chunks);
+    per_tier("kvtier_hits_total", "Chunk reads served from the tier.", MetricType::Counter, &TierSnapshot::hits);
+    per_tier("kvtier_evictions_total", "Chunks evicted from the tier.", MetricType::Counter,
+             &TierSnapshot::evictions);
+    single("kvtier_misses_total", "Chunk reads that found no usable chunk.", MetricType::Counter,
+           static_cast<double>(stats.misses));
+    single("kvtier_checksum_failures_total", "Stored chunks whose checksum did not verify on read.",
+           MetricType::Counter, static_cast<double>(stats.checksum_failures));
+    single("kvtier_token_mismatches_total", "Reads whose expected token ids differed from the stored ones.",
+           MetricType::Counter, static_cast<double>(stats.token_mismatches));
+    single("kvtier_namespaces", "Namespaces known to the server.", MetricType::Gauge,
+           static_cast<double>(stats.namespaces));
+    return out;
+  }
+
+ private:
+  const Store* store_;
+};
+
+Metrics::Metrics(const Store* store)
+    : registry_(std::make_shared<prometheus::Registry>()),
+      store_collector_(std::make_shared<StoreCollector>(store)) {
+  requests_ = &prometheus::BuildCounter()
+                   .Name("kvtier_requests_total")
+                   .Help("RPCs finished, by operation and gRPC status code.")
+                   .Register(*registry_);
+  auto& durations = prometheus::BuildHistogram()
+                        .Name("kvtier_request_duration_seconds")
+                        .Help("RPC latency from arrival to the last byte sent, by operation.")
+                        .Register(*registry_);
+  const prometheus::Histogram::BucketBoundaries buckets = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                                           0.005,   0.01,   0.025,   0.05,   0.1,   0.25,
+                                                           0.5,     1,      2.5,     5,      10};
+  for (size_t i = 0; i < durations_.size(); ++i) {
+    durations_[i] = &durations.Add({{"op", std::string(OpName(static_cast<Op>(i)))}}, buckets);
+  }
+}
+
+Metrics::~Metrics() = default;
+
+prometheus::Counter* Metrics::RequestCounter(Op op, StatusCode code) {
+  const int c = static_cast<int>(code);
+  auto& slot = counters_[static_cast<size_t>(op)][c >= 0 && c < kCodes ? c : 2];
+  prometheus::Counter* counter = slot.load(std::memory_order_acquire);
+  if (counter != nullptr) return counter;
+  std::lock_guard lock(counters_mu_);
+  counter = slot.load(std::memory_order_relaxed);
+  if (counter == nullptr) {
+    counter = &requests_->Add({{"op", std::string(OpName(op))}, {"code", std::string(StatusCodeName(code))}});
+    slot.store(counter, std::memory_order_release);
+  }
+  return counter;
+}
+
+void Metrics::ObserveRequest(Op op, StatusCode code, double seconds) {
+  RequestCounter(op, code)->Increment();
+  durations_[static_cast<size_t>(op)]->Observe(seconds);
+}
+
+Result<int> Metrics::Serve(const std::string& address) {
+  try {
+    exposer_ = std::make_unique<prometheus::Exposer>(address, 1);
+  } catch (const std::exception& e) {
+    return Unavailable("cannot serve metrics on " + address + ": " + e.what());
+  }
+  exposer_->RegisterCollectable(registry_);
+  exposer_->RegisterCollectable(store_collector_);
+  const auto ports = exposer_->GetListeningPorts();
+  if (ports.empty()) return Unavailable("metrics exposer on " + address + " bound no port");
+  return ports.front();
+}
+
+std::string Metrics::Render() const {
+  auto families = registry_->Collect();
+  auto store_families = store_collector_->Collect();
+  families.insert(families.end(), store_families.begin(), store_families.end());
+  return prometheus::TextSerializer().Serialize(families);
+}
+
+}  // namespace kvtier

@@ -1,0 +1,67 @@
+#include "kvtier/kvstore/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+
+#include "kvtier/kvstore/service.h"
+
+namespace kvtier {
+
+Result<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
+  KVTIER_RETURN_IF_ERROR(config.Validate());
+  std::unique_ptr<Server> server(new Server());
+  server->config_ = config;
+  auto store = Store::Open(config.store);
+  if (!store.ok()) return store.status();
+  server->store_ = std::move(store).value();
+  server->metrics_ = std::make_unique<Metrics>(server->store_.get());
+  server->service_ = std::make_unique<KvTierService>(server->store_.get(), server->metrics_.get(), config.service);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &server->port_);
+  builder.RegisterService(server->service_.get());
+  // A put header carries up to chunk_tokens token ids next to a frame-sized limit; 1 MiB of slack
+  // covers 65536 of them. Larger messages are refused by gRPC itself with RESOURCE_EXHAUSTED.
+  const uint64_t max_message = config.service.max_frame_bytes + (1ull << 20);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(max_message));
+  builder.SetMaxSendMessageSize(static_cast<int>(max_message));
+  server->grpc_ = builder.BuildAndStart();
+  if (server->grpc_ == nullptr || server->port_ == 0) {
+    return Unavailable("cannot listen for gRPC on " + config.listen + " (address in use or not local?)");
+  }
+  if (!config.metrics_listen.empty()) {
+    auto port = server->metrics_->Serve(config.metrics_listen);
+    if (!port.ok()) {
+      server->grpc_->Shutdown();
+      return port.status();
+    }
+    server->metrics_port_ = *port;
+  }
+  return server;
+}
+
+Server::~Server() {
+  if (grpc_ != nullptr) {
+    Shutdown(std::chrono::milliseconds(0));
+    grpc_->Wait();
+  }
+}
+
+std::string Server::address() const {
+  const std::string& listen = config_.listen;
+  const size_t colon = listen.rfind(':');
+  return (colon == std::string::npos ? listen : listen.substr(0, colon)) + ":" + std::to_string(port_);
+}
+
+void Server::Shutdown(std::chrono::milliseconds grace) {
+  grpc_->Shutdown(std::chrono::system_clock::now() + grace);
+}
+
+void Server::Wait() { grpc_->Wait(); }
+
+}  // namespace kvtier

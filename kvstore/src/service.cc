@@ -1,0 +1,259 @@
+#include "kvtier/kvstore/service.h"
+
+#include <vector>
+
+#include "kvtier/api/convert.h"
+
+namespace kvtier {
+namespace {
+
+Result<std::vector<ChunkKey>> KeysOf(const google::protobuf::RepeatedPtrField<std::string>& wire) {
+  std::vector<ChunkKey> keys;
+  keys.reserve(wire.size());
+  for (int i = 0; i < wire.size(); ++i) {
+    auto key = ChunkKey::FromBytes(wire[i]);
+    if (!key.ok()) return InvalidArgument("keys[" + std::to_string(i) + "]: " + key.status().message());
+    keys.push_back(*key);
+  }
+  return keys;
+}
+
+std::span<const uint32_t> TokensOf(const google::protobuf::RepeatedField<uint32_t>& ids) {
+  return {ids.data(), static_cast<size_t>(ids.size())};
+}
+
+std::span<const std::byte> BytesOf(const std::string& s) { return AsBytes(s); }
+
+}  // namespace
+
+Status ServiceOptions::Validate() const {
+  if (max_frame_bytes < 4096 || max_frame_bytes > (64ull << 20)) {
+    return InvalidArgument("max_frame_bytes must be in [4096, 64 MiB]");
+  }
+  return Status::Ok();
+}
+
+KvTierService::KvTierService(Store* store, Metrics* metrics, ServiceOptions options)
+    : store_(store), metrics_(metrics), options_(options), started_(std::chrono::steady_clock::now()) {}
+
+template <typename Fn>
+grpc::Status KvTierService::Timed(Op op, Fn&& fn) {
+  const auto start = std::chrono::steady_clock::now();
+  const Status status = fn();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (metrics_ != nullptr) metrics_->ObserveRequest(op, status.code(), seconds);
+  return ToGrpc(status);
+}
+
+Result<Scope> KvTierService::ScopeOf(const v1::RequestContext& context, bool for_write) {
+  if (!context.has_fingerprint()) return InvalidArgument("request context has no model fingerprint");
+  return store_->OpenScope(context.namespace_(), FromProto(context.fingerprint()), for_write);
+}
+
+grpc::Status KvTierService::Put(grpc::ServerContext* ctx, grpc::ServerReader<v1::PutRequest>* reader,
+                                v1::PutResponse* response) {
+  return Timed(Op::kPut, [&] { return DoPut(ctx, reader, response); });
+}
+
+Status KvTierService::DoPut(grpc::ServerContext* ctx, grpc::ServerReader<v1::PutRequest>* reader,
+                            v1::PutResponse* response) {
+  v1::PutRequest msg;
+  PendingPut pending;
+  Scope scope;
+  std::string scope_namespace;
+  int chunks = 0;
+  while (reader->Read(&msg)) {
+    if (msg.has_header()) {
+      if (pending.active()) {
+        return InvalidArgument("header for a new chunk arrived after " + std::to_string(pending.received_bytes()) +
+                               " of " + std::to_string(pending.expected_bytes()) + " payload bytes of chunk " +
+                               pending.key().ToHex());
+      }
+      const v1::PutHeader& h = msg.header();
+      auto key = ChunkKey::FromBytes(h.key());
+      if (!key.ok()) return InvalidArgument("header.key: " + key.status().message());
+      // Streams usually carry many chunks of one namespace and model: resolve the scope once.
+      if (chunks == 0 || h.context().namespace_() != scope_namespace ||
+          FromProto(h.context().fingerprint()) != scope.fingerprint) {
+        auto s = ScopeOf(h.context(), /*for_write=*/true);
+        if (!s.ok()) return s.status();
+        scope = std::move(s).value();
+        scope_namespace = h.context().namespace_();
+      }
+      PutSpec spec;
+      spec.key = *key;
+      spec.token_ids = TokensOf(h.token_ids());
+      spec.codec = static_cast<CodecId>(h.codec() >= 0 && h.codec() < 256 ? h.codec() : 255);
+      spec.payload_bytes = h.payload_bytes();
+      spec.checksum = h.checksum();
+      spec.base_position = h.base_position();
+      spec.pin = h.pin();
+      auto begun = store_->BeginPut(scope, spec);
+      if (!begun.ok()) return begun.status();
+      pending = std::move(begun).value();
+      ++chunks;
+    } else if (msg.msg_case() == v1::PutRequest::kData) {
+      if (!pending.active()) return InvalidArgument("data frame before any chunk header");
+      const std::string& data = msg.data();
+      if (data.size() > options_.max_frame_bytes) {
+        return InvalidArgument("frame of " + std::to_string(data.size()) + " bytes exceeds max_frame_bytes " +
+                               std::to_string(options_.max_frame_bytes));
+      }
+      KVTIER_RETURN_IF_ERROR(pending.Append(BytesOf(data)));
+    } else {
+      return InvalidArgument("put message carries neither a header nor data");
+    }
+    if (pending.active() && pending.complete()) {
+      const ChunkKey key = pending.key();
+      auto outcome = pending.Commit();
+      pending = PendingPut();
+      if (!outcome.ok()) return outcome.status();
+      v1::PutResult* result = response->add_results();
+      result->set_key(KeyToWire(key));
+      result->set_already_present(outcome->already_present);
+      result->set_tier(static_cast<v1::Tier>(outcome->tier));
+    }
+  }
+  if (ctx->IsCancelled()) return Cancelled("put stream cancelled by the client");
+  if (pending.active()) {
+    return InvalidArgument("stream ended after " + std::to_string(pending.received_bytes()) + " of " +
+                           std::to_string(pending.expected_bytes()) + " payload bytes of chunk " +
+                           pending.key().ToHex() + "; nothing of it was stored");
+  }
+  if (chunks == 0) return InvalidArgument("put stream carried no chunk");
+  return Status::Ok();
+}
+
+grpc::Status KvTierService::Get(grpc::ServerContext* ctx, const v1::GetRequest* request,
+                                grpc::ServerWriter<v1::GetResponse>* writer) {
+  return Timed(Op::kGet, [&] { return DoGet(ctx, *request, writer); });
+}
+
+Status KvTierService::DoGet(grpc::ServerContext* ctx, const v1::GetRequest& request,
+                            grpc::ServerWriter<v1::GetResponse>* writer) {
+  auto scope = ScopeOf(request.context(), /*for_write=*/false);
+  if (!scope.ok()) return scope.status();
+  auto keys = KeysOf(request.keys());
+  if (!keys.ok()) return keys.status();
+  if (keys->size() > store_->options().max_batch || keys->empty()) {
+    return InvalidArgument("get of " + std::to_string(keys->size()) + " keys; allowed 1.." +
+                           std::to_string(store_->options().max_batch));
+  }
+  if (request.expected_tokens_size() != 0 && static_cast<size_t>(request.expected_tokens_size()) != keys->size()) {
+    return InvalidArgument("expected_tokens has " + std::to_string(request.expected_tokens_size()) +
+                           " entries for " + std::to_string(keys->size()) + " keys");
+  }
+  // Take every chunk first, so a fingerprint error surfaces before any byte is streamed and the
+  // chunks cannot be evicted while they are being sent.
+  std::vector<ChunkRef> refs;
+  refs.reserve(keys->size());
+  for (size_t i = 0; i < keys->size(); ++i) {
+    std::span<const uint32_t> expected;
+    if (request.expected_tokens_size() != 0) expected = TokensOf(request.expected_tokens(static_cast<int>(i)).ids());
+    auto ref = store_->Get(*scope, (*keys)[i], expected);
+    if (!ref.ok()) return ref.status();
+    refs.push_back(std::move(ref).value());
+  }
+  v1::GetResponse msg;
+  for (size_t i = 0; i < refs.size(); ++i) {
+    const ChunkRef& ref = refs[i];
+    v1::ChunkHeader* h = msg.mutable_header();
+    h->Clear();
+    h->set_index(static_cast<uint32_t>(i));
+    h->set_found(static_cast<bool>(ref));
+    if (ref) {
+      const ChunkEntry& e = ref.entry();
+      h->set_tier(static_cast<v1::Tier>(e.tier));
+      h->mutable_token_ids()->Add(ref.token_ids().begin(), ref.token_ids().end());
+      h->set_codec(static_cast<v1::Codec>(e.codec));
+      h->set_payload_bytes(e.payload_bytes);
+      h->set_checksum(e.checksum);
+      h->set_base_position(e.base_position);
+    }
+    if (!writer->Write(msg)) return Cancelled("client went away during get");
+    if (!ref) continue;
+    const std::span<const std::byte> payload = ref.payload();
+    for (uint64_t off = 0; off < payload.size(); off += options_.max_frame_bytes) {
+      const uint64_t n = std::min<uint64_t>(options_.max_frame_bytes, payload.size() - off);
+      msg.set_data(reinterpret_cast<const char*>(payload.data() + off), n);
+      if (!writer->Write(msg)) return Cancelled("client went away during get");
+    }
+    refs[i] = ChunkRef();  // let go as soon as the chunk is sent
+  }
+  if (ctx->IsCancelled()) return Cancelled("get cancelled by the client");
+  return Status::Ok();
+}
+
+grpc::Status KvTierService::Lookup(grpc::ServerContext*, const v1::LookupRequest* request,
+                                   v1::LookupResponse* response) {
+  return Timed(Op::kLookup, [&]() -> Status {
+    auto scope = ScopeOf(request->context(), /*for_write=*/false);
+    if (!scope.ok()) return scope.status();
+    auto keys = KeysOf(request->keys());
+    if (!keys.ok()) return keys.status();
+    std::vector<TierKind> tiers;
+    auto leading = store_->Lookup(*scope, *keys, request->lease_ttl_ms(), &tiers);
+    if (!leading.ok()) return leading.status();
+    response->set_leading_hits(*leading);
+    for (TierKind t : tiers) response->add_tiers(static_cast<v1::Tier>(t));
+    response->set_lease_ttl_ms(std::min(request->lease_ttl_ms(), store_->options().max_lease_ttl_ms));
+    return Status::Ok();
+  });
+}
+
+grpc::Status KvTierService::Exists(grpc::ServerContext*, const v1::ExistsRequest* request,
+                                   v1::ExistsResponse* response) {
+  return Timed(Op::kExists, [&]() -> Status {
+    auto scope = ScopeOf(request->context(), /*for_write=*/false);
+    if (!scope.ok()) return scope.status();
+    auto keys = KeysOf(request->keys());
+    if (!keys.ok()) return keys.status();
+    auto exists = store_->Exists(*scope, *keys);
+    if (!exists.ok()) return exists.status();
+    for (bool e : *exists) response->add_exists(e);
+    return Status::Ok();
+  });
+}
+
+grpc::Status KvTierService::Delete(grpc::ServerContext*, const v1::DeleteRequest* request,
+                                   v1::DeleteResponse* response) {
+  return Timed(Op::kDelete, [&]() -> Status {
+    auto scope = ScopeOf(request->context(), /*for_write=*/false);
+    if (!scope.ok()) return scope.status();
+    auto keys = KeysOf(request->keys());
+    if (!keys.ok()) return keys.status();
+    auto deleted = store_->Delete(*scope, *keys);
+    if (!deleted.ok()) return deleted.status();
+    response->set_deleted(*deleted);
+    return Status::Ok();
+  });
+}
+
+grpc::Status KvTierService::Stats(grpc::ServerContext*, const v1::StatsRequest*, v1::StatsResponse* response) {
+  return Timed(Op::kStats, [&]() -> Status {
+    const StoreStats stats = store_->Stats();
+    response->set_version(KVTIER_VERSION);
+    response->set_uptime_seconds(static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_).count()));
+    for (const TierSnapshot& t : stats.tiers) {
+      v1::TierStats* pb = response->add_tiers();
+      pb->set_tier(static_cast<v1::Tier>(t.kind));
+      pb->set_capacity_bytes(t.capacity_bytes);
+      pb->set_used_bytes(t.used_bytes);
+      pb->set_chunks(t.chunks);
+      pb->set_pinned_chunks(t.pinned_chunks);
+      pb->set_hits(t.hits);
+      pb->set_evictions(t.evictions);
+    }
+    response->set_misses(stats.misses);
+    response->set_checksum_failures(stats.checksum_failures);
+    response->set_token_mismatches(stats.token_mismatches);
+    response->set_namespaces(stats.namespaces);
+    response->set_max_chunk_bytes(store_->options().max_chunk_bytes);
+    response->set_max_frame_bytes(options_.max_frame_bytes);
+    response->set_max_batch(store_->options().max_batch);
+    return Status::Ok();
+  });
+}
+
+}  // namespace kvtier

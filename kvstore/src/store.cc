@@ -1,0 +1,472 @@
+#include "kvtier/kvstore/store.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <utility>
+
+#include "chunk_table.h"
+#include "entry_pool.h"
+#include "kvtier/kvstore/host_tier.h"
+
+namespace kvtier {
+namespace {
+
+constexpr size_t kMaxNamespaceBytes = 128;
+constexpr uint64_t kPayloadAlign = 64;
+
+uint64_t AlignUp(uint64_t v, uint64_t to) { return (v + to - 1) / to * to; }
+
+std::string Bytes(uint64_t n) { return std::to_string(n) + " bytes"; }
+
+}  // namespace
+
+Status StoreOptions::Validate() const {
+  if (host_capacity_bytes < (1ull << 20)) return InvalidArgument("host capacity must be at least 1 MiB");
+  if (max_chunk_bytes == 0) return InvalidArgument("max_chunk_bytes must be > 0");
+  if (max_batch == 0) return InvalidArgument("max_batch must be > 0");
+  if (max_namespaces == 0) return InvalidArgument("max_namespaces must be > 0");
+  if (max_fingerprints == 0) return InvalidArgument("max_fingerprints must be > 0");
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// PendingPut
+
+PendingPut::PendingPut(PendingPut&& other) noexcept { *this = std::move(other); }
+
+PendingPut& PendingPut::operator=(PendingPut&& other) noexcept {
+  if (this != &other) {
+    Abort();
+    store_ = std::exchange(other.store_, nullptr);
+    entry_ = std::exchange(other.entry_, nullptr);
+    payload_ = std::exchange(other.payload_, nullptr);
+    key_ = other.key_;
+    expected_ = other.expected_;
+    received_ = other.received_;
+    declared_checksum_ = other.declared_checksum_;
+    checksum_ = other.checksum_;
+  }
+  return *this;
+}
+
+PendingPut::~PendingPut() { Abort(); }
+
+void PendingPut::Abort() {
+  if (store_ != nullptr && entry_ != nullptr) store_->AbortPut(this);
+  store_ = nullptr;
+  entry_ = nullptr;
+}
+
+Status PendingPut::Append(std::span<const std::byte> data) {
+  if (data.size() > expected_ - received_) {
+    return InvalidArgument("data exceeds the declared payload of " + Bytes(expected_) + " for chunk " + key_.ToHex() +
+                           " (" + Bytes(received_ + data.size()) + " so far)");
+  }
+  if (entry_ != nullptr) {
+    std::memcpy(payload_ + received_, data.data(), data.size());
+    checksum_.Update(data);
+  }
+  received_ += data.size();
+  return Status::Ok();
+}
+
+Result<PutOutcome> PendingPut::Commit() {
+  if (store_ == nullptr) return FailedPrecondition("put already committed or aborted");
+  if (!complete()) {
+    return FailedPrecondition("chunk " + key_.ToHex() + " is incomplete: " + Bytes(received_) + " of " +
+                              Bytes(expected_));
+  }
+  if (entry_ == nullptr) {
+    store_ = nullptr;
+    return PutOutcome{true, TierKind::kNone};
+  }
+  if (checksum_.Digest() != declared_checksum_) {
+    Abort();
+    return DataLoss("checksum mismatch for chunk " + key_.ToHex() + ": payload does not hash to the declared value");
+  }
+  Result<PutOutcome> out = store_->CommitPut(this);
+  store_ = nullptr;
+  entry_ = nullptr;
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// ChunkRef
+
+ChunkRef::ChunkRef(ChunkRef&& other) noexcept { *this = std::move(other); }
+
+ChunkRef& ChunkRef::operator=(ChunkRef&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    store_ = std::exchange(other.store_, nullptr);
+    entry_ = std::exchange(other.entry_, nullptr);
+    payload_ = std::exchange(other.payload_, {});
+    tokens_ = std::exchange(other.tokens_, {});
+  }
+  return *this;
+}
+
+ChunkRef::~ChunkRef() { Reset(); }
+
+void ChunkRef::Reset() {
+  if (entry_ != nullptr) store_->Unref(entry_);
+  store_ = nullptr;
+  entry_ = nullptr;
+  payload_ = {};
+  tokens_ = {};
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Store
+
+Result<std::unique_ptr<Store>> Store::Open(StoreOptions options) {
+  KVTIER_RETURN_IF_ERROR(options.Validate());
+  auto host = HostTier::Create({options.host_capacity_bytes, options.host_huge_pages, options.host_prefault});
+  if (!host.ok()) return host.status();
+  std::unique_ptr<Store> store(new Store(std::move(options)));
+  store->host_ = std::move(host).value();
+  return store;
+}
+
+Store::Store(StoreOptions options)
+    : options_(std::move(options)),
+      table_(std::make_unique<ChunkTable>()),
+      pool_(std::make_unique<EntryPool>()),
+      policy_(MakeLruPolicy()) {}
+
+Store::~Store() = default;
+
+int64_t Store::NowNs() const {
+  if (options_.now_ns) return options_.now_ns();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+Status Store::CheckBatch(size_t keys) const {
+  if (keys == 0) return InvalidArgument("no keys in the request");
+  if (keys > options_.max_batch) {
+    return InvalidArgument("batch of " + std::to_string(keys) + " keys exceeds max_batch " +
+                           std::to_string(options_.max_batch));
+  }
+  return Status::Ok();
+}
+
+Result<Scope> Store::OpenScope(std::string_view name_space, const ModelFingerprint& fingerprint, bool for_write) {
+  if (name_space.empty()) return InvalidArgument("namespace is empty");
+  if (name_space.size() > kMaxNamespaceBytes) return InvalidArgument("namespace is longer than 128 bytes");
+  KVTIER_RETURN_IF_ERROR(fingerprint.Validate());
+  const ChunkKey digest = fingerprint.Digest();
+  Scope scope;
+  scope.fingerprint = fingerprint;
+  std::lock_guard lock(mu_);
+  if (auto it = namespaces_.find(std::string(name_space)); it != namespaces_.end()) {
+    scope.ns_id = it->second;
+  } else if (for_write) {
+    if (namespaces_.size() >= options_.max_namespaces) {
+      return ResourceExhausted("namespace limit reached: max_namespaces " + std::to_string(options_.max_namespaces));
+    }
+    scope.ns_id = static_cast<uint32_t>(namespaces_.size() + 1);
+    namespaces_.emplace(std::string(name_space), scope.ns_id);
+  }
+  if (auto it = fingerprint_ids_.find(digest); it != fingerprint_ids_.end()) {
+    if (fingerprints_[it->second - 1] != fingerprint) {
+      return Internal("fingerprint digest collision for " + fingerprint.ShortString());
+    }
+    scope.fp_id = it->second;
+  } else if (for_write) {
+    if (fingerprints_.size() >= options_.max_fingerprints) {
+      return ResourceExhausted("fingerprint limit reached: max_fingerprints " +
+                               std::to_string(options_.max_fingerprints));
+    }
+    fingerprints_.push_back(fingerprint);
+    scope.fp_id = static_cast<uint32_t>(fingerprints_.size());
+    fingerprint_ids_.emplace(digest, scope.fp_id);
+  }
+  return scope;
+}
+
+Status Store::ValidateSpec(const Scope& scope, const PutSpec& spec) const {
+  const ModelFingerprint& fp = scope.fingerprint;
+  if (spec.token_ids.empty()) return InvalidArgument("token_ids is empty: a chunk holds at least one token");
+  if (spec.token_ids.size() > fp.chunk_tokens) {
+    return InvalidArgument(std::to_string(spec.token_ids.size()) + " token ids exceed fingerprint.chunk_tokens " +
+                           std::to_string(fp.chunk_tokens));
+  }
+  if (spec.codec != CodecId::kRaw) {
+    return InvalidArgument("unknown codec " + std::to_string(static_cast<int>(spec.codec)) + " (known: 1 = RAW)");
+  }
+  if (spec.payload_bytes > options_.max_chunk_bytes) {
+    return InvalidArgument("chunk of " + Bytes(spec.payload_bytes) + " exceeds max_chunk_bytes " +
+                           std::to_string(options_.max_chunk_bytes));
+  }
+  const uint64_t shape_bytes = spec.token_ids.size() * fp.KvBytesPerToken();
+  if (spec.payload_bytes != shape_bytes) {
+    return InvalidArgument("payload of " + Bytes(spec.payload_bytes) + " does not match the shape: " +
+                           std::to_string(spec.token_ids.size()) + " tokens x " + std::to_string(fp.num_layers) +
+                           " layers x 2 x " + std::to_string(fp.num_kv_heads) + " heads x " +
+                           std::to_string(fp.head_dim) + " dims x " + std::to_string(DTypeBytes(fp.dtype)) +
+                           " bytes = " + Bytes(shape_bytes));
+  }
+  return Status::Ok();
+}
+
+Result<PendingPut> Store::BeginPut(const Scope& scope, const PutSpec& spec) {
+  KVTIER_RETURN_IF_ERROR(ValidateSpec(scope, spec));
+  if (scope.ns_id == 0 || scope.fp_id == 0) return FailedPrecondition("put needs a scope opened for write");
+  const uint64_t tokens_bytes = AlignUp(spec.token_ids.size() * sizeof(uint32_t), kPayloadAlign);
+  const uint64_t total = tokens_bytes + spec.payload_bytes;
+
+  PendingPut put;
+  put.store_ = this;
+  put.key_ = spec.key;
+  put.expected_ = spec.payload_bytes;
+  put.declared_checksum_ = spec.checksum;
+  {
+    std::lock_guard lock(mu_);
+    if (ChunkEntry* existing = table_->Find(scope.ns_id, spec.key)) {
+      KVTIER_RETURN_IF_ERROR(CheckFingerprintLocked(scope, *existing));
+      return put;  // already present: the caller drains the payload, nothing is written
+    }
+    auto placement = AllocateLocked(total);
+    if (!placement.ok()) {
+      put.store_ = nullptr;
+      return placement.status();
+    }
+    ChunkEntry* e = pool_->Acquire();
+    e->key = spec.key;
+    e->ns_id = scope.ns_id;
+    e->fp_id = scope.fp_id;
+    e->num_tokens = static_cast<uint32_t>(spec.token_ids.size());
+    e->base_position = spec.base_position;
+    e->codec = static_cast<uint8_t>(spec.codec);
+    e->pinned = spec.pin;
+    e->tier = host_->kind();
+    e->payload_bytes = spec.payload_bytes;
+    e->checksum = spec.checksum;
+    e->placement = *placement;
+    e->payload_offset = tokens_bytes;
+    ++reservations_;
+    put.entry_ = e;
+  }
+  std::span<std::byte> mem = host_->Map(put.entry_->placement);
+  std::memcpy(mem.data(), spec.token_ids.data(), spec.token_ids.size_bytes());
+  put.payload_ = mem.data() + tokens_bytes;
+  return put;
+}
+
+Result<PutOutcome> Store::CommitPut(PendingPut* put) {
+  ChunkEntry* e = put->entry_;
+  std::lock_guard lock(mu_);
+  --reservations_;
+  if (table_->Find(e->ns_id, e->key) != nullptr) {
+    // A concurrent put of the same key committed first; ours is redundant (chunks are immutable).
+    ReleaseEntryLocked(e);
+    return PutOutcome{true, TierKind::kNone};
+  }
+  e->refs.store(1, std::memory_order_relaxed);  // the index's reference
+  e->indexed = true;
+  table_->Insert(e);
+  if (e->pinned) ++host_pinned_chunks_;
+  else policy_->OnInsert(e);
+  ++host_chunks_;
+  return PutOutcome{false, e->tier};
+}
+
+void Store::AbortPut(PendingPut* put) {
+  std::lock_guard lock(mu_);
+  --reservations_;
+  ReleaseEntryLocked(put->entry_);
+}
+
+bool Store::EvictableLocked(const ChunkEntry& e, int64_t now) const {
+  return !e.pinned && e.lease_until_ns.load(std::memory_order_relaxed) <= now &&
+         e.refs.load(std::memory_order_acquire) == 1;
+}
+
+Result<Placement> Store::AllocateLocked(uint64_t bytes) {
+  if (bytes > host_->capacity_bytes()) {
+    return ResourceExhausted("chunk needs " + Bytes(bytes) + ", more than the host tier capacity of " +
+                             Bytes(host_->capacity_bytes()));
+  }
+  const int64_t now = NowNs();
+  for (;;) {
+    auto placement = host_->Allocate(bytes);
+    if (placement.ok()) return placement;
+    ChunkEntry* victim = policy_->PickVictim([&](const ChunkEntry& e) { return EvictableLocked(e, now); });
+    if (victim == nullptr) return ExhaustedLocked(bytes);
+    RemoveLocked(victim);
+    host_evictions_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+Status Store::ExhaustedLocked(uint64_t bytes) const {
+  const int64_t now = NowNs();
+  uint64_t leased = 0, reading = 0;
+  table_->ForEach([&](const ChunkEntry& e) {
+    if (e.pinned) return;
+    if (e.lease_until_ns.load(std::memory_order_relaxed) > now) ++leased;
+    else if (e.refs.load(std::memory_order_relaxed) > 1) ++reading;
+  });
+  return ResourceExhausted("host tier full: no room for " + Bytes(bytes) + " (capacity " +
+                           Bytes(host_->capacity_bytes()) + ", used " + Bytes(host_->used_bytes()) +
+                           ") and nothing evictable: " + std::to_string(host_pinned_chunks_) + " chunks pinned, " +
+                           std::to_string(leased) + " leased, " + std::to_string(reading) + " being read, " +
+                           std::to_string(reservations_) + " puts in flight");
+}
+
+Status Store::CheckFingerprintLocked(const Scope& scope, const ChunkEntry& e) const {
+  if (e.fp_id == scope.fp_id) return Status::Ok();
+  return InvalidArgument("fingerprint mismatch for chunk " + e.key.ToHex() + ": stored as '" +
+                         fingerprints_[e.fp_id - 1].ShortString() + "', requested as '" +
+                         scope.fingerprint.ShortString() + "'");
+}
+
+void Store::RemoveLocked(ChunkEntry* e) {
+  table_->Erase(e);
+  e->indexed = false;
+  if (e->pinned) --host_pinned_chunks_;
+  else policy_->OnRemove(e);
+  --host_chunks_;
+  UnrefLocked(e);
+}
+
+void Store::UnrefLocked(ChunkEntry* e) {
+  if (e->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) ReleaseEntryLocked(e);
+}
+
+void Store::Unref(ChunkEntry* e) {
+  if (e->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    std::lock_guard lock(mu_);
+    ReleaseEntryLocked(e);
+  }
+}
+
+void Store::ReleaseEntryLocked(ChunkEntry* e) {
+  host_->Free(e->placement);
+  pool_->Release(e);
+}
+
+ChunkRef Store::MakeRef(ChunkEntry* e) {
+  std::span<std::byte> mem = host_->Map(e->placement);
+  ChunkRef ref;
+  ref.store_ = this;
+  ref.entry_ = e;
+  ref.tokens_ = {reinterpret_cast<const uint32_t*>(mem.data()), e->num_tokens};
+  ref.payload_ = {mem.data() + e->payload_offset, e->payload_bytes};
+  return ref;
+}
+
+Result<ChunkRef> Store::Get(const Scope& scope, const ChunkKey& key, std::span<const uint32_t> expected_tokens) {
+  ChunkRef ref;
+  {
+    std::lock_guard lock(mu_);
+    ChunkEntry* e = scope.ns_id == 0 ? nullptr : table_->Find(scope.ns_id, key);
+    if (e == nullptr) {
+      misses_.fetch_add(1, std::memory_order_relaxed);
+      return ChunkRef();
+    }
+    KVTIER_RETURN_IF_ERROR(CheckFingerprintLocked(scope, *e));
+    e->refs.fetch_add(1, std::memory_order_acq_rel);
+    if (!e->pinned) policy_->OnAccess(e);
+    ref = MakeRef(e);
+  }
+  // Verification reads the bytes outside the lock; the reference keeps them alive.
+  if (!expected_tokens.empty() && !std::equal(expected_tokens.begin(), expected_tokens.end(),
+                                              ref.token_ids().begin(), ref.token_ids().end())) {
+    token_mismatches_.fetch_add(1, std::memory_order_relaxed);
+    misses_.fetch_add(1, std::memory_order_relaxed);
+    return ChunkRef();
+  }
+  if (Checksum64(ref.payload()) != ref.entry().checksum) {
+    checksum_failures_.fetch_add(1, std::memory_order_relaxed);
+    misses_.fetch_add(1, std::memory_order_relaxed);
+    {
+      std::lock_guard lock(mu_);
+      ChunkEntry* e = ref.entry_;
+      if (e->indexed) RemoveLocked(e);  // drop the corrupt chunk so no later read sees it
+    }
+    return ChunkRef();
+  }
+  host_hits_.fetch_add(1, std::memory_order_relaxed);
+  return ref;
+}
+
+Result<uint32_t> Store::Lookup(const Scope& scope, std::span<const ChunkKey> keys, uint32_t lease_ttl_ms,
+                               std::vector<TierKind>* tiers) {
+  KVTIER_RETURN_IF_ERROR(CheckBatch(keys.size()));
+  const uint32_t ttl = std::min(lease_ttl_ms, options_.max_lease_ttl_ms);
+  const int64_t lease_until = NowNs() + int64_t{ttl} * 1000000;
+  tiers->assign(keys.size(), TierKind::kNone);
+  uint32_t leading = 0;
+  bool prefix = true;
+  std::lock_guard lock(mu_);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    ChunkEntry* e = scope.ns_id == 0 ? nullptr : table_->Find(scope.ns_id, keys[i]);
+    if (e == nullptr) {
+      prefix = false;
+      continue;
+    }
+    KVTIER_RETURN_IF_ERROR(CheckFingerprintLocked(scope, *e));
+    (*tiers)[i] = e->tier;
+    if (!prefix) continue;
+    ++leading;
+    if (ttl > 0 && e->lease_until_ns.load(std::memory_order_relaxed) < lease_until) {
+      e->lease_until_ns.store(lease_until, std::memory_order_relaxed);
+    }
+  }
+  return leading;
+}
+
+Result<std::vector<bool>> Store::Exists(const Scope& scope, std::span<const ChunkKey> keys) {
+  KVTIER_RETURN_IF_ERROR(CheckBatch(keys.size()));
+  std::vector<bool> out(keys.size(), false);
+  std::lock_guard lock(mu_);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    ChunkEntry* e = scope.ns_id == 0 ? nullptr : table_->Find(scope.ns_id, keys[i]);
+    if (e == nullptr) continue;
+    KVTIER_RETURN_IF_ERROR(CheckFingerprintLocked(scope, *e));
+    out[i] = true;
+  }
+  return out;
+}
+
+Result<uint32_t> Store::Delete(const Scope& scope, std::span<const ChunkKey> keys) {
+  KVTIER_RETURN_IF_ERROR(CheckBatch(keys.size()));
+  std::lock_guard lock(mu_);
+  for (const ChunkKey& key : keys) {
+    ChunkEntry* e = scope.ns_id == 0 ? nullptr : table_->Find(scope.ns_id, key);
+    if (e != nullptr) KVTIER_RETURN_IF_ERROR(CheckFingerprintLocked(scope, *e));
+  }
+  uint32_t deleted = 0;
+  for (const ChunkKey& key : keys) {
+    ChunkEntry* e = scope.ns_id == 0 ? nullptr : table_->Find(scope.ns_id, key);
+    if (e == nullptr) continue;
+    RemoveLocked(e);
+    ++deleted;
+  }
+  return deleted;
+}
+
+StoreStats Store::Stats() const {
+  StoreStats stats;
+  TierSnapshot host;
+  host.kind = host_->kind();
+  host.capacity_bytes = host_->capacity_bytes();
+  host.used_bytes = host_->used_bytes();
+  {
+    std::lock_guard lock(mu_);
+    host.chunks = host_chunks_;
+    host.pinned_chunks = host_pinned_chunks_;
+    stats.namespaces = static_cast<uint32_t>(namespaces_.size());
+  }
+  host.hits = host_hits_.load(std::memory_order_relaxed);
+  host.evictions = host_evictions_.load(std::memory_order_relaxed);
+  stats.tiers.push_back(host);
+  stats.misses = misses_.load(std::memory_order_relaxed);
+  stats.checksum_failures = checksum_failures_.load(std::memory_order_relaxed);
+  stats.token_mismatches = token_mismatches_.load(std::memory_order_relaxed);
+  return stats;
+}
+
+}  // namespace kvtier

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs everything kvtier needs to build, test and benchmark, from Debian's archive only.
+# Idempotent: packages already present are skipped, and apt is not touched when nothing is missing.
+# Needs root (or passwordless sudo). CUDA/NCCL are never installed here: they come with the machine's
+# CUDA toolkit when one is present, and the build works without them.
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  # RPC and serialization
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  # storage, compression, hashing, config
+  librocksdb-dev liburing-dev libzstd-dev libxxhash-dev libyaml-cpp-dev
+  # metrics
+  prometheus-cpp-dev
+  # tests and benchmarks
+  googletest libgtest-dev libgmock-dev libbenchmark-dev
+  # benchmark peer (Redis 7) and its client library; curl for metric scrapes in tests
+  redis-server libhiredis-dev curl
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "install-deps: need root to install: ${missing[*]}" >&2; exit 1
+  fi
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Debian enables and starts redis-server on install; the benchmark starts its own instance on a free
+# port, so a system-wide one is only in the way.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then
+  $SUDO systemctl stop redis-server || true
+fi
+echo "install-deps: done"
