@@ -58,12 +58,15 @@ int ServeCommand(int argc, char** argv) {
     std::cout << flags.Usage();
     return 0;
   }
+  // Flags are applied twice: first to learn --config, then again over the file so they win.
+  s = flags.Apply();
+  if (!s.ok()) return Fail(s);
   if (!config_file.empty()) {
     s = LoadServerConfigFile(config_file, &config);
     if (!s.ok()) return Fail(s);
+    s = flags.Apply();
+    if (!s.ok()) return Fail(s);
   }
-  s = flags.Apply();
-  if (!s.ok()) return Fail(s);
   if (!log_level.empty() && !ParseLogLevel(log_level, &config.log_level)) {
     return Fail(InvalidArgument("--log-level: expected debug, info, warning or error"));
   }

@@ -126,7 +126,9 @@ std::string FormatByteSize(uint64_t bytes) {
 
 Status ServerConfig::Validate() const {
   if (listen.empty()) return InvalidArgument("config key 'listen': empty address");
-  if (metrics_listen == listen) return InvalidArgument("config key 'metrics_listen': same address as 'listen'");
+  if (metrics_listen == listen && !listen.ends_with(":0")) {
+    return InvalidArgument("config key 'metrics_listen': same address as 'listen'");
+  }
   KVTIER_RETURN_IF_ERROR(store.Validate());
   KVTIER_RETURN_IF_ERROR(service.Validate());
   if (service.max_frame_bytes > store.max_chunk_bytes) {

@@ -1,0 +1,75 @@
+// /metrics over real HTTP: the series exist and move by exactly what was done.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <regex>
+
+#include "integration/test_server.h"
+
+namespace kvtier::testing {
+namespace {
+
+std::string HttpGet(int port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return "";
+  }
+  const std::string request = "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
+  (void)!write(fd, request.data(), request.size());
+  std::string response;
+  char buf[65536];
+  for (ssize_t n; (n = read(fd, buf, sizeof(buf))) > 0;) response.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return response;
+}
+
+// The value of one sample line, e.g. Sample(text, "kvtier_misses_total"); -1 when absent.
+double Sample(const std::string& text, const std::string& series) {
+  const size_t at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + series.size() + 2));
+}
+
+class MetricsTest : public ServerFixture {};
+
+TEST_F(MetricsTest, ScrapeShowsRequestAndTierSeries) {
+  StartServer(32ull << 20);
+  ASSERT_GT(server_->metrics_port(), 0);
+  for (uint64_t i = 0; i < 3; ++i) {
+    const ChunkKey key{1, i};
+    ASSERT_TRUE(client_->Put(key, TokensFor(key, 16), PayloadFor(key, 16 * 1024)).ok());
+  }
+  std::vector<std::byte> dest(16 * 1024);
+  ASSERT_TRUE(client_->Get({1, 0}, dest)->found);
+  ASSERT_TRUE(client_->Get({1, 1}, dest)->found);
+  ASSERT_FALSE(client_->Get({1, 9}, dest)->found);
+  std::vector<ChunkKey> too_many(2000);
+  ASSERT_FALSE(client_->Lookup(too_many).ok());
+
+  const std::string text = HttpGet(server_->metrics_port(), "/metrics");
+  ASSERT_NE(text.find("200 OK"), std::string::npos) << text.substr(0, 200);
+  EXPECT_EQ(Sample(text, "kvtier_requests_total{code=\"OK\",op=\"put\"}"), 3);
+  EXPECT_EQ(Sample(text, "kvtier_requests_total{code=\"OK\",op=\"get\"}"), 3);
+  EXPECT_EQ(Sample(text, "kvtier_requests_total{code=\"INVALID_ARGUMENT\",op=\"lookup\"}"), 1);
+  EXPECT_EQ(Sample(text, "kvtier_request_duration_seconds_count{op=\"put\"}"), 3);
+  EXPECT_EQ(Sample(text, "kvtier_hits_total{tier=\"host\"}"), 2);
+  EXPECT_EQ(Sample(text, "kvtier_misses_total"), 1);
+  EXPECT_EQ(Sample(text, "kvtier_tier_chunks{tier=\"host\"}"), 3);
+  EXPECT_EQ(Sample(text, "kvtier_tier_capacity_bytes{tier=\"host\"}"), 32 << 20);
+  EXPECT_EQ(Sample(text, "kvtier_tier_bytes{tier=\"host\"}"), 3 * (16 * 1024 + 4096));
+  EXPECT_EQ(Sample(text, "kvtier_evictions_total{tier=\"host\"}"), 0);
+  EXPECT_EQ(Sample(text, "kvtier_checksum_failures_total"), 0);
+  EXPECT_NE(text.find("# TYPE kvtier_request_duration_seconds histogram"), std::string::npos);
+  EXPECT_NE(text.find("# TYPE kvtier_hits_total counter"), std::string::npos);
+  EXPECT_NE(text.find("# TYPE kvtier_tier_bytes gauge"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kvtier::testing

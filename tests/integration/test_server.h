@@ -1,0 +1,41 @@
+// Integration-test fixture: a real kvtier Server on a loopback port chosen by the OS, a real Client,
+// and a raw gRPC stub for sending requests the Client would never send (malformed input).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kvtier/client/client.h"
+#include "kvtier/kvstore/server.h"
+#include "kvtier/v1/kvtier.grpc.pb.h"
+
+namespace kvtier::testing {
+
+ModelFingerprint TestFingerprint(uint32_t chunk_tokens = 16);  // 1 KiB of KV per token
+
+// Deterministic payload for (key, size): any thread can verify any chunk.
+std::vector<std::byte> PayloadFor(const ChunkKey& key, size_t bytes);
+std::vector<uint32_t> TokensFor(const ChunkKey& key, size_t n);
+
+class ServerFixture : public ::testing::Test {
+ protected:
+  // Starts the server; `tweak` may change the config first.
+  void StartServer(uint64_t capacity = 64ull << 20, const std::function<void(ServerConfig&)>& tweak = {});
+  void TearDown() override;
+
+  std::unique_ptr<Client> NewClient(const std::string& name_space = "test",
+                                    const ModelFingerprint& fp = TestFingerprint());
+  v1::RequestContext Context(const std::string& name_space = "test", const ModelFingerprint& fp = TestFingerprint());
+  std::unique_ptr<v1::KvTier::Stub> RawStub();
+  uint64_t HostUsedBytes();
+
+  std::atomic<int64_t> now_ns_{1'000'000'000};  // the server's lease clock
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<Client> client_;
+};
+
+}  // namespace kvtier::testing

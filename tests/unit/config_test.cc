@@ -1,0 +1,101 @@
+#include "kvtier/kvstore/config.h"
+
+#include <gtest/gtest.h>
+
+namespace kvtier {
+namespace {
+
+TEST(ByteSizeTest, ParsesUnits) {
+  EXPECT_EQ(*ParseByteSize("4GiB"), 4ull << 30);
+  EXPECT_EQ(*ParseByteSize("512MiB"), 512ull << 20);
+  EXPECT_EQ(*ParseByteSize("64KiB"), 64ull << 10);
+  EXPECT_EQ(*ParseByteSize("1GB"), 1000000000ull);
+  EXPECT_EQ(*ParseByteSize("1048576"), 1048576ull);
+  EXPECT_EQ(*ParseByteSize("2 G"), 2ull << 30);
+  EXPECT_EQ(ParseByteSize("lots").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseByteSize("4XB").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseByteSize("99999999999999999999").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseByteSize("17179869184TiB").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(FormatByteSize(4ull << 30), "4GiB");
+  EXPECT_EQ(FormatByteSize(1000), "1000");
+}
+
+TEST(ConfigTest, EmptyDocumentKeepsDefaults) {
+  ServerConfig config;
+  ASSERT_TRUE(ParseServerConfigYaml("", &config).ok());
+  EXPECT_EQ(config.listen, "127.0.0.1:7070");
+  EXPECT_EQ(config.metrics_listen, "127.0.0.1:9090");
+  EXPECT_EQ(config.store.host_capacity_bytes, 4ull << 30);
+  EXPECT_EQ(config.service.max_frame_bytes, 1ull << 20);
+}
+
+TEST(ConfigTest, ParsesEveryKey) {
+  ServerConfig config;
+  const Status s = ParseServerConfigYaml(R"(
+listen: 0.0.0.0:8000
+metrics_listen: ""
+log_level: debug
+host_tier:
+  capacity: 1GiB
+  huge_pages: false
+  prefault: false
+limits:
+  max_chunk_bytes: 64MiB
+  max_frame_bytes: 256KiB
+  max_batch: 64
+  max_lease_ttl_ms: 1000
+  max_namespaces: 10
+  max_fingerprints: 3
+)", &config);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(config.listen, "0.0.0.0:8000");
+  EXPECT_EQ(config.metrics_listen, "");
+  EXPECT_EQ(config.log_level, LogLevel::kDebug);
+  EXPECT_EQ(config.store.host_capacity_bytes, 1ull << 30);
+  EXPECT_FALSE(config.store.host_huge_pages);
+  EXPECT_FALSE(config.store.host_prefault);
+  EXPECT_EQ(config.store.max_chunk_bytes, 64ull << 20);
+  EXPECT_EQ(config.service.max_frame_bytes, 256ull << 10);
+  EXPECT_EQ(config.store.max_batch, 64u);
+  EXPECT_EQ(config.store.max_lease_ttl_ms, 1000u);
+  EXPECT_EQ(config.store.max_namespaces, 10u);
+  EXPECT_EQ(config.store.max_fingerprints, 3u);
+  // The effective config printed at start parses back to the same values.
+  ServerConfig again;
+  ASSERT_TRUE(ParseServerConfigYaml(config.ToYaml(), &again).ok()) << config.ToYaml();
+  EXPECT_EQ(again.ToYaml(), config.ToYaml());
+}
+
+TEST(ConfigTest, ErrorsNameTheKey) {
+  auto error = [](const char* yaml) {
+    ServerConfig config;
+    return ParseServerConfigYaml(yaml, &config);
+  };
+  Status s = error("host_tier:\n  capacty: 1GiB\n");
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("'host_tier.capacty': unknown key"), std::string::npos) << s.message();
+  s = error("limits:\n  max_batch: -3\n");
+  EXPECT_NE(s.message().find("'limits.max_batch'"), std::string::npos) << s.message();
+  s = error("host_tier:\n  capacity: huge\n");
+  EXPECT_NE(s.message().find("'host_tier.capacity'"), std::string::npos) << s.message();
+  s = error("host_tier:\n  prefault: maybe\n");
+  EXPECT_NE(s.message().find("'host_tier.prefault'"), std::string::npos) << s.message();
+  s = error("log_level: loud\n");
+  EXPECT_NE(s.message().find("'log_level'"), std::string::npos) << s.message();
+  s = error("listen: [1, 2]\n");
+  EXPECT_NE(s.message().find("'listen'"), std::string::npos) << s.message();
+  s = error("limits:\n  max_frame_bytes: 1KiB\n");
+  EXPECT_NE(s.message().find("max_frame_bytes"), std::string::npos) << s.message();
+  s = error("just a string");
+  EXPECT_NE(s.message().find("mapping"), std::string::npos) << s.message();
+  s = error("key: [unclosed");
+  EXPECT_NE(s.message().find("not valid YAML"), std::string::npos) << s.message();
+}
+
+TEST(ConfigTest, MissingFileIsNotFound) {
+  ServerConfig config;
+  EXPECT_EQ(LoadServerConfigFile("/nonexistent/kvtier.yaml", &config).code(), StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace kvtier
