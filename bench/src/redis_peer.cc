@@ -1,5 +1,6 @@
 #include "redis_peer.h"
 
+#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -52,10 +53,15 @@ Result<std::unique_ptr<RedisPeer>> RedisPeer::Start(const std::string& binary) {
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  // Redis logs its banner and warnings to stdout; keep them out of the benchmark's output.
+  posix_spawn_file_actions_t quiet;
+  posix_spawn_file_actions_init(&quiet);
+  posix_spawn_file_actions_addopen(&quiet, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&quiet, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
   pid_t pid = -1;
-  if (posix_spawnp(&pid, binary.c_str(), nullptr, nullptr, argv.data(), environ) != 0) {
-    return Unavailable("cannot start " + binary + " (install redis-server: scripts/install-deps.sh)");
-  }
+  const int rc = posix_spawnp(&pid, binary.c_str(), &quiet, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&quiet);
+  if (rc != 0) return Unavailable("cannot start " + binary + " (install redis-server: scripts/install-deps.sh)");
   peer->pid_ = pid;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (std::chrono::steady_clock::now() < deadline) {

@@ -91,6 +91,10 @@ int ServeCommand(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+  if (config.store.host_prefault) {
+    KVTIER_LOG(kInfo) << "reserving and pre-faulting the " << FormatByteSize(config.store.host_capacity_bytes)
+                      << " host arena (seconds per GiB on some machines; host_tier.prefault: false skips it)";
+  }
   auto server = Server::Start(config);
   if (!server.ok()) return Fail(server.status());
   const auto& arena = static_cast<const HostTier&>((*server)->store().host_tier()).arena();

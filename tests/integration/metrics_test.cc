@@ -40,7 +40,7 @@ double Sample(const std::string& text, const std::string& series) {
 class MetricsTest : public ServerFixture {};
 
 TEST_F(MetricsTest, ScrapeShowsRequestAndTierSeries) {
-  StartServer(32ull << 20);
+  StartServer(32ull << 20, [](ServerConfig& c) { c.metrics_listen = "127.0.0.1:0"; });
   ASSERT_GT(server_->metrics_port(), 0);
   for (uint64_t i = 0; i < 3; ++i) {
     const ChunkKey key{1, i};

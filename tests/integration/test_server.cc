@@ -41,7 +41,7 @@ std::vector<uint32_t> TokensFor(const ChunkKey& key, size_t n) {
 void ServerFixture::StartServer(uint64_t capacity, const std::function<void(ServerConfig&)>& tweak) {
   ServerConfig config;
   config.listen = "127.0.0.1:0";
-  config.metrics_listen = "127.0.0.1:0";
+  config.metrics_listen = "";  // the exposer takes ~2 s to stop; only MetricsTest turns it on
   config.store.host_capacity_bytes = capacity;
   config.store.host_huge_pages = false;
   config.store.now_ns = [this] { return now_ns_.load(); };
