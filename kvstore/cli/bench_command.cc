@@ -33,7 +33,7 @@ int BenchCommand(int argc, char** argv) {
                 "same bytes, side by side in one run. Redis is a redis-server started on a free loopback port\n"
                 "with persistence off. Without --server, a kvtier server is started in-process.\n"
                 "Prints a table, then (with --json) one JSON line as the last line of output.");
-  flags.AddString("server", &options.server, "kvtier address host:port (default: start one in-process)");
+  flags.AddString("server", "ADDR", &options.server, "kvtier address host:port (default: start one in-process)");
   flags.AddCustom("chunk-sizes", "LIST", [&](const std::string& v) {
     return ParseList<uint64_t>(v, &options.chunk_bytes, [](const std::string& s) { return ParseByteSize(s); });
   }, "chunk sizes, comma-separated (default 256KiB,2MiB)");
@@ -48,7 +48,7 @@ int BenchCommand(int argc, char** argv) {
   }, "concurrent clients, comma-separated (default 1,4)");
   flags.AddBytes("working-set", &options.working_set_bytes, "bytes put per cell (default 512MiB)");
   flags.AddInt("get-passes", &options.get_passes, "reads of each key per cell (default 2)");
-  flags.AddString("redis-server", &options.redis_server, "redis-server binary; empty skips Redis (default redis-server)");
+  flags.AddString("redis-server", "PATH", &options.redis_server, "redis-server binary; empty skips Redis (default redis-server)");
   flags.AddBool("json", &json, "print one JSON line with all results last");
   Status s = flags.Parse(argc, argv, 2);
   if (s.ok() && flags.help_requested()) {

@@ -98,7 +98,7 @@ const char* TierLabel(int tier) {
 int StatCommand(int argc, char** argv) {
   CommonFlags common;
   FlagSet flags("kvtier stat [--server ADDR]", "Prints a server's version, tiers, counters and limits.");
-  flags.AddString("server", &common.server, "server address host:port (default 127.0.0.1:7070)");
+  flags.AddString("server", "ADDR", &common.server, "server address host:port (default 127.0.0.1:7070)");
   flags.AddInt("deadline-ms", &common.deadline_ms, "give up after this many milliseconds (default 30000)");
   if (int rc = ParseOrExit(flags, argc, argv, "stat"); rc >= 0) return rc;
   auto client = Connect(common);
@@ -130,10 +130,10 @@ int PutCommand(int argc, char** argv) {
                 "Stores FILE as one chunk of the debug model (fingerprint 'kvtier-debug': 4096 bytes per\n"
                 "token, so at most 256 MiB - 8 bytes) in the debug namespace. NAME is 32 hex digits, or\n"
                 "any text, hashed into a key. `kvtier get` with the same NAME returns the file byte-exact.");
-  flags.AddString("server", &common.server, "server address host:port (default 127.0.0.1:7070)");
-  flags.AddString("key", &name, "32 hex digits, or a name hashed into a key (required)");
-  flags.AddString("in", &in_path, "file to store (required)");
-  flags.AddString("namespace", &common.name_space, "namespace (default kvtier-debug)");
+  flags.AddString("server", "ADDR", &common.server, "server address host:port (default 127.0.0.1:7070)");
+  flags.AddString("key", "NAME", &name, "32 hex digits, or a name hashed into a key (required)");
+  flags.AddString("in", "FILE", &in_path, "file to store (required)");
+  flags.AddString("namespace", "NAME", &common.name_space, "namespace (default kvtier-debug)");
   flags.AddBool("pin", &pin, "never evict the chunk");
   flags.AddInt("deadline-ms", &common.deadline_ms, "give up after this many milliseconds (default 30000)");
   if (int rc = ParseOrExit(flags, argc, argv, "put"); rc >= 0) return rc;
@@ -174,10 +174,10 @@ int GetCommand(int argc, char** argv) {
   std::string name, out_path;
   FlagSet flags("kvtier get --key NAME --out FILE [--server ADDR]",
                 "Fetches a chunk stored by `kvtier put` and writes the original file. Exits 3 on a miss.");
-  flags.AddString("server", &common.server, "server address host:port (default 127.0.0.1:7070)");
-  flags.AddString("key", &name, "32 hex digits, or a name hashed into a key (required)");
-  flags.AddString("out", &out_path, "file to write (required)");
-  flags.AddString("namespace", &common.name_space, "namespace (default kvtier-debug)");
+  flags.AddString("server", "ADDR", &common.server, "server address host:port (default 127.0.0.1:7070)");
+  flags.AddString("key", "NAME", &name, "32 hex digits, or a name hashed into a key (required)");
+  flags.AddString("out", "FILE", &out_path, "file to write (required)");
+  flags.AddString("namespace", "NAME", &common.name_space, "namespace (default kvtier-debug)");
   flags.AddInt("deadline-ms", &common.deadline_ms, "give up after this many milliseconds (default 30000)");
   if (int rc = ParseOrExit(flags, argc, argv, "get"); rc >= 0) return rc;
   if (name.empty() || out_path.empty()) return Fail("get", InvalidArgument("--key and --out are required"));

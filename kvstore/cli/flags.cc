@@ -16,8 +16,9 @@ void FlagSet::AddCustom(const std::string& name, const std::string& value_name,
   order_.push_back(name);
 }
 
-void FlagSet::AddString(const std::string& name, std::string* target, const std::string& help) {
-  AddCustom(name, "STRING", [target](const std::string& v) { *target = v; return Status::Ok(); }, help);
+void FlagSet::AddString(const std::string& name, const std::string& value_name, std::string* target,
+                        const std::string& help) {
+  AddCustom(name, value_name, [target](const std::string& v) { *target = v; return Status::Ok(); }, help);
 }
 
 void FlagSet::AddBytes(const std::string& name, uint64_t* target, const std::string& help) {

@@ -16,7 +16,8 @@ class FlagSet {
  public:
   FlagSet(std::string usage_line, std::string summary);
 
-  void AddString(const std::string& name, std::string* target, const std::string& help);
+  // `value_name` is what --help shows for the value, e.g. ADDR or FILE.
+  void AddString(const std::string& name, const std::string& value_name, std::string* target, const std::string& help);
   void AddBytes(const std::string& name, uint64_t* target, const std::string& help);
   void AddInt(const std::string& name, int* target, const std::string& help);
   void AddBool(const std::string& name, bool* target, const std::string& help);

@@ -45,13 +45,13 @@ int ServeCommand(int argc, char** argv) {
                 "Runs a kvtier server: the gRPC API (kvtier.v1.KvTier, grpc.health.v1, reflection) and a\n"
                 "Prometheus /metrics endpoint. Defaults are embedded; a YAML config file (docs/config.md)\n"
                 "overrides them, and flags override the file. SIGINT/SIGTERM drain in-flight calls and exit.");
-  flags.AddString("config", &config_file, "YAML config file (keys: docs/config.md)");
-  flags.AddString("listen", &config.listen, "gRPC address host:port (default 127.0.0.1:7070; port 0 = any)");
-  flags.AddString("metrics-listen", &config.metrics_listen,
+  flags.AddString("config", "FILE", &config_file, "YAML config file (keys: docs/config.md)");
+  flags.AddString("listen", "ADDR", &config.listen, "gRPC address host:port (default 127.0.0.1:7070; port 0 = any)");
+  flags.AddString("metrics-listen", "ADDR", &config.metrics_listen,
                   "Prometheus address host:port (default 127.0.0.1:9090; empty = off)");
   flags.AddBytes("host-capacity", &config.store.host_capacity_bytes,
                  "host DRAM tier size, e.g. 4GiB (default 4GiB)");
-  flags.AddString("log-level", &log_level, "debug, info, warning or error (default info)");
+  flags.AddString("log-level", "LEVEL", &log_level, "debug, info, warning or error (default info)");
   Status s = flags.Parse(argc, argv, 2);
   if (!s.ok()) return Fail(s);
   if (flags.help_requested()) {

@@ -135,10 +135,7 @@ Status KvTierService::DoGet(grpc::ServerContext* ctx, const v1::GetRequest& requ
   if (!scope.ok()) return scope.status();
   auto keys = KeysOf(request.keys());
   if (!keys.ok()) return keys.status();
-  if (keys->size() > store_->options().max_batch || keys->empty()) {
-    return InvalidArgument("get of " + std::to_string(keys->size()) + " keys; allowed 1.." +
-                           std::to_string(store_->options().max_batch));
-  }
+  KVTIER_RETURN_IF_ERROR(store_->CheckBatch(keys->size()));
   if (request.expected_tokens_size() != 0 && static_cast<size_t>(request.expected_tokens_size()) != keys->size()) {
     return InvalidArgument("expected_tokens has " + std::to_string(request.expected_tokens_size()) +
                            " entries for " + std::to_string(keys->size()) + " keys");

@@ -184,6 +184,8 @@ class Store {
   Result<uint32_t> Delete(const Scope& scope, std::span<const ChunkKey> keys);
 
   StoreStats Stats() const;
+  // INVALID_ARGUMENT unless 1 <= keys <= max_batch.
+  Status CheckBatch(size_t keys) const;
 
  private:
   friend class PendingPut;
@@ -192,7 +194,7 @@ class Store {
 
   explicit Store(StoreOptions options);
   int64_t NowNs() const;
-  Status CheckBatch(size_t keys) const;
+
   Status ValidateSpec(const Scope& scope, const PutSpec& spec) const;
   // Guarded: the caller holds mu_.
   Result<Placement> AllocateLocked(uint64_t bytes);
