@@ -281,62 +281,61 @@ Result<std::vector<GetResult>> Client::GetBatch(std::span<const ChunkKey> keys,
   });
 }
 
-Result<LookupResult> Client::Lookup(std::span<const ChunkKey> keys, std::chrono::milliseconds lease) {
-  return WithRetry(options_, [&]() -> Result<LookupResult> {
-    grpc::ClientContext ctx;
-    SetDeadline(options_, &ctx);
-    v1::LookupRequest request;
-    *request.mutable_context() = impl_->context;
-    for (const ChunkKey& k : keys) request.add_keys(WireKey(k));
-    request.set_lease_ttl_ms(static_cast<uint32_t>(std::max<int64_t>(0, lease.count())));
-    v1::LookupResponse response;
-    const grpc::Status status = impl_->stub->Lookup(&ctx, request, &response);
-    if (!status.ok()) return FromGrpc(status);
-    LookupResult out;
-    out.leading_hits = response.leading_hits();
-    out.lease_ttl_ms = response.lease_ttl_ms();
-    for (int t : response.tiers()) out.tiers.push_back(static_cast<uint8_t>(t));
-    return out;
-  });
-}
+namespace {
 
-Result<std::vector<bool>> Client::Exists(std::span<const ChunkKey> keys) {
-  return WithRetry(options_, [&]() -> Result<std::vector<bool>> {
+// Runs one unary RPC with the client's deadline and retry policy.
+template <typename Request, typename Response>
+Result<Response> CallUnary(const ClientOptions& o, v1::KvTier::Stub* stub,
+                           grpc::Status (v1::KvTier::Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+                           const Request& request) {
+  return WithRetry(o, [&]() -> Result<Response> {
     grpc::ClientContext ctx;
-    SetDeadline(options_, &ctx);
-    v1::ExistsRequest request;
-    *request.mutable_context() = impl_->context;
-    for (const ChunkKey& k : keys) request.add_keys(WireKey(k));
-    v1::ExistsResponse response;
-    const grpc::Status status = impl_->stub->Exists(&ctx, request, &response);
-    if (!status.ok()) return FromGrpc(status);
-    return std::vector<bool>(response.exists().begin(), response.exists().end());
-  });
-}
-
-Result<uint32_t> Client::Delete(std::span<const ChunkKey> keys) {
-  return WithRetry(options_, [&]() -> Result<uint32_t> {
-    grpc::ClientContext ctx;
-    SetDeadline(options_, &ctx);
-    v1::DeleteRequest request;
-    *request.mutable_context() = impl_->context;
-    for (const ChunkKey& k : keys) request.add_keys(WireKey(k));
-    v1::DeleteResponse response;
-    const grpc::Status status = impl_->stub->Delete(&ctx, request, &response);
-    if (!status.ok()) return FromGrpc(status);
-    return response.deleted();
-  });
-}
-
-Result<v1::StatsResponse> Client::Stats() {
-  return WithRetry(options_, [&]() -> Result<v1::StatsResponse> {
-    grpc::ClientContext ctx;
-    SetDeadline(options_, &ctx);
-    v1::StatsResponse response;
-    const grpc::Status status = impl_->stub->Stats(&ctx, v1::StatsRequest(), &response);
+    SetDeadline(o, &ctx);
+    Response response;
+    const grpc::Status status = (stub->*method)(&ctx, request, &response);
     if (!status.ok()) return FromGrpc(status);
     return response;
   });
+}
+
+template <typename Request>
+Request KeysRequest(const v1::RequestContext& context, std::span<const ChunkKey> keys) {
+  Request request;
+  *request.mutable_context() = context;
+  for (const ChunkKey& k : keys) request.add_keys(WireKey(k));
+  return request;
+}
+
+}  // namespace
+
+Result<LookupResult> Client::Lookup(std::span<const ChunkKey> keys, std::chrono::milliseconds lease) {
+  auto request = KeysRequest<v1::LookupRequest>(impl_->context, keys);
+  request.set_lease_ttl_ms(static_cast<uint32_t>(std::max<int64_t>(0, lease.count())));
+  auto response = CallUnary(options_, impl_->stub.get(), &v1::KvTier::Stub::Lookup, request);
+  if (!response.ok()) return response.status();
+  LookupResult out;
+  out.leading_hits = response->leading_hits();
+  out.lease_ttl_ms = response->lease_ttl_ms();
+  for (int t : response->tiers()) out.tiers.push_back(static_cast<uint8_t>(t));
+  return out;
+}
+
+Result<std::vector<bool>> Client::Exists(std::span<const ChunkKey> keys) {
+  auto response = CallUnary(options_, impl_->stub.get(), &v1::KvTier::Stub::Exists,
+                            KeysRequest<v1::ExistsRequest>(impl_->context, keys));
+  if (!response.ok()) return response.status();
+  return std::vector<bool>(response->exists().begin(), response->exists().end());
+}
+
+Result<uint32_t> Client::Delete(std::span<const ChunkKey> keys) {
+  auto response = CallUnary(options_, impl_->stub.get(), &v1::KvTier::Stub::Delete,
+                            KeysRequest<v1::DeleteRequest>(impl_->context, keys));
+  if (!response.ok()) return response.status();
+  return response->deleted();
+}
+
+Result<v1::StatsResponse> Client::Stats() {
+  return CallUnary(options_, impl_->stub.get(), &v1::KvTier::Stub::Stats, v1::StatsRequest());
 }
 
 std::future<Result<PutResult>> Client::PutAsync(const ChunkKey& key, std::span<const uint32_t> token_ids,
