@@ -160,7 +160,7 @@ Status KvTierService::DoGet(grpc::ServerContext* ctx, const v1::GetRequest& requ
     h->set_found(static_cast<bool>(ref));
     if (ref) {
       const ChunkEntry& e = ref.entry();
-      h->set_tier(static_cast<v1::Tier>(e.tier));
+      h->set_tier(static_cast<v1::Tier>(e.tier()));
       h->mutable_token_ids()->Add(ref.token_ids().begin(), ref.token_ids().end());
       h->set_codec(static_cast<v1::Codec>(e.codec));
       h->set_payload_bytes(e.payload_bytes);

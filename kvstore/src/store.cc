@@ -8,6 +8,8 @@
 #include "chunk_table.h"
 #include "entry_pool.h"
 #include "kvtier/kvstore/host_tier.h"
+#include "nvme/meta_store.h"
+#include "nvme/nvme_tier.h"
 
 namespace kvtier {
 namespace {
@@ -23,6 +25,7 @@ std::string Bytes(uint64_t n) { return std::to_string(n) + " bytes"; }
 
 Status StoreOptions::Validate() const {
   if (host_capacity_bytes < (1ull << 20)) return InvalidArgument("host capacity must be at least 1 MiB");
+  if (disk.enabled()) KVTIER_RETURN_IF_ERROR(disk.Validate());
   if (max_chunk_bytes == 0) return InvalidArgument("max_chunk_bytes must be > 0");
   if (max_batch == 0) return InvalidArgument("max_batch must be > 0");
   if (max_namespaces == 0) return InvalidArgument("max_namespaces must be > 0");
@@ -126,6 +129,7 @@ Result<std::unique_ptr<Store>> Store::Open(StoreOptions options) {
   if (!host.ok()) return host.status();
   std::unique_ptr<Store> store(new Store(std::move(options)));
   store->host_ = std::move(host).value();
+  if (store->options_.disk.enabled()) KVTIER_RETURN_IF_ERROR(store->OpenDisk());
   return store;
 }
 
@@ -135,7 +139,7 @@ Store::Store(StoreOptions options)
       pool_(std::make_unique<EntryPool>()),
       policy_(MakeLruPolicy()) {}
 
-Store::~Store() = default;
+Store::~Store() { Stop(); }
 
 int64_t Store::NowNs() const {
   if (options_.now_ns) return options_.now_ns();
@@ -167,6 +171,7 @@ Result<Scope> Store::OpenScope(std::string_view name_space, const ModelFingerpri
       return ResourceExhausted("namespace limit reached: max_namespaces " + std::to_string(options_.max_namespaces));
     }
     scope.ns_id = static_cast<uint32_t>(namespaces_.size() + 1);
+    if (meta_ != nullptr) KVTIER_RETURN_IF_ERROR(meta_->PutNamespace(scope.ns_id, std::string(name_space)));
     namespaces_.emplace(std::string(name_space), scope.ns_id);
   }
   if (auto it = fingerprint_ids_.find(digest); it != fingerprint_ids_.end()) {
@@ -178,6 +183,9 @@ Result<Scope> Store::OpenScope(std::string_view name_space, const ModelFingerpri
     if (fingerprints_.size() >= options_.max_fingerprints) {
       return ResourceExhausted("fingerprint limit reached: max_fingerprints " +
                                std::to_string(options_.max_fingerprints));
+    }
+    if (meta_ != nullptr) {
+      KVTIER_RETURN_IF_ERROR(meta_->PutFingerprint(static_cast<uint32_t>(fingerprints_.size() + 1), fingerprint));
     }
     fingerprints_.push_back(fingerprint);
     scope.fp_id = static_cast<uint32_t>(fingerprints_.size());
@@ -228,7 +236,7 @@ Result<PendingPut> Store::BeginPut(const Scope& scope, const PutSpec& spec) {
       KVTIER_RETURN_IF_ERROR(CheckFingerprintLocked(scope, *existing));
       return put;  // already present: the caller drains the payload, nothing is written
     }
-    auto placement = AllocateLocked(total);
+    auto placement = AllocateHostLocked(total);
     if (!placement.ok()) {
       put.store_ = nullptr;
       return placement.status();
@@ -241,16 +249,20 @@ Result<PendingPut> Store::BeginPut(const Scope& scope, const PutSpec& spec) {
     e->base_position = spec.base_position;
     e->codec = static_cast<uint8_t>(spec.codec);
     e->pinned = spec.pin;
-    e->tier = host_->kind();
     e->payload_bytes = spec.payload_bytes;
     e->checksum = spec.checksum;
-    e->placement = *placement;
+    e->host = *placement;
+    e->in_host = true;
     e->payload_offset = tokens_bytes;
     ++reservations_;
     put.entry_ = e;
   }
-  std::span<std::byte> mem = host_->Map(put.entry_->placement);
+  std::span<std::byte> mem = host_->Map(put.entry_->host);
   std::memcpy(mem.data(), spec.token_ids.data(), spec.token_ids.size_bytes());
+  // Zero the padding so the body written to disk carries no stale bytes.
+  std::memset(mem.data() + spec.token_ids.size_bytes(), 0, tokens_bytes - spec.token_ids.size_bytes());
+  const uint64_t tail = put.entry_->host.length - total;
+  std::memset(mem.data() + total, 0, tail);
   put.payload_ = mem.data() + tokens_bytes;
   return put;
 }
@@ -270,7 +282,11 @@ Result<PutOutcome> Store::CommitPut(PendingPut* put) {
   if (e->pinned) ++host_pinned_chunks_;
   else policy_->OnInsert(e);
   ++host_chunks_;
-  return PutOutcome{false, e->tier};
+  if (nvme_ != nullptr &&
+      host_->used_bytes() > static_cast<uint64_t>(options_.disk.demote_watermark * host_->capacity_bytes())) {
+    demote_cv_.notify_one();
+  }
+  return PutOutcome{false, TierKind::kHost};
 }
 
 void Store::AbortPut(PendingPut* put) {
@@ -284,7 +300,7 @@ bool Store::EvictableLocked(const ChunkEntry& e, int64_t now) const {
          e.refs.load(std::memory_order_acquire) == 1;
 }
 
-Result<Placement> Store::AllocateLocked(uint64_t bytes) {
+Result<Placement> Store::AllocateHostLocked(uint64_t bytes) {
   if (bytes > host_->capacity_bytes()) {
     return ResourceExhausted("chunk needs " + Bytes(bytes) + ", more than the host tier capacity of " +
                              Bytes(host_->capacity_bytes()));
@@ -295,8 +311,10 @@ Result<Placement> Store::AllocateLocked(uint64_t bytes) {
     if (placement.ok()) return placement;
     ChunkEntry* victim = policy_->PickVictim([&](const ChunkEntry& e) { return EvictableLocked(e, now); });
     if (victim == nullptr) return ExhaustedLocked(bytes);
-    RemoveLocked(victim);
     host_evictions_.fetch_add(1, std::memory_order_relaxed);
+    // A chunk already on disk only loses its DRAM copy: that is the demotion, and nothing is rewritten.
+    if (victim->on_disk) DropHostCopyLocked(victim);
+    else RemoveLocked(victim);
   }
 }
 
@@ -325,10 +343,35 @@ Status Store::CheckFingerprintLocked(const Scope& scope, const ChunkEntry& e) co
 void Store::RemoveLocked(ChunkEntry* e) {
   table_->Erase(e);
   e->indexed = false;
-  if (e->pinned) --host_pinned_chunks_;
-  else policy_->OnRemove(e);
-  --host_chunks_;
+  if (e->in_host) {
+    if (e->pinned) --host_pinned_chunks_;
+    else policy_->OnRemove(e);
+    --host_chunks_;
+  }
+  if (e->on_disk) {
+    --disk_chunks_;
+    const std::pair<uint32_t, ChunkKey> key{e->ns_id, e->key};
+    NoteDiskResult(meta_->DeleteChunks({&key, 1}), /*write=*/true);
+  }
   UnrefLocked(e);
+}
+
+void Store::DropHostCopyLocked(ChunkEntry* e) {
+  if (!e->pinned) policy_->OnRemove(e);
+  else --host_pinned_chunks_;
+  --host_chunks_;
+  host_->Free(e->host);
+  e->host = {};
+  e->in_host = false;
+}
+
+void Store::DropDiskCopyLocked(ChunkEntry* e) {
+  const std::pair<uint32_t, ChunkKey> key{e->ns_id, e->key};
+  NoteDiskResult(meta_->DeleteChunks({&key, 1}), /*write=*/true);
+  nvme_->Free(e->disk);
+  e->disk = {};
+  e->on_disk = false;
+  --disk_chunks_;
 }
 
 void Store::UnrefLocked(ChunkEntry* e) {
@@ -343,33 +386,49 @@ void Store::Unref(ChunkEntry* e) {
 }
 
 void Store::ReleaseEntryLocked(ChunkEntry* e) {
-  host_->Free(e->placement);
+  if (e->in_host) host_->Free(e->host);
+  if (e->on_disk && nvme_ != nullptr) nvme_->Free(e->disk);
   pool_->Release(e);
 }
 
-ChunkRef Store::MakeRef(ChunkEntry* e) {
-  std::span<std::byte> mem = host_->Map(e->placement);
-  ChunkRef ref;
-  ref.store_ = this;
-  ref.entry_ = e;
-  ref.tokens_ = {reinterpret_cast<const uint32_t*>(mem.data()), e->num_tokens};
-  ref.payload_ = {mem.data() + e->payload_offset, e->payload_bytes};
-  return ref;
+void Store::BindLocked(ChunkRef* ref, ChunkEntry* e) {
+  std::span<std::byte> mem = host_->Map(e->host);
+  ref->store_ = this;
+  ref->entry_ = e;
+  ref->tokens_ = {reinterpret_cast<const uint32_t*>(mem.data()), e->num_tokens};
+  ref->payload_ = {mem.data() + e->payload_offset, e->payload_bytes};
 }
 
 Result<ChunkRef> Store::Get(const Scope& scope, const ChunkKey& key, std::span<const uint32_t> expected_tokens) {
-  ChunkRef ref;
+  ChunkEntry* e = nullptr;
+  bool from_disk = false;
   {
     std::lock_guard lock(mu_);
-    ChunkEntry* e = scope.ns_id == 0 ? nullptr : table_->Find(scope.ns_id, key);
+    e = scope.ns_id == 0 ? nullptr : table_->Find(scope.ns_id, key);
     if (e == nullptr) {
       misses_.fetch_add(1, std::memory_order_relaxed);
       return ChunkRef();
     }
     KVTIER_RETURN_IF_ERROR(CheckFingerprintLocked(scope, *e));
     e->refs.fetch_add(1, std::memory_order_acq_rel);
-    if (!e->pinned) policy_->OnAccess(e);
-    ref = MakeRef(e);
+    ++e->hits;
+    from_disk = !e->in_host;
+    if (!from_disk && !e->pinned) policy_->OnAccess(e);
+  }
+  ChunkRef ref;
+  ref.store_ = this;
+  ref.entry_ = e;  // from here on ref's destructor releases the reference taken above
+  if (from_disk) {
+    auto promoted = Promote(e);
+    if (!promoted.ok() || !*promoted) {
+      misses_.fetch_add(1, std::memory_order_relaxed);
+      return ChunkRef();
+    }
+  }
+  {
+    // The host copy cannot be dropped while we hold a reference (only unreferenced chunks are evicted).
+    std::lock_guard lock(mu_);
+    BindLocked(&ref, e);
   }
   // Verification reads the bytes outside the lock; the reference keeps them alive.
   if (!expected_tokens.empty() && !std::equal(expected_tokens.begin(), expected_tokens.end(),
@@ -383,12 +442,11 @@ Result<ChunkRef> Store::Get(const Scope& scope, const ChunkKey& key, std::span<c
     misses_.fetch_add(1, std::memory_order_relaxed);
     {
       std::lock_guard lock(mu_);
-      ChunkEntry* e = ref.entry_;
       if (e->indexed) RemoveLocked(e);  // drop the corrupt chunk so no later read sees it
     }
     return ChunkRef();
   }
-  host_hits_.fetch_add(1, std::memory_order_relaxed);
+  (from_disk ? disk_hits_ : host_hits_).fetch_add(1, std::memory_order_relaxed);
   return ref;
 }
 
@@ -408,7 +466,7 @@ Result<uint32_t> Store::Lookup(const Scope& scope, std::span<const ChunkKey> key
       continue;
     }
     KVTIER_RETURN_IF_ERROR(CheckFingerprintLocked(scope, *e));
-    (*tiers)[i] = e->tier;
+    (*tiers)[i] = e->tier();
     if (!prefix) continue;
     ++leading;
     if (ttl > 0 && e->lease_until_ns.load(std::memory_order_relaxed) < lease_until) {
@@ -454,15 +512,42 @@ StoreStats Store::Stats() const {
   host.kind = host_->kind();
   host.capacity_bytes = host_->capacity_bytes();
   host.used_bytes = host_->used_bytes();
+  TierSnapshot disk;
+  disk.kind = TierKind::kNvme;
   {
     std::lock_guard lock(mu_);
     host.chunks = host_chunks_;
     host.pinned_chunks = host_pinned_chunks_;
+    disk.chunks = disk_chunks_;
     stats.namespaces = static_cast<uint32_t>(namespaces_.size());
+    stats.disk.failed = disk_failed_;
+    stats.disk.full = disk_full_;
   }
   host.hits = host_hits_.load(std::memory_order_relaxed);
   host.evictions = host_evictions_.load(std::memory_order_relaxed);
   stats.tiers.push_back(host);
+  if (nvme_ != nullptr) {
+    disk.capacity_bytes = nvme_->capacity_bytes();
+    disk.used_bytes = nvme_->used_bytes();
+    disk.hits = disk_hits_.load(std::memory_order_relaxed);
+    disk.evictions = disk_evictions_.load(std::memory_order_relaxed);
+    stats.tiers.push_back(disk);
+    DiskStats& d = stats.disk;
+    d.enabled = true;
+    d.direct_io = nvme_->direct_io();
+    d.read_bytes = disk_read_bytes_.load(std::memory_order_relaxed);
+    d.write_bytes = disk_write_bytes_.load(std::memory_order_relaxed);
+    d.read_errors = disk_read_errors_.load(std::memory_order_relaxed);
+    d.write_errors = disk_write_errors_.load(std::memory_order_relaxed);
+    const auto regions = nvme_->CountRegions();
+    d.regions_free = regions.free;
+    d.regions_open = regions.open;
+    d.regions_sealed = regions.sealed;
+    d.promotions = promotions_.load(std::memory_order_relaxed);
+    d.demotions = demotions_.load(std::memory_order_relaxed);
+    d.admission_rejected = admission_rejected_.load(std::memory_order_relaxed);
+    d.reinsertions = reinsertions_.load(std::memory_order_relaxed);
+  }
   stats.misses = misses_.load(std::memory_order_relaxed);
   stats.checksum_failures = checksum_failures_.load(std::memory_order_relaxed);
   stats.token_mismatches = token_mismatches_.load(std::memory_order_relaxed);

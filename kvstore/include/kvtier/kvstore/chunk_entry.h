@@ -2,10 +2,11 @@
 // thread their lists through.
 //
 // Entries are pooled by the Store (no malloc per chunk). Identity and metadata are written once before
-// the entry is published in the index and are read-only afterwards. `refs` counts the index's own
-// reference plus one per reader holding a ChunkRef; the placement is freed when it drops to zero, so a
-// chunk deleted or evicted while being streamed stays intact until the reader lets go. Fields marked
-// "guarded by Store::mu_" are only touched under the Store's mutex.
+// the entry is published in the index and are read-only afterwards. A chunk has a copy in host DRAM, on
+// the NVMe tier, or both. `refs` counts the index's own reference plus one per holder (a reader with a
+// ChunkRef, the demoter); the host copy is never dropped while a holder exists, and the placements are
+// freed when refs drops to zero, so a chunk deleted while being streamed stays intact until the reader
+// lets go. Fields marked "guarded by Store::mu_" are only touched under the Store's mutex.
 #pragma once
 
 #include <atomic>
@@ -25,32 +26,41 @@ struct ChunkEntry {
   uint32_t base_position = 0;
   uint8_t codec = 0;
   bool pinned = false;
-  TierKind tier = TierKind::kNone;
   uint64_t payload_bytes = 0;
   uint64_t checksum = 0;
-  Placement placement;          // [token ids, u32 each][pad to 64 bytes][payload]
-  uint64_t payload_offset = 0;  // from the start of the placement
+  uint64_t payload_offset = 0;  // from the start of the body: [token ids, u32 each][pad to 64][payload]
 
   // --- shared ---
   std::atomic<uint32_t> refs{0};
   std::atomic<int64_t> lease_until_ns{0};  // not evictable before this (monotonic clock)
 
   // --- guarded by Store::mu_ ---
+  Placement host;             // the body in host DRAM, valid when in_host
+  Placement disk;             // the record on the NVMe tier, valid when on_disk
+  bool in_host = false;
+  bool on_disk = false;
   bool indexed = false;
+  bool demoting = false;           // a copy to the NVMe tier is being written
+  bool admission_refused = false;  // the admission policy said no; do not ask again
+  bool hit_on_disk = false;        // read from the NVMe tier since written there (reinsertion)
+  uint32_t hits = 0;
   ChunkEntry* policy_prev = nullptr;  // owned by the eviction policy
   ChunkEntry* policy_next = nullptr;
+
+  // Where a read is served from: host DRAM when there is a copy there.
+  TierKind tier() const { return in_host ? TierKind::kHost : on_disk ? TierKind::kNvme : TierKind::kNone; }
 
   void Reset() {
     key = {};
     ns_id = fp_id = num_tokens = base_position = 0;
     codec = 0;
     pinned = false;
-    tier = TierKind::kNone;
     payload_bytes = checksum = payload_offset = 0;
-    placement = {};
     refs.store(0, std::memory_order_relaxed);
     lease_until_ns.store(0, std::memory_order_relaxed);
-    indexed = false;
+    host = disk = {};
+    in_host = on_disk = indexed = demoting = admission_refused = hit_on_disk = false;
+    hits = 0;
     policy_prev = policy_next = nullptr;
   }
 };

@@ -28,7 +28,8 @@ class LogLine {
 
 }  // namespace kvtier
 
-#define KVTIER_LOG(level)                                                   \
-  if (::kvtier::LogLevel::level < ::kvtier::GetLogLevel()) {               \
-  } else                                                                    \
-    ::kvtier::LogLine(::kvtier::LogLevel::level, __FILE__, __LINE__).stream()
+// A for-statement (not an if) so the macro nests under an unbraced if/else without ambiguity.
+#define KVTIER_LOG(level)                                                                          \
+  for (bool kvtier_log_on_ = ::kvtier::LogLevel::level >= ::kvtier::GetLogLevel(); kvtier_log_on_; \
+       kvtier_log_on_ = false)                                                                     \
+  ::kvtier::LogLine(::kvtier::LogLevel::level, __FILE__, __LINE__).stream()

@@ -1,16 +1,24 @@
-// Store: the kvtier engine. It owns the tiers, the index of committed chunks, namespaces and
-// fingerprints, leases and eviction, and enforces the data-model rules of DESIGN §2-§4:
+// Store: the kvtier engine. It owns the tiers (host DRAM, and the NVMe tier when configured), the index
+// of committed chunks, namespaces and fingerprints, leases, eviction, demotion and promotion, and enforces
+// the data-model rules of DESIGN §2-§4:
 // chunks are immutable, a second put of a committed key is a no-op, namespaces never see each
 // other's chunks, a chunk is read only with the fingerprint it was stored with, token ids are checked
 // when the reader supplies them, and payload checksums are verified on every read (a corrupt chunk is
 // dropped and answered as a miss).
 //
+// With an NVMe tier, a background demoter writes the coldest host chunks to disk ahead of need (above a
+// host watermark); evicting such a chunk from DRAM then only drops its host copy, and a chunk read back
+// from disk and evicted again is not rewritten. A read of a disk-only chunk promotes it to DRAM after
+// verifying the record. The disk index lives in RocksDB, so a restart is warm. Repeated disk errors
+// disable the NVMe tier and the host tier keeps serving.
+//
 // Thread-safety: every public method may be called from any thread. Index, policy and counters are
-// guarded by one mutex held only for O(1)/O(log n) bookkeeping; payload bytes are copied and
-// checksummed outside it. PendingPut and ChunkRef are single-owner handles (movable, not shared).
+// guarded by one mutex held only for bookkeeping; payload bytes are copied, checksummed and read from
+// or written to disk outside it. PendingPut and ChunkRef are single-owner handles (movable, not shared).
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -18,10 +26,13 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "kvtier/api/types.h"
+#include "kvtier/kvstore/admission_policy.h"
+#include "kvtier/kvstore/block_file.h"
 #include "kvtier/kvstore/chunk_entry.h"
 #include "kvtier/kvstore/eviction_policy.h"
 #include "kvtier/kvstore/tier.h"
@@ -30,9 +41,32 @@ namespace kvtier {
 
 class ChunkTable;
 class EntryPool;
+class MetaStore;
+class NvmeTier;
 
 // Codec ids known to the store; values equal the proto enum kvtier.v1.Codec.
 enum class CodecId : uint8_t { kUnspecified = 0, kRaw = 1 };
+
+// The NVMe tier (DESIGN §4). Off unless `path` is set.
+struct DiskOptions {
+  std::string path;                          // directory for kvtier.data and index/; empty = no NVMe tier
+  uint64_t capacity_bytes = 16ull << 30;     // data file size, preallocated; whole regions are used
+  uint64_t region_bytes = 64ull << 20;       // unit of append and reclaim; also the largest record
+  uint32_t queue_depth = 32;                 // io_uring I/Os in flight per submission
+  bool direct_io = true;                     // O_DIRECT (falls back to buffered I/O where refused)
+  std::string reclaim = "fifo";              // region reclaim order: fifo or lru
+  bool reinsert_hits = true;                 // rewrite chunks read while in a region being reclaimed
+  std::string admission = "admit-all";       // admit-all, seen-twice or write-budget
+  uint64_t write_budget_bytes_per_day = 0;   // for write-budget
+  double demote_watermark = 0.9;             // demote cold host chunks once host usage exceeds this share
+  uint64_t demote_batch_bytes = 8ull << 20;  // bytes written per demotion batch
+  uint32_t max_consecutive_errors = 8;       // I/O errors in a row that disable the tier
+  // Test hook: wraps the data file (fault injection). Empty in production.
+  std::function<std::unique_ptr<BlockFile>(std::unique_ptr<BlockFile>)> wrap_file;
+
+  bool enabled() const { return !path.empty(); }
+  Status Validate() const;
+};
 
 struct StoreOptions {
   uint64_t host_capacity_bytes = 4ull << 30;  // host DRAM arena; reserved and pre-faulted at start
@@ -45,6 +79,7 @@ struct StoreOptions {
   uint32_t max_fingerprints = 4096;           // distinct model fingerprints ever written
   // Monotonic clock in nanoseconds, for leases. Empty: std::chrono::steady_clock. Tests inject one.
   std::function<int64_t()> now_ns;
+  DiskOptions disk;
 
   Status Validate() const;
 };
@@ -145,12 +180,24 @@ struct TierSnapshot {
   uint64_t evictions = 0;
 };
 
+struct DiskStats {
+  bool enabled = false;         // an NVMe tier is configured
+  bool direct_io = false;
+  bool failed = false;          // disabled after repeated I/O errors
+  bool full = false;            // writes stopped: the device or index ran out of space
+  uint64_t read_bytes = 0, write_bytes = 0;
+  uint64_t read_errors = 0, write_errors = 0;
+  uint32_t regions_free = 0, regions_open = 0, regions_sealed = 0;
+  uint64_t promotions = 0, demotions = 0, admission_rejected = 0, reinsertions = 0;
+};
+
 struct StoreStats {
   std::vector<TierSnapshot> tiers;
   uint64_t misses = 0;
   uint64_t checksum_failures = 0;
   uint64_t token_mismatches = 0;
   uint32_t namespaces = 0;
+  DiskStats disk;
 };
 
 class Store {
@@ -162,6 +209,9 @@ class Store {
 
   const StoreOptions& options() const { return options_; }
   const Tier& host_tier() const { return *host_; }
+  // Writes every cold-enough host chunk to disk now instead of waiting for the watermark (tests, shutdown).
+  // Returns the number of chunks demoted.
+  uint64_t DemoteAllForTesting();
 
   // Validates the namespace (1..128 bytes) and fingerprint. `for_write` registers both if new
   // (RESOURCE_EXHAUSTED past max_namespaces/max_fingerprints); reads of unknown ones just miss.
@@ -186,6 +236,8 @@ class Store {
   StoreStats Stats() const;
   // INVALID_ARGUMENT unless 1 <= keys <= max_batch.
   Status CheckBatch(size_t keys) const;
+  // With an NVMe tier: stop the demoter. Called by the destructor; idempotent.
+  void Stop();
 
  private:
   friend class PendingPut;
@@ -193,41 +245,75 @@ class Store {
   friend class StoreTestPeer;
 
   explicit Store(StoreOptions options);
+  Status OpenDisk();
   int64_t NowNs() const;
-
   Status ValidateSpec(const Scope& scope, const PutSpec& spec) const;
   // Guarded: the caller holds mu_.
-  Result<Placement> AllocateLocked(uint64_t bytes);
+  Result<Placement> AllocateHostLocked(uint64_t bytes);
   bool EvictableLocked(const ChunkEntry& e, int64_t now) const;
   Status ExhaustedLocked(uint64_t bytes) const;
   Status CheckFingerprintLocked(const Scope& scope, const ChunkEntry& e) const;
   void RemoveLocked(ChunkEntry* e);
+  void DropHostCopyLocked(ChunkEntry* e);
+  void DropDiskCopyLocked(ChunkEntry* e);
   void UnrefLocked(ChunkEntry* e);
   void ReleaseEntryLocked(ChunkEntry* e);
   void Unref(ChunkEntry* e);
   Result<PutOutcome> CommitPut(PendingPut* put);
   void AbortPut(PendingPut* put);
-  ChunkRef MakeRef(ChunkEntry* e);
+  void BindLocked(ChunkRef* ref, ChunkEntry* e);  // points ref at e's host copy
+  // The NVMe side (store_disk.cc).
+  Result<bool> Promote(ChunkEntry* e);  // false: the record did not verify (dropped, counted)
+  void DemoterLoop();
+  uint64_t DemoteBatch(bool force);
+  Result<Placement> AllocateDisk(uint64_t bytes);
+  Status ReclaimRegion();
+  void NoteDiskResult(const Status& status, bool write);
+  void DisableDiskLocked(const std::string& why);
+  bool DiskWritableLocked() const;
 
   const StoreOptions options_;
   std::unique_ptr<Tier> host_;
+  std::unique_ptr<MetaStore> meta_;
+  std::unique_ptr<NvmeTier> nvme_;
+  std::unique_ptr<AdmissionPolicy> admission_;
 
   mutable std::mutex mu_;
   std::unique_ptr<ChunkTable> table_;                             // guarded by mu_
   std::unique_ptr<EntryPool> pool_;                               // guarded by mu_
-  std::unique_ptr<EvictionPolicy> policy_;                        // guarded by mu_
+  std::unique_ptr<EvictionPolicy> policy_;                        // host LRU; guarded by mu_
   std::unordered_map<std::string, uint32_t> namespaces_;          // guarded by mu_
   std::unordered_map<ChunkKey, uint32_t, ChunkKeyHasher> fingerprint_ids_;  // by digest; guarded by mu_
   std::vector<ModelFingerprint> fingerprints_;                    // by id - 1; guarded by mu_
   uint64_t host_chunks_ = 0;                                      // guarded by mu_
   uint64_t host_pinned_chunks_ = 0;                               // guarded by mu_
+  uint64_t disk_chunks_ = 0;                                      // guarded by mu_
   uint64_t reservations_ = 0;                                     // puts in flight; guarded by mu_
+  bool disk_failed_ = false;                                      // guarded by mu_
+  bool disk_full_ = false;                                        // guarded by mu_
+  uint32_t disk_consecutive_errors_ = 0;                          // guarded by mu_
+
+  std::mutex reclaim_mu_;  // one reclaim at a time
+  std::mutex demote_mu_;
+  std::condition_variable demote_cv_;
+  bool stopping_ = false;  // guarded by demote_mu_
+  std::thread demoter_;
 
   std::atomic<uint64_t> host_hits_{0};
   std::atomic<uint64_t> host_evictions_{0};
+  std::atomic<uint64_t> disk_hits_{0};
+  std::atomic<uint64_t> disk_evictions_{0};
   std::atomic<uint64_t> misses_{0};
   std::atomic<uint64_t> checksum_failures_{0};
   std::atomic<uint64_t> token_mismatches_{0};
+  std::atomic<uint64_t> promotions_{0};
+  std::atomic<uint64_t> demotions_{0};
+  std::atomic<uint64_t> admission_rejected_{0};
+  std::atomic<uint64_t> reinsertions_{0};
+  std::atomic<uint64_t> disk_read_bytes_{0};
+  std::atomic<uint64_t> disk_write_bytes_{0};
+  std::atomic<uint64_t> disk_read_errors_{0};
+  std::atomic<uint64_t> disk_write_errors_{0};
 };
 
 }  // namespace kvtier

@@ -21,8 +21,9 @@ enum class TierKind : uint8_t { kNone = 0, kHost = 1, kNvme = 2, kGpu = 3 };
 std::string_view TierName(TierKind kind);  // "host", "nvme", "gpu": the `tier` metric label
 
 struct Placement {
-  uint64_t offset = 0;  // in the tier's address space
-  uint64_t length = 0;  // bytes reserved (>= bytes asked, rounded to the tier's unit)
+  uint64_t offset = 0;      // in the tier's address space
+  uint64_t length = 0;      // bytes reserved (>= bytes asked, rounded to the tier's unit)
+  uint64_t generation = 0;  // for log-structured tiers: the region generation it was written in
 };
 
 class Tier {

@@ -1,0 +1,229 @@
+#include "meta_store.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
+
+#include <bit>
+#include <cstring>
+
+namespace kvtier {
+namespace {
+
+constexpr uint8_t kIndexVersion = 1;
+constexpr uint8_t kFingerprintVersion = 1;
+
+static_assert(std::endian::native == std::endian::little, "meta store values are little-endian");
+
+class Writer {
+ public:
+  template <typename T>
+  Writer& Put(T v) {
+    out_.append(reinterpret_cast<const char*>(&v), sizeof(v));
+    return *this;
+  }
+  Writer& Bytes(const void* p, size_t n) {
+    out_.append(static_cast<const char*>(p), n);
+    return *this;
+  }
+  std::string str() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+class Reader {
+ public:
+  explicit Reader(rocksdb::Slice s) : p_(s.data()), left_(s.size()) {}
+  template <typename T>
+  bool Get(T* v) {
+    if (left_ < sizeof(T)) return false;
+    std::memcpy(v, p_, sizeof(T));
+    p_ += sizeof(T);
+    left_ -= sizeof(T);
+    return true;
+  }
+  bool Bytes(std::string* out, size_t n) {
+    if (left_ < n) return false;
+    out->assign(p_, n);
+    p_ += n;
+    left_ -= n;
+    return true;
+  }
+  bool done() const { return left_ == 0; }
+
+ private:
+  const char* p_;
+  size_t left_;
+};
+
+std::string IdKey(char tag, uint32_t id) {
+  std::string k(1, tag);
+  for (int i = 3; i >= 0; --i) k.push_back(static_cast<char>(id >> (8 * i)));  // big-endian: ordered scans
+  return k;
+}
+
+std::string ChunkIndexKey(uint32_t ns_id, const ChunkKey& key) {
+  std::string k = IdKey('c', ns_id);
+  const auto b = key.ToBytes();
+  k.append(reinterpret_cast<const char*>(b.data()), b.size());
+  return k;
+}
+
+uint32_t IdOf(rocksdb::Slice key) {
+  uint32_t id = 0;
+  for (int i = 1; i <= 4; ++i) id = id << 8 | static_cast<uint8_t>(key[i]);
+  return id;
+}
+
+std::string EncodeEntry(const DiskIndexEntry& e) {
+  return Writer()
+      .Put(kIndexVersion)
+      .Put(e.region)
+      .Put(e.generation)
+      .Put(e.offset)
+      .Put(e.record_bytes)
+      .Put(e.fp_id)
+      .Put(e.num_tokens)
+      .Put(e.base_position)
+      .Put(e.codec)
+      .Put(e.payload_bytes)
+      .Put(e.payload_checksum)
+      .str();
+}
+
+bool DecodeEntry(rocksdb::Slice key, rocksdb::Slice value, DiskIndexEntry* e) {
+  if (key.size() != 1 + 4 + 16) return false;
+  e->ns_id = IdOf(key);
+  auto k = ChunkKey::FromBytes(std::string_view(key.data() + 5, 16));
+  if (!k.ok()) return false;
+  e->key = *k;
+  Reader r(value);
+  uint8_t version = 0;
+  return r.Get(&version) && version == kIndexVersion && r.Get(&e->region) && r.Get(&e->generation) &&
+         r.Get(&e->offset) && r.Get(&e->record_bytes) && r.Get(&e->fp_id) && r.Get(&e->num_tokens) &&
+         r.Get(&e->base_position) && r.Get(&e->codec) && r.Get(&e->payload_bytes) && r.Get(&e->payload_checksum) &&
+         r.done();
+}
+
+std::string EncodeFingerprint(const ModelFingerprint& fp) {
+  return Writer()
+      .Put(kFingerprintVersion)
+      .Put(static_cast<uint32_t>(fp.model_id.size()))
+      .Bytes(fp.model_id.data(), fp.model_id.size())
+      .Put(fp.num_layers)
+      .Put(fp.num_kv_heads)
+      .Put(fp.head_dim)
+      .Put(static_cast<uint8_t>(fp.dtype))
+      .Put(fp.rope_theta)
+      .Put(static_cast<uint8_t>(fp.rope_style))
+      .Put(fp.rotary_dim)
+      .Put(static_cast<uint8_t>(fp.keys_post_rope))
+      .Put(fp.chunk_tokens)
+      .str();
+}
+
+bool DecodeFingerprint(rocksdb::Slice value, ModelFingerprint* fp) {
+  Reader r(value);
+  uint8_t version = 0, dtype = 0, style = 0, post = 0;
+  uint32_t len = 0;
+  const bool ok = r.Get(&version) && version == kFingerprintVersion && r.Get(&len) && len <= 256 &&
+                  r.Bytes(&fp->model_id, len) && r.Get(&fp->num_layers) && r.Get(&fp->num_kv_heads) &&
+                  r.Get(&fp->head_dim) && r.Get(&dtype) && r.Get(&fp->rope_theta) && r.Get(&style) &&
+                  r.Get(&fp->rotary_dim) && r.Get(&post) && r.Get(&fp->chunk_tokens) && r.done();
+  fp->dtype = static_cast<DType>(dtype);
+  fp->rope_style = static_cast<RopeStyle>(style);
+  fp->keys_post_rope = post != 0;
+  return ok && fp->Validate().ok();
+}
+
+Status FromRocks(const rocksdb::Status& s, const char* what) {
+  if (s.ok()) return Status::Ok();
+  if (s.IsNoSpace()) return ResourceExhausted(std::string(what) + ": " + s.ToString());
+  return Internal(std::string(what) + ": " + s.ToString());
+}
+
+rocksdb::WriteOptions NoSync() {
+  rocksdb::WriteOptions w;
+  w.sync = false;  // the WAL reaches the OS page cache: enough to survive a killed process
+  return w;
+}
+
+}  // namespace
+
+MetaStore::MetaStore(std::unique_ptr<rocksdb::DB> db) : db_(std::move(db)) {}
+MetaStore::~MetaStore() = default;
+
+Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& dir) {
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.max_open_files = 256;
+  options.keep_log_file_num = 4;
+  options.IncreaseParallelism(2);
+  rocksdb::DB* raw = nullptr;
+  const rocksdb::Status s = rocksdb::DB::Open(options, dir, &raw);
+  if (!s.ok()) return FromRocks(s, ("open index " + dir).c_str());
+  return std::unique_ptr<MetaStore>(new MetaStore(std::unique_ptr<rocksdb::DB>(raw)));
+}
+
+Status MetaStore::PutNamespace(uint32_t id, const std::string& name) {
+  return FromRocks(db_->Put(NoSync(), IdKey('n', id), name), "index put namespace");
+}
+
+Status MetaStore::PutFingerprint(uint32_t id, const ModelFingerprint& fp) {
+  return FromRocks(db_->Put(NoSync(), IdKey('f', id), EncodeFingerprint(fp)), "index put fingerprint");
+}
+
+Status MetaStore::PutRegionGeneration(uint32_t region, uint64_t generation) {
+  return FromRocks(db_->Put(NoSync(), IdKey('r', region), Writer().Put(generation).str()), "index put region");
+}
+
+Status MetaStore::PutChunks(std::span<const DiskIndexEntry> entries) {
+  rocksdb::WriteBatch batch;
+  for (const DiskIndexEntry& e : entries) batch.Put(ChunkIndexKey(e.ns_id, e.key), EncodeEntry(e));
+  return FromRocks(db_->Write(NoSync(), &batch), "index put chunks");
+}
+
+Status MetaStore::DeleteChunks(std::span<const std::pair<uint32_t, ChunkKey>> keys) {
+  rocksdb::WriteBatch batch;
+  for (const auto& [ns, key] : keys) batch.Delete(ChunkIndexKey(ns, key));
+  return FromRocks(db_->Write(NoSync(), &batch), "index delete chunks");
+}
+
+Result<MetaStore::Snapshot> MetaStore::Load() {
+  Snapshot snap;
+  rocksdb::WriteBatch garbage;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const rocksdb::Slice k = it->key();
+    const rocksdb::Slice v = it->value();
+    bool ok = k.size() >= 5;
+    if (ok && k[0] == 'n' && k.size() == 5) {
+      snap.namespaces[IdOf(k)] = v.ToString();
+    } else if (ok && k[0] == 'f' && k.size() == 5) {
+      ModelFingerprint fp;
+      ok = DecodeFingerprint(v, &fp);
+      if (ok) snap.fingerprints[IdOf(k)] = fp;
+    } else if (ok && k[0] == 'r' && k.size() == 5) {
+      uint64_t gen = 0;
+      Reader r(v);
+      ok = r.Get(&gen) && r.done();
+      if (ok) snap.region_generations[IdOf(k)] = gen;
+    } else if (ok && k[0] == 'c') {
+      DiskIndexEntry e;
+      ok = DecodeEntry(k, v, &e);
+      if (ok) snap.chunks.push_back(e);
+    } else {
+      ok = false;
+    }
+    if (!ok) {
+      ++snap.unreadable;
+      garbage.Delete(k);
+    }
+  }
+  KVTIER_RETURN_IF_ERROR(FromRocks(it->status(), "index scan"));
+  if (garbage.Count() > 0) KVTIER_RETURN_IF_ERROR(FromRocks(db_->Write(NoSync(), &garbage), "index cleanup"));
+  return snap;
+}
+
+}  // namespace kvtier
