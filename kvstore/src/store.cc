@@ -230,13 +230,20 @@ Result<PendingPut> Store::BeginPut(const Scope& scope, const PutSpec& spec) {
   put.key_ = spec.key;
   put.expected_ = spec.payload_bytes;
   put.declared_checksum_ = spec.checksum;
-  {
-    std::lock_guard lock(mu_);
+  for (int attempt = 0;; ++attempt) {
+    std::unique_lock lock(mu_);
     if (ChunkEntry* existing = table_->Find(scope.ns_id, spec.key)) {
       KVTIER_RETURN_IF_ERROR(CheckFingerprintLocked(scope, *existing));
       return put;  // already present: the caller drains the payload, nothing is written
     }
-    auto placement = AllocateHostLocked(total);
+    // Room is made by demoting cold chunks to disk first (this thread does the I/O, which is the
+    // backpressure when puts outrun the demoter); only if that fails are undemoted chunks dropped.
+    auto placement = AllocateHostLocked(total, /*may_drop=*/attempt >= 4);
+    if (!placement.ok() && placement.status().code() == StatusCode::kAborted) {
+      lock.unlock();
+      if (DemoteBatch(/*force=*/true) == 0) attempt = 4;
+      continue;
+    }
     if (!placement.ok()) {
       put.store_ = nullptr;
       return placement.status();
@@ -256,6 +263,7 @@ Result<PendingPut> Store::BeginPut(const Scope& scope, const PutSpec& spec) {
     e->payload_offset = tokens_bytes;
     ++reservations_;
     put.entry_ = e;
+    break;
   }
   std::span<std::byte> mem = host_->Map(put.entry_->host);
   std::memcpy(mem.data(), spec.token_ids.data(), spec.token_ids.size_bytes());
@@ -282,7 +290,7 @@ Result<PutOutcome> Store::CommitPut(PendingPut* put) {
   if (e->pinned) ++host_pinned_chunks_;
   else policy_->OnInsert(e);
   ++host_chunks_;
-  if (nvme_ != nullptr &&
+  if (nvme_ != nullptr && options_.disk.background_demotion &&
       host_->used_bytes() > static_cast<uint64_t>(options_.disk.demote_watermark * host_->capacity_bytes())) {
     demote_cv_.notify_one();
   }
@@ -300,7 +308,7 @@ bool Store::EvictableLocked(const ChunkEntry& e, int64_t now) const {
          e.refs.load(std::memory_order_acquire) == 1;
 }
 
-Result<Placement> Store::AllocateHostLocked(uint64_t bytes) {
+Result<Placement> Store::AllocateHostLocked(uint64_t bytes, bool may_drop) {
   if (bytes > host_->capacity_bytes()) {
     return ResourceExhausted("chunk needs " + Bytes(bytes) + ", more than the host tier capacity of " +
                              Bytes(host_->capacity_bytes()));
@@ -309,8 +317,14 @@ Result<Placement> Store::AllocateHostLocked(uint64_t bytes) {
   for (;;) {
     auto placement = host_->Allocate(bytes);
     if (placement.ok()) return placement;
-    ChunkEntry* victim = policy_->PickVictim([&](const ChunkEntry& e) { return EvictableLocked(e, now); });
-    if (victim == nullptr) return ExhaustedLocked(bytes);
+    // Prefer victims whose bytes survive on disk; drop a chunk that could still be demoted only if allowed.
+    ChunkEntry* victim = policy_->PickVictim(
+        [&](const ChunkEntry& e) { return EvictableLocked(e, now) && (e.on_disk || !DemotableLocked(e)); });
+    if (victim == nullptr) {
+      victim = policy_->PickVictim([&](const ChunkEntry& e) { return EvictableLocked(e, now); });
+      if (victim == nullptr) return ExhaustedLocked(bytes);
+      if (!may_drop) return Status(StatusCode::kAborted, "demote before evicting");
+    }
     host_evictions_.fetch_add(1, std::memory_order_relaxed);
     // A chunk already on disk only loses its DRAM copy: that is the demotion, and nothing is rewritten.
     if (victim->on_disk) DropHostCopyLocked(victim);
@@ -351,7 +365,7 @@ void Store::RemoveLocked(ChunkEntry* e) {
   if (e->on_disk) {
     --disk_chunks_;
     const std::pair<uint32_t, ChunkKey> key{e->ns_id, e->key};
-    NoteDiskResult(meta_->DeleteChunks({&key, 1}), /*write=*/true);
+    NoteMetaResult(meta_->DeleteChunks({&key, 1}));
   }
   UnrefLocked(e);
 }
@@ -367,7 +381,7 @@ void Store::DropHostCopyLocked(ChunkEntry* e) {
 
 void Store::DropDiskCopyLocked(ChunkEntry* e) {
   const std::pair<uint32_t, ChunkKey> key{e->ns_id, e->key};
-  NoteDiskResult(meta_->DeleteChunks({&key, 1}), /*write=*/true);
+  NoteMetaResult(meta_->DeleteChunks({&key, 1}));
   nvme_->Free(e->disk);
   e->disk = {};
   e->on_disk = false;
@@ -412,6 +426,7 @@ Result<ChunkRef> Store::Get(const Scope& scope, const ChunkKey& key, std::span<c
     KVTIER_RETURN_IF_ERROR(CheckFingerprintLocked(scope, *e));
     e->refs.fetch_add(1, std::memory_order_acq_rel);
     ++e->hits;
+    e->admission_refused = false;  // reuse is new evidence for the admission policy
     from_disk = !e->in_host;
     if (!from_disk && !e->pinned) policy_->OnAccess(e);
   }

@@ -169,7 +169,7 @@ Status Store::OpenDisk() {
                     << o.region_bytes << " bytes, " << disk_chunks_ << " chunks from the index ("
                     << stale.size() << " stale dropped), " << (nvme_->direct_io() ? "O_DIRECT" : "buffered")
                     << ", admission " << admission_->name() << ", reclaim " << o.reclaim;
-  demoter_ = std::thread([this] { DemoterLoop(); });
+  if (o.background_demotion) demoter_ = std::thread([this] { DemoterLoop(); });
   return Status::Ok();
 }
 
@@ -183,6 +183,22 @@ void Store::Stop() {
 }
 
 bool Store::DiskWritableLocked() const { return nvme_ != nullptr && !disk_failed_ && !disk_full_; }
+
+bool Store::DemotableLocked(const ChunkEntry& e) const {
+  return DiskWritableLocked() && !e.admission_refused && !e.demoting &&
+         disk::RecordBytes(e.num_tokens, e.payload_bytes) <= options_.disk.region_bytes;
+}
+
+void Store::NoteMetaResult(const Status& status) {
+  if (status.ok()) return;  // index writes do not end a streak of device errors
+  disk_write_errors_.fetch_add(1, std::memory_order_relaxed);
+  if (status.code() == StatusCode::kResourceExhausted) {
+    if (!disk_full_) KVTIER_LOG(kError) << "nvme tier: index out of space, demotion stops: " << status.message();
+    disk_full_ = true;
+    return;
+  }
+  KVTIER_LOG(kWarning) << "nvme tier: index write error: " << status.message();
+}
 
 void Store::NoteDiskResult(const Status& status, bool write) {
   if (status.ok()) {
@@ -230,7 +246,9 @@ Result<bool> Store::Promote(ChunkEntry* e) {
     if (e->in_host) return true;  // promoted by another reader meanwhile
     if (!e->on_disk || disk_failed_ || !nvme_->BeginRead(e->disk)) return false;
     disk_placement = e->disk;
-    auto placement = AllocateHostLocked(disk::AlignUp(e->payload_offset + e->payload_bytes, kDiskAlign));
+    // Reads never wait for disk writes: a promotion may drop a cold chunk the demoter has not reached.
+    auto placement = AllocateHostLocked(disk::AlignUp(e->payload_offset + e->payload_bytes, kDiskAlign),
+                                        /*may_drop=*/true);
     if (!placement.ok()) {
       nvme_->EndRead(disk_placement);
       return placement.status();
@@ -245,7 +263,7 @@ Result<bool> Store::Promote(ChunkEntry* e) {
   const uint32_t region = nvme_->RegionOf(disk_placement);
   const Status verified = s.ok() ? VerifyRecord(header, *e, disk_placement, region, body) : s;
   std::lock_guard lock(mu_);
-  if (!s.ok()) NoteDiskResult(s, /*write=*/false);
+  NoteDiskResult(s, /*write=*/false);
   if (!verified.ok()) {
     host_->Free(host_placement);
     if (s.ok()) {
@@ -332,6 +350,7 @@ uint64_t Store::DemoteBatch(bool force) {
   if (batch.empty()) return 0;
 
   Status status;
+  bool wrote = false;  // whether device I/O was attempted (allocation failures are not device errors)
   std::vector<RecordWrite> writes;
   writes.reserve(batch.size());
   for (Item& item : batch) {
@@ -348,6 +367,7 @@ uint64_t Store::DemoteBatch(bool force) {
     writes.push_back({item.placement, HeaderFor(e, item.placement, region, nvme_->next_sequence(), body), body});
   }
   if (status.ok()) {
+    wrote = true;
     status = nvme_->WriteRecords(writes);
     if (status.ok()) {
       for (const RecordWrite& w : writes) disk_write_bytes_.fetch_add(w.placement.length, std::memory_order_relaxed);
@@ -361,9 +381,14 @@ uint64_t Store::DemoteBatch(bool force) {
     for (const Item& item : batch) {
       if (item.entry->indexed) index.push_back(IndexEntryFor(*item.entry, item.placement, nvme_->RegionOf(item.placement)));
     }
+    NoteDiskResult(status, /*write=*/true);  // the device write succeeded
     status = meta_->PutChunks(index);
+    NoteMetaResult(status);
+  } else if (wrote) {
+    NoteDiskResult(status, /*write=*/true);
+  } else {
+    KVTIER_LOG(kWarning) << "nvme tier: demotion skipped: " << status.message();
   }
-  NoteDiskResult(status, /*write=*/true);
   for (const Item& item : batch) {
     ChunkEntry* e = item.entry;
     e->demoting = false;
@@ -388,8 +413,14 @@ Status Store::ReclaimRegion() {
   const auto victim = nvme_->PickVictim();
   if (!victim) return ResourceExhausted("nvme tier: every region is open or being read");
   // Chunks in the victim region: those also in DRAM lose only their disk copy; those read from disk
-  // while there are rewritten (reinsertion); the rest leave the cache.
-  std::vector<ChunkEntry*> reinsert;
+  // while there are kept (reinsertion); the rest leave the cache.
+  struct Hot {
+    ChunkEntry* entry;
+    Placement old_placement;
+    uint64_t scratch_offset;
+  };
+  std::vector<Hot> hot;
+  uint64_t scratch_bytes = 0;
   {
     std::lock_guard lock(mu_);
     std::vector<ChunkEntry*> in_region;
@@ -401,52 +432,63 @@ Status Store::ReclaimRegion() {
         DropDiskCopyLocked(e);
       } else if (e->hit_on_disk && options_.disk.reinsert_hits) {
         e->refs.fetch_add(1, std::memory_order_acq_rel);
-        reinsert.push_back(e);
+        hot.push_back({e, e->disk, scratch_bytes});
+        scratch_bytes += e->disk.length - disk::kHeaderBlock;
       } else {
         disk_evictions_.fetch_add(1, std::memory_order_relaxed);
         RemoveLocked(e);
       }
     }
   }
-  // Reinsertion: read the record into a scratch buffer and append it again elsewhere.
-  for (ChunkEntry* e : reinsert) {
-    Placement old_placement, new_placement;
-    {
-      std::lock_guard lock(mu_);
-      old_placement = e->disk;
-    }
-    const uint64_t body_bytes = old_placement.length - disk::kHeaderBlock;
-    std::byte* scratch = static_cast<std::byte*>(std::aligned_alloc(kDiskAlign, body_bytes));
+  // Read the hot records before the region is reset; a record that does not verify is dropped.
+  std::unique_ptr<std::byte, decltype(&std::free)> scratch(
+      hot.empty() ? nullptr : static_cast<std::byte*>(std::aligned_alloc(kDiskAlign, scratch_bytes)), &std::free);
+  std::vector<Status> read_status(hot.size());
+  for (size_t i = 0; i < hot.size(); ++i) {
+    const Hot& h = hot[i];
+    std::span<std::byte> body{scratch.get() + h.scratch_offset, h.old_placement.length - disk::kHeaderBlock};
     disk::RecordHeader header{};
-    Status s = nvme_->ReadRecord(old_placement, &header, {scratch, body_bytes});
-    if (s.ok()) s = VerifyRecord(header, *e, old_placement, *victim, {scratch, body_bytes});
+    read_status[i] = nvme_->ReadRecord(h.old_placement, &header, body);
+    if (read_status[i].ok()) {
+      disk_read_bytes_.fetch_add(h.old_placement.length, std::memory_order_relaxed);
+      read_status[i] = VerifyRecord(header, *h.entry, h.old_placement, *victim, body);
+    }
+  }
+  // A reader that found its chunk just before the drop may still be reading the region: wait for it.
+  while (!nvme_->ResetRegion(*victim).ok()) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  // Append the hot records again (possibly into the region just freed).
+  for (size_t i = 0; i < hot.size(); ++i) {
+    ChunkEntry* e = hot[i].entry;
+    std::span<const std::byte> body{scratch.get() + hot[i].scratch_offset,
+                                    hot[i].old_placement.length - disk::kHeaderBlock};
+    Status s = read_status[i];
+    Placement placement;
     if (s.ok()) {
-      auto placement = nvme_->Allocate(old_placement.length);  // never the victim: it is sealed
-      if (placement.ok()) {
-        new_placement = *placement;
-        RecordWrite w{new_placement,
-                      HeaderFor(*e, new_placement, nvme_->RegionOf(new_placement), nvme_->next_sequence(),
-                                {scratch, body_bytes}),
-                      {scratch, body_bytes}};
+      auto allocated = nvme_->Allocate(hot[i].old_placement.length);
+      s = allocated.status();
+      if (s.ok()) {
+        placement = *allocated;
+        RecordWrite w{placement, HeaderFor(*e, placement, nvme_->RegionOf(placement), nvme_->next_sequence(), body),
+                      body};
         s = nvme_->WriteRecords({&w, 1});
-      } else {
-        s = placement.status();
       }
     }
-    std::free(scratch);
     std::lock_guard lock(mu_);
-    if (s.ok() && e->indexed && e->on_disk) {
-      const DiskIndexEntry d = IndexEntryFor(*e, new_placement, nvme_->RegionOf(new_placement));
+    const bool current = e->indexed && e->on_disk && e->disk.offset == hot[i].old_placement.offset &&
+                         e->disk.generation == hot[i].old_placement.generation;
+    if (s.ok() && current) {
+      const DiskIndexEntry d = IndexEntryFor(*e, placement, nvme_->RegionOf(placement));
       s = meta_->PutChunks({&d, 1});
+      NoteMetaResult(s);
     }
-    if (s.ok() && e->indexed && e->on_disk) {
-      e->disk = new_placement;
+    if (s.ok() && current) {
+      e->disk = placement;
       e->hit_on_disk = false;
       reinsertions_.fetch_add(1, std::memory_order_relaxed);
-      disk_write_bytes_.fetch_add(new_placement.length, std::memory_order_relaxed);
+      disk_write_bytes_.fetch_add(placement.length, std::memory_order_relaxed);
     } else {
-      if (new_placement.length > 0) nvme_->Free(new_placement);
-      if (e->indexed && e->on_disk && nvme_->RegionOf(e->disk) == *victim) {
+      if (placement.length > 0) nvme_->Free(placement);
+      if (current) {
         disk_evictions_.fetch_add(1, std::memory_order_relaxed);
         if (e->in_host) DropDiskCopyLocked(e);
         else RemoveLocked(e);
@@ -454,12 +496,7 @@ Status Store::ReclaimRegion() {
     }
     UnrefLocked(e);
   }
-  // A reader that found its chunk just before the drop may still be reading the region: wait for it.
-  for (;;) {
-    const Status s = nvme_->ResetRegion(*victim);
-    if (s.ok()) return s;
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
-  }
+  return Status::Ok();
 }
 
 }  // namespace kvtier

@@ -61,6 +61,8 @@ struct DiskOptions {
   double demote_watermark = 0.9;             // demote cold host chunks once host usage exceeds this share
   uint64_t demote_batch_bytes = 8ull << 20;  // bytes written per demotion batch
   uint32_t max_consecutive_errors = 8;       // I/O errors in a row that disable the tier
+  bool background_demotion = true;           // a thread demotes above the watermark; off: only puts that
+                                             // need room demote (deterministic, for tests)
   // Test hook: wraps the data file (fault injection). Empty in production.
   std::function<std::unique_ptr<BlockFile>(std::unique_ptr<BlockFile>)> wrap_file;
 
@@ -249,7 +251,10 @@ class Store {
   int64_t NowNs() const;
   Status ValidateSpec(const Scope& scope, const PutSpec& spec) const;
   // Guarded: the caller holds mu_.
-  Result<Placement> AllocateHostLocked(uint64_t bytes);
+  // Frees host space by evicting LRU chunks. Chunks that have a disk copy just lose their DRAM copy.
+  // Chunks that could still be demoted are only dropped when `may_drop` (else ABORTED: demote first).
+  Result<Placement> AllocateHostLocked(uint64_t bytes, bool may_drop);
+  bool DemotableLocked(const ChunkEntry& e) const;
   bool EvictableLocked(const ChunkEntry& e, int64_t now) const;
   Status ExhaustedLocked(uint64_t bytes) const;
   Status CheckFingerprintLocked(const Scope& scope, const ChunkEntry& e) const;
@@ -268,7 +273,8 @@ class Store {
   uint64_t DemoteBatch(bool force);
   Result<Placement> AllocateDisk(uint64_t bytes);
   Status ReclaimRegion();
-  void NoteDiskResult(const Status& status, bool write);
+  void NoteDiskResult(const Status& status, bool write);  // device I/O: counts streaks, disables
+  void NoteMetaResult(const Status& status);               // index writes: out of space stops demotion
   void DisableDiskLocked(const std::string& why);
   bool DiskWritableLocked() const;
 

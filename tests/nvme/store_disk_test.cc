@@ -1,0 +1,332 @@
+// The NVMe tier inside the Store: demotion, promotion, warm restart, reclaim, admission, and faults
+// injected under the tier (flipped bytes, EIO, ENOSPC, short writes). Real io_uring I/O on real files.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <vector>
+
+#include "kvtier/kvstore/store.h"
+#include "nvme/disk_format.h"
+#include "nvme/faulty_file.h"
+
+namespace kvtier::testing {
+namespace {
+
+constexpr uint64_t kMiB = 1 << 20;
+
+ModelFingerprint Fp() {
+  ModelFingerprint fp;
+  fp.model_id = "disk-test";
+  fp.num_layers = 2;
+  fp.num_kv_heads = 4;
+  fp.head_dim = 64;
+  fp.dtype = DType::kFp16;
+  fp.chunk_tokens = 128;
+  return fp;  // 2 KiB per token; 128 tokens = 256 KiB
+}
+
+std::vector<std::byte> Payload(uint64_t seed, size_t bytes = 128 * 2048) {
+  std::vector<std::byte> out(bytes);
+  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+  for (auto& b : out) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    b = static_cast<std::byte>(x);
+  }
+  return out;
+}
+
+class StoreDiskTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("kvtier-disk-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    knobs_ = std::make_shared<FaultKnobs>();
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  StoreOptions Options(uint64_t host = 4 * kMiB, uint64_t disk = 8 * kMiB) {
+    StoreOptions o;
+    o.host_capacity_bytes = host;
+    o.host_prefault = false;
+    o.host_huge_pages = false;
+    o.disk.path = dir_.string();
+    o.disk.capacity_bytes = disk;
+    o.disk.region_bytes = 1 * kMiB;
+    o.disk.demote_watermark = 0.5;
+    o.disk.demote_batch_bytes = 1 * kMiB;
+    o.disk.max_consecutive_errors = 3;
+    o.disk.background_demotion = false;  // demotion happens when puts need room, or when the test says
+    auto knobs = knobs_;
+    o.disk.wrap_file = [knobs](std::unique_ptr<BlockFile> f) -> std::unique_ptr<BlockFile> {
+      return std::make_unique<FaultInjectingFile>(std::move(f), knobs);
+    };
+    o.now_ns = [this] { return now_; };
+    return o;
+  }
+
+  void Open(StoreOptions o) {
+    store_.reset();
+    auto s = Store::Open(std::move(o));
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(s).value();
+    auto scope = store_->OpenScope("tenant", Fp(), true);
+    ASSERT_TRUE(scope.ok()) << scope.status().ToString();
+    scope_ = *scope;
+  }
+
+  Status Put(uint64_t k, bool pin = false) {
+    const auto payload = Payload(k);
+    std::vector<uint32_t> tokens(payload.size() / 2048);
+    std::iota(tokens.begin(), tokens.end(), static_cast<uint32_t>(k));
+    PutSpec spec{{7, k}, tokens, CodecId::kRaw, payload.size(), Checksum64(payload), static_cast<uint32_t>(k), pin};
+    auto put = store_->BeginPut(scope_, spec);
+    if (!put.ok()) return put.status();
+    KVTIER_RETURN_IF_ERROR(put->Append(payload));
+    return put->Commit().status();
+  }
+
+  // 1: hit with the right bytes and tokens, 0: miss, fails the test on wrong bytes.
+  int Check(uint64_t k) {
+    auto ref = store_->Get(scope_, {7, k});
+    EXPECT_TRUE(ref.ok()) << ref.status().ToString();
+    if (!ref.ok() || !*ref) return 0;
+    const auto payload = Payload(k);
+    EXPECT_EQ(ref->payload().size(), payload.size());
+    EXPECT_EQ(std::memcmp(ref->payload().data(), payload.data(), payload.size()), 0) << "wrong bytes for " << k;
+    EXPECT_EQ(ref->token_ids()[0], static_cast<uint32_t>(k));
+    EXPECT_EQ(ref->entry().base_position, static_cast<uint32_t>(k));
+    return 1;
+  }
+
+  TierKind TierOf(uint64_t k) {
+    std::vector<TierKind> tiers;
+    (void)store_->Lookup(scope_, std::vector<ChunkKey>{{7, k}}, 0, &tiers);
+    return tiers[0];
+  }
+
+  const TierSnapshot& Disk(const StoreStats& s) { return s.tiers.at(1); }
+
+  std::filesystem::path dir_;
+  std::shared_ptr<FaultKnobs> knobs_;
+  std::unique_ptr<Store> store_;
+  Scope scope_;
+  int64_t now_ = 1'000'000'000;
+};
+
+TEST_F(StoreDiskTest, EvictedChunksAreDemotedAndPromotedByteExact) {
+  Open(Options(4 * kMiB, 16 * kMiB));
+  for (uint64_t k = 0; k < 40; ++k) ASSERT_TRUE(Put(k).ok());  // 10 MiB through a 4 MiB host tier
+  const StoreStats stats = store_->Stats();
+  EXPECT_GT(stats.disk.demotions, 20u);
+  EXPECT_GT(stats.disk.write_bytes, 20 * 256 * 1024u);
+  EXPECT_EQ(TierOf(0), TierKind::kNvme);
+  EXPECT_EQ(TierOf(39), TierKind::kHost);
+  for (uint64_t k = 0; k < 40; ++k) EXPECT_EQ(Check(k), 1) << k;  // nothing was lost on the way down
+  EXPECT_GT(store_->Stats().disk.promotions, 20u);
+  EXPECT_EQ(store_->Stats().checksum_failures, 0u);
+}
+
+TEST_F(StoreDiskTest, FullDiskReclaimsTheOldestRegionFirst) {
+  Open(Options(4 * kMiB, 8 * kMiB));  // 8 regions of 3 records
+  for (uint64_t k = 0; k < 40; ++k) ASSERT_TRUE(Put(k).ok());
+  EXPECT_EQ(TierOf(0), TierKind::kNone);  // FIFO: the first region written went first
+  EXPECT_EQ(TierOf(39), TierKind::kHost);
+  int hits = 0;
+  for (uint64_t k = 0; k < 40; ++k) hits += Check(k);  // fails the test on any wrong byte
+  EXPECT_GT(hits, 20);
+  EXPECT_GT(Disk(store_->Stats()).evictions, 0u);
+  EXPECT_EQ(store_->Stats().checksum_failures, 0u);
+}
+
+TEST_F(StoreDiskTest, PromotedChunkEvictedAgainIsNotRewritten) {
+  Open(Options(4 * kMiB, 16 * kMiB));
+  for (uint64_t k = 0; k < 12; ++k) ASSERT_TRUE(Put(k).ok());
+  store_->DemoteAllForTesting();
+  for (uint64_t k = 12; k < 24; ++k) ASSERT_TRUE(Put(k).ok());  // pushes 0..11 out of DRAM
+  ASSERT_EQ(TierOf(0), TierKind::kNvme);
+  ASSERT_EQ(Check(0), 1);  // promoted back to DRAM
+  ASSERT_EQ(TierOf(0), TierKind::kHost);
+  store_->DemoteAllForTesting();
+  const uint64_t written = store_->Stats().disk.write_bytes;
+  for (uint64_t k = 24; k < 40; ++k) ASSERT_TRUE(Put(k).ok());  // evicts 0 from DRAM again
+  ASSERT_EQ(TierOf(0), TierKind::kNvme);
+  // Chunk 0 still had its disk copy: the only new writes are for 24..39.
+  store_->DemoteAllForTesting();
+  const uint64_t record = disk::RecordBytes(128, 128 * 2048);
+  EXPECT_LE(store_->Stats().disk.write_bytes - written, 16 * record);
+  EXPECT_EQ(Check(0), 1);
+}
+
+TEST_F(StoreDiskTest, WarmRestartKeepsEveryChunkOnDisk) {
+  Open(Options(4 * kMiB, 16 * kMiB));
+  for (uint64_t k = 0; k < 20; ++k) ASSERT_TRUE(Put(k).ok());
+  store_->DemoteAllForTesting();
+  ASSERT_EQ(*store_->Delete(scope_, std::vector<ChunkKey>{{7, 19}}), 1u);  // deleted stays deleted
+  const uint64_t disk_chunks = Disk(store_->Stats()).chunks;
+  ASSERT_EQ(disk_chunks, 19u);
+  Open(Options(4 * kMiB, 16 * kMiB));  // a new process: only the disk and the index survive
+  EXPECT_EQ(Disk(store_->Stats()).chunks, disk_chunks);
+  EXPECT_EQ(store_->Stats().tiers[0].chunks, 0u);
+  int hits = 0;
+  for (uint64_t k = 0; k < 19; ++k) hits += Check(k);
+  EXPECT_EQ(static_cast<uint64_t>(hits), disk_chunks);
+  EXPECT_EQ(Check(19), 0);
+  EXPECT_EQ(store_->Stats().checksum_failures, 0u);
+}
+
+TEST_F(StoreDiskTest, FlippedBytesOnDiskAreAMissAndCounted) {
+  Open(Options(4 * kMiB, 16 * kMiB));
+  for (uint64_t k = 0; k < 24; ++k) ASSERT_TRUE(Put(k).ok());
+  store_->DemoteAllForTesting();
+  ASSERT_EQ(TierOf(0), TierKind::kNvme);
+  knobs_->flip_reads = 1;
+  EXPECT_EQ(Check(0), 0);  // never a corrupt byte: a miss
+  EXPECT_EQ(store_->Stats().checksum_failures, 1u);
+  EXPECT_FALSE((*store_->Exists(scope_, std::vector<ChunkKey>{{7, 0}}))[0]);  // the index entry is gone
+  EXPECT_EQ(Check(1), 1);  // the next read is fine
+}
+
+TEST_F(StoreDiskTest, CorruptHeaderOrPayloadInTheFileIsAMissAfterRestart) {
+  Open(Options(4 * kMiB, 16 * kMiB));
+  for (uint64_t k = 0; k < 20; ++k) ASSERT_TRUE(Put(k).ok());
+  store_->DemoteAllForTesting();
+  store_.reset();
+  // Flip one byte in the first record's header and one in the second record's payload, on the file.
+  const uint64_t record = disk::RecordBytes(128, 128 * 2048);
+  {
+    std::fstream f(dir_ / "kvtier.data", std::ios::in | std::ios::out | std::ios::binary);
+    for (uint64_t offset : {uint64_t{40}, record + disk::kHeaderBlock + 1000}) {
+      f.seekg(static_cast<std::streamoff>(offset));
+      char c = 0;
+      f.read(&c, 1);
+      c ^= 0x01;
+      f.seekp(static_cast<std::streamoff>(offset));
+      f.write(&c, 1);
+    }
+  }
+  Open(Options(4 * kMiB, 16 * kMiB));
+  int hits = 0;
+  for (uint64_t k = 0; k < 20; ++k) hits += Check(k);  // Check fails the test on any wrong byte
+  EXPECT_EQ(store_->Stats().checksum_failures, 2u);
+  EXPECT_GT(hits, 0);
+}
+
+TEST_F(StoreDiskTest, RepeatedEioDisablesTheTierAndDramKeepsServing) {
+  Open(Options(4 * kMiB, 16 * kMiB));
+  for (uint64_t k = 0; k < 30; ++k) ASSERT_TRUE(Put(k).ok());  // the first ~15 end up on disk only
+  knobs_->fail_reads = -1;
+  int failed_reads = 0;
+  for (uint64_t k = 0; k < 30 && !store_->Stats().disk.failed; ++k) {
+    if (TierOf(k) != TierKind::kNvme) continue;
+    EXPECT_EQ(Check(k), 0);  // an unreadable chunk is a miss, not an error
+    ++failed_reads;
+  }
+  const StoreStats stats = store_->Stats();
+  EXPECT_TRUE(stats.disk.failed);
+  EXPECT_EQ(failed_reads, 3);  // max_consecutive_errors
+  EXPECT_EQ(stats.disk.read_errors, 3u);
+  EXPECT_EQ(Disk(stats).chunks, 0u);  // disk-only chunks are gone from the index
+  // The host tier keeps serving; nothing more is written to the disabled tier.
+  knobs_->fail_writes = -1;
+  const uint64_t writes = knobs_->writes;
+  for (uint64_t k = 100; k < 130; ++k) ASSERT_TRUE(Put(k).ok());
+  EXPECT_EQ(Check(129), 1);
+  store_->DemoteAllForTesting();
+  EXPECT_EQ(knobs_->writes.load(), writes);
+  EXPECT_EQ(TierOf(100), TierKind::kNone);  // evicted from DRAM, with no disk to go to
+}
+
+TEST_F(StoreDiskTest, DiskFullStopsDemotionButNotPuts) {
+  Open(Options(4 * kMiB, 16 * kMiB));
+  knobs_->no_space = true;
+  for (uint64_t k = 0; k < 40; ++k) ASSERT_TRUE(Put(k).ok());
+  store_->DemoteAllForTesting();
+  const StoreStats stats = store_->Stats();
+  EXPECT_TRUE(stats.disk.full);
+  EXPECT_FALSE(stats.disk.failed);
+  EXPECT_EQ(stats.disk.demotions, 0u);
+  EXPECT_EQ(Check(39), 1);
+  EXPECT_EQ(Disk(stats).chunks, 0u);
+}
+
+TEST_F(StoreDiskTest, ShortWritesLeaveNoIndexEntry) {
+  Open(Options(4 * kMiB, 16 * kMiB));
+  knobs_->short_writes = true;
+  for (uint64_t k = 0; k < 12; ++k) ASSERT_TRUE(Put(k).ok());
+  store_->DemoteAllForTesting();
+  EXPECT_EQ(Disk(store_->Stats()).chunks, 0u);
+  EXPECT_GT(store_->Stats().disk.write_errors, 0u);
+  knobs_->short_writes = false;
+  store_.reset();
+  Open(Options(4 * kMiB, 16 * kMiB));
+  EXPECT_EQ(Disk(store_->Stats()).chunks, 0u);  // nothing half-written was indexed
+}
+
+TEST_F(StoreDiskTest, SeenTwiceAdmitsOnlyReusedChunks) {
+  auto o = Options(4 * kMiB, 16 * kMiB);
+  o.disk.admission = "seen-twice";
+  Open(o);
+  for (uint64_t k = 0; k < 8; ++k) ASSERT_TRUE(Put(k).ok());
+  for (uint64_t k = 0; k < 4; ++k) ASSERT_EQ(Check(k), 1);  // 0..3 are reused
+  store_->DemoteAllForTesting();
+  for (uint64_t k = 0; k < 4; ++k) EXPECT_TRUE(TierOf(k) != TierKind::kNone);
+  const StoreStats stats = store_->Stats();
+  EXPECT_EQ(stats.disk.admission_rejected, 4u);
+  EXPECT_EQ(stats.disk.demotions, 4u);
+}
+
+TEST_F(StoreDiskTest, WriteBudgetLimitsBytesPerDay) {
+  auto o = Options(4 * kMiB, 16 * kMiB);
+  o.disk.admission = "write-budget";
+  const uint64_t record = disk::RecordBytes(128, 128 * 2048);
+  o.disk.write_budget_bytes_per_day = 3 * record;
+  Open(o);
+  for (uint64_t k = 0; k < 8; ++k) ASSERT_TRUE(Put(k).ok());
+  store_->DemoteAllForTesting();
+  EXPECT_EQ(store_->Stats().disk.demotions, 3u);
+  EXPECT_EQ(store_->Stats().disk.admission_rejected, 5u);
+}
+
+TEST_F(StoreDiskTest, LruReclaimKeepsRecentlyReadRegions) {
+  auto o = Options(2 * kMiB, 4 * kMiB);  // 4 regions of 3 records
+  o.disk.reclaim = "lru";
+  o.disk.reinsert_hits = false;
+  Open(o);
+  for (uint64_t k = 0; k < 9; ++k) ASSERT_TRUE(Put(k).ok());
+  store_->DemoteAllForTesting();  // regions: {0,1,2} {3,4,5} {6,7,8}
+  for (uint64_t k = 9; k < 16; ++k) ASSERT_TRUE(Put(k).ok());  // 0..8 leave DRAM
+  ASSERT_EQ(TierOf(0), TierKind::kNvme);
+  ASSERT_EQ(Check(0), 1);  // region of 0 is now the most recently read
+  store_->DemoteAllForTesting();  // needs space: the LRU region {3,4,5} goes first
+  EXPECT_NE(TierOf(0), TierKind::kNone);
+  EXPECT_EQ(TierOf(3), TierKind::kNone);
+}
+
+TEST_F(StoreDiskTest, ReinsertionKeepsChunksReadFromTheReclaimedRegion) {
+  auto o = Options(2 * kMiB, 4 * kMiB);
+  o.disk.reinsert_hits = true;
+  Open(o);
+  for (uint64_t k = 0; k < 9; ++k) ASSERT_TRUE(Put(k).ok());
+  store_->DemoteAllForTesting();
+  for (uint64_t k = 9; k < 16; ++k) ASSERT_TRUE(Put(k).ok());
+  ASSERT_EQ(Check(1), 1);                 // 1 is read from disk (promoted) ...
+  for (uint64_t k = 16; k < 24; ++k) ASSERT_TRUE(Put(k).ok());  // ... and pushed out of DRAM again
+  ASSERT_EQ(TierOf(1), TierKind::kNvme);
+  store_->DemoteAllForTesting();          // FIFO reclaims region {0,1,2}: 1 is reinserted
+  EXPECT_EQ(TierOf(0), TierKind::kNone);
+  EXPECT_EQ(TierOf(1), TierKind::kNvme);
+  EXPECT_GE(store_->Stats().disk.reinsertions, 1u);
+  EXPECT_EQ(Check(1), 1);
+}
+
+}  // namespace
+}  // namespace kvtier::testing
