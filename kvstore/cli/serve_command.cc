@@ -51,6 +51,9 @@ int ServeCommand(int argc, char** argv) {
                   "Prometheus address host:port (default 127.0.0.1:9090; empty = off)");
   flags.AddBytes("host-capacity", &config.store.host_capacity_bytes,
                  "host DRAM tier size, e.g. 4GiB (default 4GiB)");
+  flags.AddString("disk-path", "DIR", &config.store.disk.path,
+                  "enable the NVMe tier in DIR (data file + index; default: no NVMe tier)");
+  flags.AddBytes("disk-capacity", &config.store.disk.capacity_bytes, "NVMe tier data file size (default 16GiB)");
   flags.AddString("log-level", "LEVEL", &log_level, "debug, info, warning or error (default info)");
   Status s = flags.Parse(argc, argv, 2);
   if (!s.ok()) return Fail(s);

@@ -67,6 +67,40 @@ Status ParseHostTier(const YAML::Node& node, ServerConfig* c) {
   return Status::Ok();
 }
 
+Status ReadDouble(const YAML::Node& node, const std::string& key, double* out) {
+  double v = 0;
+  if (!node.IsScalar() || !YAML::convert<double>::decode(node, v)) return KeyError(key, "expected a number");
+  *out = v;
+  return Status::Ok();
+}
+
+Status ParseDisk(const YAML::Node& node, ServerConfig* c) {
+  if (!node.IsMap()) return KeyError("disk", "expected a mapping");
+  KVTIER_RETURN_IF_ERROR(CheckKeys(node, "disk.",
+                                   {"path", "capacity", "region_size", "queue_depth", "direct_io", "reclaim",
+                                    "reinsert_hits", "admission", "write_budget_per_day", "demote_watermark"}));
+  DiskOptions& d = c->store.disk;
+  if (node["path"]) KVTIER_RETURN_IF_ERROR(ReadString(node["path"], "disk.path", &d.path));
+  if (node["capacity"]) KVTIER_RETURN_IF_ERROR(ReadBytes(node["capacity"], "disk.capacity", &d.capacity_bytes));
+  if (node["region_size"]) KVTIER_RETURN_IF_ERROR(ReadBytes(node["region_size"], "disk.region_size", &d.region_bytes));
+  if (node["queue_depth"]) KVTIER_RETURN_IF_ERROR(ReadU32(node["queue_depth"], "disk.queue_depth", &d.queue_depth));
+  if (node["direct_io"]) KVTIER_RETURN_IF_ERROR(ReadBool(node["direct_io"], "disk.direct_io", &d.direct_io));
+  if (node["reclaim"]) KVTIER_RETURN_IF_ERROR(ReadString(node["reclaim"], "disk.reclaim", &d.reclaim));
+  if (node["reinsert_hits"]) KVTIER_RETURN_IF_ERROR(ReadBool(node["reinsert_hits"], "disk.reinsert_hits", &d.reinsert_hits));
+  if (node["admission"]) KVTIER_RETURN_IF_ERROR(ReadString(node["admission"], "disk.admission", &d.admission));
+  if (node["write_budget_per_day"]) {
+    KVTIER_RETURN_IF_ERROR(ReadBytes(node["write_budget_per_day"], "disk.write_budget_per_day", &d.write_budget_bytes_per_day));
+  }
+  if (node["demote_watermark"]) {
+    KVTIER_RETURN_IF_ERROR(ReadDouble(node["demote_watermark"], "disk.demote_watermark", &d.demote_watermark));
+  }
+  if (d.enabled()) {
+    Status s = d.Validate();
+    if (!s.ok()) return InvalidArgument("config key '" + s.message().substr(0, s.message().find(' ')) + "': " + s.message());
+  }
+  return Status::Ok();
+}
+
 Status ParseLimits(const YAML::Node& node, ServerConfig* c) {
   if (!node.IsMap()) return KeyError("limits", "expected a mapping");
   KVTIER_RETURN_IF_ERROR(CheckKeys(node, "limits.",
@@ -146,6 +180,17 @@ std::string ServerConfig::ToYaml() const {
       << "  capacity: " << FormatByteSize(store.host_capacity_bytes) << "\n"
       << "  huge_pages: " << (store.host_huge_pages ? "true" : "false") << "\n"
       << "  prefault: " << (store.host_prefault ? "true" : "false") << "\n"
+      << "disk:\n"
+      << "  path: \"" << store.disk.path << "\"\n"
+      << "  capacity: " << FormatByteSize(store.disk.capacity_bytes) << "\n"
+      << "  region_size: " << FormatByteSize(store.disk.region_bytes) << "\n"
+      << "  queue_depth: " << store.disk.queue_depth << "\n"
+      << "  direct_io: " << (store.disk.direct_io ? "true" : "false") << "\n"
+      << "  reclaim: " << store.disk.reclaim << "\n"
+      << "  reinsert_hits: " << (store.disk.reinsert_hits ? "true" : "false") << "\n"
+      << "  admission: " << store.disk.admission << "\n"
+      << "  write_budget_per_day: " << FormatByteSize(store.disk.write_budget_bytes_per_day) << "\n"
+      << "  demote_watermark: " << store.disk.demote_watermark << "\n"
       << "limits:\n"
       << "  max_chunk_bytes: " << FormatByteSize(store.max_chunk_bytes) << "\n"
       << "  max_frame_bytes: " << FormatByteSize(service.max_frame_bytes) << "\n"
@@ -166,7 +211,8 @@ Status ParseServerConfigYaml(std::string_view yaml, ServerConfig* config) {
   if (root.IsNull()) return Status::Ok();  // an empty file keeps every default
   if (!root.IsMap()) return InvalidArgument("config must be a YAML mapping at the top level");
   try {
-    KVTIER_RETURN_IF_ERROR(CheckKeys(root, "", {"listen", "metrics_listen", "log_level", "host_tier", "limits"}));
+    KVTIER_RETURN_IF_ERROR(
+        CheckKeys(root, "", {"listen", "metrics_listen", "log_level", "host_tier", "disk", "limits"}));
     if (root["listen"]) KVTIER_RETURN_IF_ERROR(ReadString(root["listen"], "listen", &config->listen));
     if (root["metrics_listen"]) {
       KVTIER_RETURN_IF_ERROR(ReadString(root["metrics_listen"], "metrics_listen", &config->metrics_listen));
@@ -179,6 +225,7 @@ Status ParseServerConfigYaml(std::string_view yaml, ServerConfig* config) {
       }
     }
     if (root["host_tier"]) KVTIER_RETURN_IF_ERROR(ParseHostTier(root["host_tier"], config));
+    if (root["disk"]) KVTIER_RETURN_IF_ERROR(ParseDisk(root["disk"], config));
     if (root["limits"]) KVTIER_RETURN_IF_ERROR(ParseLimits(root["limits"], config));
   } catch (const YAML::Exception& e) {
     return InvalidArgument(std::string("config: ") + e.what());

@@ -71,10 +71,51 @@ class StoreCollector final : public prometheus::Collectable {
            MetricType::Counter, static_cast<double>(stats.token_mismatches));
     single("kvtier_namespaces", "Namespaces known to the server.", MetricType::Gauge,
            static_cast<double>(stats.namespaces));
+    if (stats.disk.enabled) CollectDisk(stats.disk, &out);
     return out;
   }
 
  private:
+  static void CollectDisk(const DiskStats& d, std::vector<prometheus::MetricFamily>* out) {
+    using prometheus::MetricType;
+    auto family = [&](const char* name, const char* help, MetricType type,
+                      std::vector<std::pair<std::pair<std::string, std::string>, double>> samples) {
+      prometheus::MetricFamily f{name, help, type, {}};
+      for (auto& [label, value] : samples) {
+        prometheus::ClientMetric m;
+        if (!label.first.empty()) m.label.push_back({label.first, label.second});
+        if (type == MetricType::Counter) m.counter.value = value;
+        else m.gauge.value = value;
+        f.metric.push_back(std::move(m));
+      }
+      out->push_back(std::move(f));
+    };
+    auto d64 = [](uint64_t v) { return static_cast<double>(v); };
+    family("kvtier_disk_io_bytes_total", "Bytes read from and written to the NVMe tier's device.",
+           MetricType::Counter, {{{"op", "read"}, d64(d.read_bytes)}, {{"op", "write"}, d64(d.write_bytes)}});
+    family("kvtier_disk_io_errors_total", "Failed NVMe tier reads and writes (device and index).",
+           MetricType::Counter, {{{"op", "read"}, d64(d.read_errors)}, {{"op", "write"}, d64(d.write_errors)}});
+    family("kvtier_disk_regions", "NVMe tier regions by state.", MetricType::Gauge,
+           {{{"state", "free"}, d64(d.regions_free)},
+            {{"state", "open"}, d64(d.regions_open)},
+            {{"state", "sealed"}, d64(d.regions_sealed)}});
+    family("kvtier_disk_state", "1 for the NVMe tier's current state: ok, full (writes stopped) or failed.",
+           MetricType::Gauge,
+           {{{"state", "ok"}, d.failed || d.full ? 0.0 : 1.0},
+            {{"state", "full"}, d.full && !d.failed ? 1.0 : 0.0},
+            {{"state", "failed"}, d.failed ? 1.0 : 0.0}});
+    family("kvtier_disk_direct_io", "1 when the NVMe tier uses O_DIRECT, 0 for buffered I/O.", MetricType::Gauge,
+           {{{"", ""}, d.direct_io ? 1.0 : 0.0}});
+    family("kvtier_promotions_total", "Chunks read from the NVMe tier back into host DRAM.", MetricType::Counter,
+           {{{"", ""}, d64(d.promotions)}});
+    family("kvtier_demotions_total", "Chunks written from host DRAM to the NVMe tier.", MetricType::Counter,
+           {{{"", ""}, d64(d.demotions)}});
+    family("kvtier_admission_rejected_total", "Chunks the admission policy kept off the NVMe tier.",
+           MetricType::Counter, {{{"", ""}, d64(d.admission_rejected)}});
+    family("kvtier_disk_reinsertions_total", "Chunks rewritten because they were read while their region was reclaimed.",
+           MetricType::Counter, {{{"", ""}, d64(d.reinsertions)}});
+  }
+
   const Store* store_;
 };
 

@@ -76,7 +76,7 @@ Status VerifyRecord(const disk::RecordHeader& h, const ChunkEntry& e, const Plac
 
 Status DiskOptions::Validate() const {
   if (region_bytes < (1ull << 20) || region_bytes % kDiskAlign != 0) {
-    return InvalidArgument("disk.region_bytes must be a multiple of 4 KiB and at least 1 MiB");
+    return InvalidArgument("disk.region_size must be a multiple of 4 KiB and at least 1 MiB");
   }
   if (capacity_bytes < 2 * region_bytes) return InvalidArgument("disk.capacity must hold at least two regions");
   if (queue_depth == 0 || queue_depth > 4096) return InvalidArgument("disk.queue_depth must be in [1, 4096]");
@@ -85,7 +85,7 @@ Status DiskOptions::Validate() const {
     return InvalidArgument("disk.admission must be admit-all, seen-twice or write-budget");
   }
   if (admission == "write-budget" && write_budget_bytes_per_day == 0) {
-    return InvalidArgument("disk.write_budget_bytes_per_day must be > 0 with admission write-budget");
+    return InvalidArgument("disk.write_budget_per_day must be > 0 with admission write-budget");
   }
   if (!(demote_watermark > 0.0 && demote_watermark <= 1.0)) {
     return InvalidArgument("disk.demote_watermark must be in (0, 1]");
