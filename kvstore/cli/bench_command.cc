@@ -71,3 +71,57 @@ int BenchCommand(int argc, char** argv) {
 }
 
 }  // namespace kvtier::cli
+
+#include "kvtier/bench/disk.h"
+
+namespace kvtier::cli {
+
+int BenchDiskCommand(int argc, char** argv) {
+  bench::DiskBenchOptions options;
+  bool json = false;
+  int write_qd = static_cast<int>(options.write_queue_depth);
+  int readers = static_cast<int>(options.readers);
+  FlagSet flags("kvtier bench-disk [--dir DIR] [--json]",
+                "Measures the NVMe tier: demotion write throughput and random chunk reads (promotions), and\n"
+                "fio (ioengine=io_uring, direct=1) with the same block size and queue depth in the same\n"
+                "directory, side by side; then the time a restart takes to load an index of many entries.\n"
+                "Prints a table, then (with --json) one JSON line as the last line of output.");
+  flags.AddString("dir", "DIR", &options.dir, "directory on the device to measure (default ./kvtier-bench-disk)");
+  flags.AddBytes("chunk-size", &options.chunk_bytes, "chunk payload size (default 2MiB)");
+  flags.AddBytes("bytes", &options.total_bytes, "bytes written and read by each target (default 1GiB)");
+  flags.AddInt("write-queue-depth", &write_qd, "io_uring queue depth for writes (default 32)");
+  flags.AddInt("readers", &readers, "concurrent chunk reads, the read queue depth (default 8)");
+  flags.AddCustom("restart-entries", "N", [&](const std::string& v) {
+    try {
+      options.restart_entries = std::stoull(v);
+    } catch (...) {
+      return InvalidArgument("--restart-entries: '" + v + "' is not a number");
+    }
+    return Status::Ok();
+  }, "index entries for the restart timing; 0 skips it (default 100000)");
+  flags.AddString("fio", "PATH", &options.fio, "fio binary; empty skips the fio peer (default fio)");
+  flags.AddBool("json", &json, "print one JSON line with all results last");
+  Status s = flags.Parse(argc, argv, 2);
+  if (s.ok() && flags.help_requested()) {
+    std::cout << flags.Usage();
+    return 0;
+  }
+  if (s.ok()) s = flags.Apply();
+  if (s.ok() && (write_qd <= 0 || readers <= 0)) s = InvalidArgument("queue depths must be > 0");
+  if (!s.ok()) {
+    std::cerr << "kvtier bench-disk: " << s.ToString() << "\n";
+    return 1;
+  }
+  options.write_queue_depth = static_cast<uint32_t>(write_qd);
+  options.readers = static_cast<uint32_t>(readers);
+  auto report = bench::RunDiskBench(options, std::cerr);
+  if (!report.ok()) {
+    std::cerr << "kvtier bench-disk: " << report.status().ToString() << "\n";
+    return 1;
+  }
+  bench::PrintDiskTable(*report, std::cout);
+  if (json) std::cout << bench::DiskJsonLine(*report) << "\n";
+  return 0;
+}
+
+}  // namespace kvtier::cli

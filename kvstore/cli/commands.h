@@ -8,5 +8,6 @@ int StatCommand(int argc, char** argv);
 int PutCommand(int argc, char** argv);
 int GetCommand(int argc, char** argv);
 int BenchCommand(int argc, char** argv);
+int BenchDiskCommand(int argc, char** argv);
 
 }  // namespace kvtier::cli

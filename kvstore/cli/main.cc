@@ -20,6 +20,7 @@ constexpr const char* kUsage =
     "  put     store a file as a chunk of the debug model (for debugging)\n"
     "  get     fetch a chunk stored by `put` back into a file\n"
     "  bench   measure put/get throughput and latency against kvtier and Redis side by side\n"
+    "  bench-disk  measure the NVMe tier against fio side by side, and its restart time\n"
     "\n"
     "`kvtier <command> --help` describes each command's flags.\n";
 
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
   if (command == "put") return kvtier::cli::PutCommand(argc, argv);
   if (command == "get") return kvtier::cli::GetCommand(argc, argv);
   if (command == "bench") return kvtier::cli::BenchCommand(argc, argv);
+  if (command == "bench-disk") return kvtier::cli::BenchDiskCommand(argc, argv);
   std::fprintf(stderr, "kvtier: unknown command '%s'\n\n%s", argv[1], kUsage);
   return 2;
 }

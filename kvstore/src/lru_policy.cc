@@ -25,14 +25,6 @@ class LruPolicy final : public EvictionPolicy {
     return nullptr;
   }
 
-  void ForEachColdest(const std::function<bool(ChunkEntry*)>& visit) override {
-    for (ChunkEntry* e = tail_; e != nullptr;) {
-      ChunkEntry* prev = e->policy_prev;  // visit may not unlink, but read ahead anyway
-      if (!visit(e)) return;
-      e = prev;
-    }
-  }
-
  private:
   void PushFront(ChunkEntry* e) {
     e->policy_prev = nullptr;

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "chunk_table.h"
+#include "dirty_list.h"
 #include "entry_pool.h"
 #include "kvtier/kvstore/host_tier.h"
 #include "nvme/meta_store.h"
@@ -137,7 +138,8 @@ Store::Store(StoreOptions options)
     : options_(std::move(options)),
       table_(std::make_unique<ChunkTable>()),
       pool_(std::make_unique<EntryPool>()),
-      policy_(MakeLruPolicy()) {}
+      policy_(MakeLruPolicy()),
+      dirty_(std::make_unique<DirtyList>()) {}
 
 Store::~Store() { Stop(); }
 
@@ -290,6 +292,7 @@ Result<PutOutcome> Store::CommitPut(PendingPut* put) {
   if (e->pinned) ++host_pinned_chunks_;
   else policy_->OnInsert(e);
   ++host_chunks_;
+  if (nvme_ != nullptr && !e->pinned) dirty_->PushFront(e);
   if (nvme_ != nullptr && options_.disk.background_demotion &&
       host_->used_bytes() > static_cast<uint64_t>(options_.disk.demote_watermark * host_->capacity_bytes())) {
     demote_cv_.notify_one();
@@ -357,6 +360,7 @@ Status Store::CheckFingerprintLocked(const Scope& scope, const ChunkEntry& e) co
 void Store::RemoveLocked(ChunkEntry* e) {
   table_->Erase(e);
   e->indexed = false;
+  dirty_->Remove(e);
   if (e->in_host) {
     if (e->pinned) --host_pinned_chunks_;
     else policy_->OnRemove(e);
@@ -371,6 +375,7 @@ void Store::RemoveLocked(ChunkEntry* e) {
 }
 
 void Store::DropHostCopyLocked(ChunkEntry* e) {
+  dirty_->Remove(e);
   if (!e->pinned) policy_->OnRemove(e);
   else --host_pinned_chunks_;
   --host_chunks_;
@@ -386,6 +391,7 @@ void Store::DropDiskCopyLocked(ChunkEntry* e) {
   e->disk = {};
   e->on_disk = false;
   --disk_chunks_;
+  if (e->in_host && !e->pinned) dirty_->PushFront(e);  // it needs a disk copy again
 }
 
 void Store::UnrefLocked(ChunkEntry* e) {
@@ -426,9 +432,13 @@ Result<ChunkRef> Store::Get(const Scope& scope, const ChunkKey& key, std::span<c
     KVTIER_RETURN_IF_ERROR(CheckFingerprintLocked(scope, *e));
     e->refs.fetch_add(1, std::memory_order_acq_rel);
     ++e->hits;
-    e->admission_refused = false;  // reuse is new evidence for the admission policy
     from_disk = !e->in_host;
-    if (!from_disk && !e->pinned) policy_->OnAccess(e);
+    if (!from_disk && !e->pinned) {
+      policy_->OnAccess(e);
+      if (e->admission_refused && !e->on_disk && nvme_ != nullptr) dirty_->PushFront(e);
+      dirty_->Touch(e);
+    }
+    e->admission_refused = false;  // reuse is new evidence for the admission policy
   }
   ChunkRef ref;
   ref.store_ = this;

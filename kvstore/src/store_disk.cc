@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "chunk_table.h"
+#include "dirty_list.h"
 #include "entry_pool.h"
 #include "kvtier/kvstore/host_tier.h"
 #include "kvtier/kvstore/log.h"
@@ -300,7 +301,7 @@ void Store::DemoterLoop() {
   }
 }
 
-uint64_t Store::DemoteAllForTesting() {
+uint64_t Store::DemoteAll() {
   uint64_t total = 0;
   for (uint64_t n; (n = DemoteBatch(/*force=*/true)) > 0;) total += n;
   return total;
@@ -329,23 +330,27 @@ uint64_t Store::DemoteBatch(bool force) {
     const uint64_t watermark = static_cast<uint64_t>(options_.disk.demote_watermark * host_->capacity_bytes());
     if (!force && host_->used_bytes() <= watermark) return 0;
     uint64_t bytes = 0;
-    size_t scanned = 0;
-    policy_->ForEachColdest([&](ChunkEntry* e) {
-      if (++scanned > 4096 || bytes >= options_.disk.demote_batch_bytes) return false;
-      if (e->on_disk || e->demoting || e->admission_refused) return true;
-      const uint64_t record = disk::RecordBytes(e->num_tokens, e->payload_bytes);
-      if (record > options_.disk.region_bytes) return true;  // too large for the tier: stays in DRAM
-      if (!admission_->Admit({e->key, e->ns_id, record, e->hits})) {
-        e->admission_refused = true;
-        admission_rejected_.fetch_add(1, std::memory_order_relaxed);
-        return true;
+    for (ChunkEntry* e = dirty_->coldest(); e != nullptr && bytes < options_.disk.demote_batch_bytes;) {
+      ChunkEntry* next = DirtyList::warmer(e);
+      if (e->demoting) {
+        e = next;
+        continue;
       }
-      e->demoting = true;
-      e->refs.fetch_add(1, std::memory_order_acq_rel);  // keeps the host copy while we write it
-      batch.push_back({e, {}});
-      bytes += record;
-      return true;
-    });
+      const uint64_t record = disk::RecordBytes(e->num_tokens, e->payload_bytes);
+      if (record > options_.disk.region_bytes) {
+        dirty_->Remove(e);  // too large for the tier: stays in DRAM only
+      } else if (!admission_->Admit({e->key, e->ns_id, record, e->hits})) {
+        e->admission_refused = true;
+        dirty_->Remove(e);  // asked again only after the chunk is read
+        admission_rejected_.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        e->demoting = true;
+        e->refs.fetch_add(1, std::memory_order_acq_rel);  // keeps the host copy while we write it
+        batch.push_back({e, {}});
+        bytes += record;
+      }
+      e = next;
+    }
   }
   if (batch.empty()) return 0;
 
@@ -397,6 +402,7 @@ uint64_t Store::DemoteBatch(bool force) {
       e->disk = item.placement;
       e->on_disk = true;
       e->hit_on_disk = false;
+      dirty_->Remove(e);
       ++disk_chunks_;
       ++demoted;
     } else if (placed) {

@@ -150,17 +150,17 @@ TEST_F(StoreDiskTest, FullDiskReclaimsTheOldestRegionFirst) {
 TEST_F(StoreDiskTest, PromotedChunkEvictedAgainIsNotRewritten) {
   Open(Options(4 * kMiB, 16 * kMiB));
   for (uint64_t k = 0; k < 12; ++k) ASSERT_TRUE(Put(k).ok());
-  store_->DemoteAllForTesting();
+  store_->DemoteAll();
   for (uint64_t k = 12; k < 24; ++k) ASSERT_TRUE(Put(k).ok());  // pushes 0..11 out of DRAM
   ASSERT_EQ(TierOf(0), TierKind::kNvme);
   ASSERT_EQ(Check(0), 1);  // promoted back to DRAM
   ASSERT_EQ(TierOf(0), TierKind::kHost);
-  store_->DemoteAllForTesting();
+  store_->DemoteAll();
   const uint64_t written = store_->Stats().disk.write_bytes;
   for (uint64_t k = 24; k < 40; ++k) ASSERT_TRUE(Put(k).ok());  // evicts 0 from DRAM again
   ASSERT_EQ(TierOf(0), TierKind::kNvme);
   // Chunk 0 still had its disk copy: the only new writes are for 24..39.
-  store_->DemoteAllForTesting();
+  store_->DemoteAll();
   const uint64_t record = disk::RecordBytes(128, 128 * 2048);
   EXPECT_LE(store_->Stats().disk.write_bytes - written, 16 * record);
   EXPECT_EQ(Check(0), 1);
@@ -169,7 +169,7 @@ TEST_F(StoreDiskTest, PromotedChunkEvictedAgainIsNotRewritten) {
 TEST_F(StoreDiskTest, WarmRestartKeepsEveryChunkOnDisk) {
   Open(Options(4 * kMiB, 16 * kMiB));
   for (uint64_t k = 0; k < 20; ++k) ASSERT_TRUE(Put(k).ok());
-  store_->DemoteAllForTesting();
+  store_->DemoteAll();
   ASSERT_EQ(*store_->Delete(scope_, std::vector<ChunkKey>{{7, 19}}), 1u);  // deleted stays deleted
   const uint64_t disk_chunks = Disk(store_->Stats()).chunks;
   ASSERT_EQ(disk_chunks, 19u);
@@ -186,7 +186,7 @@ TEST_F(StoreDiskTest, WarmRestartKeepsEveryChunkOnDisk) {
 TEST_F(StoreDiskTest, FlippedBytesOnDiskAreAMissAndCounted) {
   Open(Options(4 * kMiB, 16 * kMiB));
   for (uint64_t k = 0; k < 24; ++k) ASSERT_TRUE(Put(k).ok());
-  store_->DemoteAllForTesting();
+  store_->DemoteAll();
   ASSERT_EQ(TierOf(0), TierKind::kNvme);
   knobs_->flip_reads = 1;
   EXPECT_EQ(Check(0), 0);  // never a corrupt byte: a miss
@@ -198,7 +198,7 @@ TEST_F(StoreDiskTest, FlippedBytesOnDiskAreAMissAndCounted) {
 TEST_F(StoreDiskTest, CorruptHeaderOrPayloadInTheFileIsAMissAfterRestart) {
   Open(Options(4 * kMiB, 16 * kMiB));
   for (uint64_t k = 0; k < 20; ++k) ASSERT_TRUE(Put(k).ok());
-  store_->DemoteAllForTesting();
+  store_->DemoteAll();
   store_.reset();
   // Flip one byte in the first record's header and one in the second record's payload, on the file.
   const uint64_t record = disk::RecordBytes(128, 128 * 2048);
@@ -240,7 +240,7 @@ TEST_F(StoreDiskTest, RepeatedEioDisablesTheTierAndDramKeepsServing) {
   const uint64_t writes = knobs_->writes;
   for (uint64_t k = 100; k < 130; ++k) ASSERT_TRUE(Put(k).ok());
   EXPECT_EQ(Check(129), 1);
-  store_->DemoteAllForTesting();
+  store_->DemoteAll();
   EXPECT_EQ(knobs_->writes.load(), writes);
   EXPECT_EQ(TierOf(100), TierKind::kNone);  // evicted from DRAM, with no disk to go to
 }
@@ -249,7 +249,7 @@ TEST_F(StoreDiskTest, DiskFullStopsDemotionButNotPuts) {
   Open(Options(4 * kMiB, 16 * kMiB));
   knobs_->no_space = true;
   for (uint64_t k = 0; k < 40; ++k) ASSERT_TRUE(Put(k).ok());
-  store_->DemoteAllForTesting();
+  store_->DemoteAll();
   const StoreStats stats = store_->Stats();
   EXPECT_TRUE(stats.disk.full);
   EXPECT_FALSE(stats.disk.failed);
@@ -262,7 +262,7 @@ TEST_F(StoreDiskTest, ShortWritesLeaveNoIndexEntry) {
   Open(Options(4 * kMiB, 16 * kMiB));
   knobs_->short_writes = true;
   for (uint64_t k = 0; k < 12; ++k) ASSERT_TRUE(Put(k).ok());
-  store_->DemoteAllForTesting();
+  store_->DemoteAll();
   EXPECT_EQ(Disk(store_->Stats()).chunks, 0u);
   EXPECT_GT(store_->Stats().disk.write_errors, 0u);
   knobs_->short_writes = false;
@@ -277,7 +277,7 @@ TEST_F(StoreDiskTest, SeenTwiceAdmitsOnlyReusedChunks) {
   Open(o);
   for (uint64_t k = 0; k < 8; ++k) ASSERT_TRUE(Put(k).ok());
   for (uint64_t k = 0; k < 4; ++k) ASSERT_EQ(Check(k), 1);  // 0..3 are reused
-  store_->DemoteAllForTesting();
+  store_->DemoteAll();
   for (uint64_t k = 0; k < 4; ++k) EXPECT_TRUE(TierOf(k) != TierKind::kNone);
   const StoreStats stats = store_->Stats();
   EXPECT_EQ(stats.disk.admission_rejected, 4u);
@@ -291,7 +291,7 @@ TEST_F(StoreDiskTest, WriteBudgetLimitsBytesPerDay) {
   o.disk.write_budget_bytes_per_day = 3 * record;
   Open(o);
   for (uint64_t k = 0; k < 8; ++k) ASSERT_TRUE(Put(k).ok());
-  store_->DemoteAllForTesting();
+  store_->DemoteAll();
   EXPECT_EQ(store_->Stats().disk.demotions, 3u);
   EXPECT_EQ(store_->Stats().disk.admission_rejected, 5u);
 }
@@ -302,11 +302,11 @@ TEST_F(StoreDiskTest, LruReclaimKeepsRecentlyReadRegions) {
   o.disk.reinsert_hits = false;
   Open(o);
   for (uint64_t k = 0; k < 9; ++k) ASSERT_TRUE(Put(k).ok());
-  store_->DemoteAllForTesting();  // regions: {0,1,2} {3,4,5} {6,7,8}
+  store_->DemoteAll();  // regions: {0,1,2} {3,4,5} {6,7,8}
   for (uint64_t k = 9; k < 16; ++k) ASSERT_TRUE(Put(k).ok());  // 0..8 leave DRAM
   ASSERT_EQ(TierOf(0), TierKind::kNvme);
   ASSERT_EQ(Check(0), 1);  // region of 0 is now the most recently read
-  store_->DemoteAllForTesting();  // needs space: the LRU region {3,4,5} goes first
+  store_->DemoteAll();  // needs space: the LRU region {3,4,5} goes first
   EXPECT_NE(TierOf(0), TierKind::kNone);
   EXPECT_EQ(TierOf(3), TierKind::kNone);
 }
@@ -316,12 +316,12 @@ TEST_F(StoreDiskTest, ReinsertionKeepsChunksReadFromTheReclaimedRegion) {
   o.disk.reinsert_hits = true;
   Open(o);
   for (uint64_t k = 0; k < 9; ++k) ASSERT_TRUE(Put(k).ok());
-  store_->DemoteAllForTesting();
+  store_->DemoteAll();
   for (uint64_t k = 9; k < 16; ++k) ASSERT_TRUE(Put(k).ok());
   ASSERT_EQ(Check(1), 1);                 // 1 is read from disk (promoted) ...
   for (uint64_t k = 16; k < 24; ++k) ASSERT_TRUE(Put(k).ok());  // ... and pushed out of DRAM again
   ASSERT_EQ(TierOf(1), TierKind::kNvme);
-  store_->DemoteAllForTesting();          // FIFO reclaims region {0,1,2}: 1 is reinserted
+  store_->DemoteAll();          // FIFO reclaims region {0,1,2}: 1 is reinserted
   EXPECT_EQ(TierOf(0), TierKind::kNone);
   EXPECT_EQ(TierOf(1), TierKind::kNvme);
   EXPECT_GE(store_->Stats().disk.reinsertions, 1u);

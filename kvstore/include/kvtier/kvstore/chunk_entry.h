@@ -46,6 +46,9 @@ struct ChunkEntry {
   uint32_t hits = 0;
   ChunkEntry* policy_prev = nullptr;  // owned by the eviction policy
   ChunkEntry* policy_next = nullptr;
+  ChunkEntry* dirty_prev = nullptr;   // the Store's list of host chunks with no disk copy yet
+  ChunkEntry* dirty_next = nullptr;
+  bool dirty = false;                 // linked in that list
 
   // Where a read is served from: host DRAM when there is a copy there.
   TierKind tier() const { return in_host ? TierKind::kHost : on_disk ? TierKind::kNvme : TierKind::kNone; }
@@ -62,6 +65,8 @@ struct ChunkEntry {
     in_host = on_disk = indexed = demoting = admission_refused = hit_on_disk = false;
     hits = 0;
     policy_prev = policy_next = nullptr;
+    dirty_prev = dirty_next = nullptr;
+    dirty = false;
   }
 };
 

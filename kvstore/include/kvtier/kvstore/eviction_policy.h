@@ -23,8 +23,6 @@ class EvictionPolicy {
   virtual void OnRemove(ChunkEntry* entry) = 0;
   // The best victim for which `evictable` is true, or nullptr. Does not remove it.
   virtual ChunkEntry* PickVictim(const std::function<bool(const ChunkEntry&)>& evictable) = 0;
-  // Visits entries from the next victim onwards until `visit` returns false (the demoter's look-ahead).
-  virtual void ForEachColdest(const std::function<bool(ChunkEntry*)>& visit) = 0;
 };
 
 // Least recently used: insert and access move an entry to the front; victims come from the back.

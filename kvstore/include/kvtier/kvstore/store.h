@@ -40,6 +40,7 @@
 namespace kvtier {
 
 class ChunkTable;
+class DirtyList;
 class EntryPool;
 class MetaStore;
 class NvmeTier;
@@ -211,9 +212,10 @@ class Store {
 
   const StoreOptions& options() const { return options_; }
   const Tier& host_tier() const { return *host_; }
-  // Writes every cold-enough host chunk to disk now instead of waiting for the watermark (tests, shutdown).
+  // Writes every demotable host chunk to disk now instead of waiting for the watermark (tests, benchmarks,
+  // a planned shutdown).
   // Returns the number of chunks demoted.
-  uint64_t DemoteAllForTesting();
+  uint64_t DemoteAll();
 
   // Validates the namespace (1..128 bytes) and fingerprint. `for_write` registers both if new
   // (RESOURCE_EXHAUSTED past max_namespaces/max_fingerprints); reads of unknown ones just miss.
@@ -288,6 +290,7 @@ class Store {
   std::unique_ptr<ChunkTable> table_;                             // guarded by mu_
   std::unique_ptr<EntryPool> pool_;                               // guarded by mu_
   std::unique_ptr<EvictionPolicy> policy_;                        // host LRU; guarded by mu_
+  std::unique_ptr<DirtyList> dirty_;                              // host chunks not on disk; guarded by mu_
   std::unordered_map<std::string, uint32_t> namespaces_;          // guarded by mu_
   std::unordered_map<ChunkKey, uint32_t, ChunkKeyHasher> fingerprint_ids_;  // by digest; guarded by mu_
   std::vector<ModelFingerprint> fingerprints_;                    // by id - 1; guarded by mu_
