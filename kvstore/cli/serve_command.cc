@@ -119,6 +119,10 @@ int ServeCommand(int argc, char** argv) {
   });
   (*server)->Wait();
   watcher.join();
+  if (config.store.disk.enabled() && config.store.disk.flush_on_shutdown) {
+    const uint64_t demoted = (*server)->store().DemoteAll();
+    KVTIER_LOG(kInfo) << "wrote " << demoted << " DRAM chunks to the NVMe tier before exit";
+  }
   KVTIER_LOG(kInfo) << "stopped";
   return 0;
 }

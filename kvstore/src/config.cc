@@ -78,7 +78,8 @@ Status ParseDisk(const YAML::Node& node, ServerConfig* c) {
   if (!node.IsMap()) return KeyError("disk", "expected a mapping");
   KVTIER_RETURN_IF_ERROR(CheckKeys(node, "disk.",
                                    {"path", "capacity", "region_size", "queue_depth", "direct_io", "reclaim",
-                                    "reinsert_hits", "admission", "write_budget_per_day", "demote_watermark"}));
+                                    "reinsert_hits", "admission", "write_budget_per_day", "demote_watermark",
+                                    "flush_on_shutdown"}));
   DiskOptions& d = c->store.disk;
   if (node["path"]) KVTIER_RETURN_IF_ERROR(ReadString(node["path"], "disk.path", &d.path));
   if (node["capacity"]) KVTIER_RETURN_IF_ERROR(ReadBytes(node["capacity"], "disk.capacity", &d.capacity_bytes));
@@ -93,6 +94,9 @@ Status ParseDisk(const YAML::Node& node, ServerConfig* c) {
   }
   if (node["demote_watermark"]) {
     KVTIER_RETURN_IF_ERROR(ReadDouble(node["demote_watermark"], "disk.demote_watermark", &d.demote_watermark));
+  }
+  if (node["flush_on_shutdown"]) {
+    KVTIER_RETURN_IF_ERROR(ReadBool(node["flush_on_shutdown"], "disk.flush_on_shutdown", &d.flush_on_shutdown));
   }
   if (d.enabled()) {
     Status s = d.Validate();
@@ -191,6 +195,7 @@ std::string ServerConfig::ToYaml() const {
       << "  admission: " << store.disk.admission << "\n"
       << "  write_budget_per_day: " << FormatByteSize(store.disk.write_budget_bytes_per_day) << "\n"
       << "  demote_watermark: " << store.disk.demote_watermark << "\n"
+      << "  flush_on_shutdown: " << (store.disk.flush_on_shutdown ? "true" : "false") << "\n"
       << "limits:\n"
       << "  max_chunk_bytes: " << FormatByteSize(store.max_chunk_bytes) << "\n"
       << "  max_frame_bytes: " << FormatByteSize(service.max_frame_bytes) << "\n"

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <regex>
 
 #include "integration/test_server.h"
@@ -69,6 +70,44 @@ TEST_F(MetricsTest, ScrapeShowsRequestAndTierSeries) {
   EXPECT_NE(text.find("# TYPE kvtier_request_duration_seconds histogram"), std::string::npos);
   EXPECT_NE(text.find("# TYPE kvtier_hits_total counter"), std::string::npos);
   EXPECT_NE(text.find("# TYPE kvtier_tier_bytes gauge"), std::string::npos);
+}
+
+TEST_F(MetricsTest, NvmeTierSeries) {
+  const auto dir = std::filesystem::temp_directory_path() / ("kvtier-metrics-" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  StartServer(4ull << 20, [&](ServerConfig& c) {
+    c.metrics_listen = "127.0.0.1:0";
+    c.store.disk.path = dir.string();
+    c.store.disk.capacity_bytes = 32ull << 20;
+    c.store.disk.region_bytes = 4ull << 20;
+    c.store.disk.background_demotion = false;
+  });
+  const ModelFingerprint fp = TestFingerprint(256);
+  auto client = NewClient("test", fp);
+  for (uint64_t i = 0; i < 30; ++i) {  // 7.5 MiB through a 4 MiB host tier: the first ones go to disk
+    const ChunkKey key{2, i};
+    ASSERT_TRUE(client->Put(key, TokensFor(key, 256), PayloadFor(key, 256 * 1024)).ok());
+  }
+  std::vector<std::byte> dest(256 * 1024);
+  ASSERT_TRUE(client->Get({2, 0}, dest)->found);  // a promotion
+  const std::string text = HttpGet(server_->metrics_port(), "/metrics");
+  const StoreStats stats = server_->store().Stats();
+  ASSERT_GT(stats.disk.demotions, 0u);
+  EXPECT_EQ(Sample(text, "kvtier_demotions_total"), static_cast<double>(stats.disk.demotions));
+  EXPECT_EQ(Sample(text, "kvtier_promotions_total"), 1);
+  EXPECT_EQ(Sample(text, "kvtier_disk_io_bytes_total{op=\"write\"}"), static_cast<double>(stats.disk.write_bytes));
+  EXPECT_GT(Sample(text, "kvtier_disk_io_bytes_total{op=\"read\"}"), 256 * 1024);
+  EXPECT_EQ(Sample(text, "kvtier_disk_io_errors_total{op=\"read\"}"), 0);
+  EXPECT_EQ(Sample(text, "kvtier_disk_state{state=\"ok\"}"), 1);
+  EXPECT_EQ(Sample(text, "kvtier_disk_state{state=\"failed\"}"), 0);
+  EXPECT_EQ(Sample(text, "kvtier_disk_regions{state=\"open\"}"), 1);
+  EXPECT_EQ(Sample(text, "kvtier_tier_capacity_bytes{tier=\"nvme\"}"), 32 << 20);
+  EXPECT_EQ(Sample(text, "kvtier_tier_chunks{tier=\"nvme\"}"), static_cast<double>(stats.tiers[1].chunks));
+  EXPECT_EQ(Sample(text, "kvtier_hits_total{tier=\"nvme\"}"), 1);
+  EXPECT_GE(Sample(text, "kvtier_admission_rejected_total"), 0);
+  EXPECT_GE(Sample(text, "kvtier_disk_direct_io"), 0);
+  server_.reset();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -154,7 +154,7 @@ TEST_F(CrashTest, SigkillAtFiveRandomMomentsNeverReturnsCorruptData) {
   }
 }
 
-TEST_F(CrashTest, CleanRestartKeepsEveryChunkOnDisk) {
+TEST_F(CrashTest, CleanRestartKeepsEveryChunk) {
   std::vector<uint64_t> on_disk;
   {
     ServerProcess server(dir_, config_);
@@ -179,10 +179,12 @@ TEST_F(CrashTest, CleanRestartKeepsEveryChunkOnDisk) {
   ServerProcess server(dir_, config_);
   auto client = Connect(server.address());
   std::vector<std::byte> dest(kChunkBytes);
-  for (uint64_t i : on_disk) {
+  // Chunks on disk before the stop are there; and since a clean stop flushes DRAM to disk
+  // (disk.flush_on_shutdown), so is every other chunk.
+  for (uint64_t i = 0; i < 1000; ++i) {
     const ChunkKey key{9, i};
     auto got = client->Get(key, dest);
-    ASSERT_TRUE(got.ok() && got->found) << "chunk " << i << " was on disk before the restart";
+    ASSERT_TRUE(got.ok() && got->found) << "chunk " << i << " missing after a clean restart";
     ASSERT_EQ(dest, PayloadFor(key, kChunkBytes));
   }
 }

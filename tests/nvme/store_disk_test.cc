@@ -328,5 +328,14 @@ TEST_F(StoreDiskTest, ReinsertionKeepsChunksReadFromTheReclaimedRegion) {
   EXPECT_EQ(Check(1), 1);
 }
 
+TEST_F(StoreDiskTest, BufferedIoWorksWhenDirectIoIsOff) {
+  auto o = Options(4 * kMiB, 16 * kMiB);
+  o.disk.direct_io = false;  // what the tier falls back to where O_DIRECT is refused
+  Open(o);
+  for (uint64_t k = 0; k < 30; ++k) ASSERT_TRUE(Put(k).ok());
+  EXPECT_FALSE(store_->Stats().disk.direct_io);
+  for (uint64_t k = 0; k < 30; ++k) EXPECT_EQ(Check(k), 1) << k;
+}
+
 }  // namespace
 }  // namespace kvtier::testing

@@ -39,6 +39,18 @@ host_tier:
   capacity: 1GiB
   huge_pages: false
   prefault: false
+disk:
+  path: /var/lib/kvtier
+  capacity: 2GiB
+  region_size: 16MiB
+  queue_depth: 8
+  direct_io: false
+  reclaim: lru
+  reinsert_hits: false
+  admission: write-budget
+  write_budget_per_day: 100GiB
+  demote_watermark: 0.75
+  flush_on_shutdown: false
 limits:
   max_chunk_bytes: 64MiB
   max_frame_bytes: 256KiB
@@ -60,6 +72,18 @@ limits:
   EXPECT_EQ(config.store.max_lease_ttl_ms, 1000u);
   EXPECT_EQ(config.store.max_namespaces, 10u);
   EXPECT_EQ(config.store.max_fingerprints, 3u);
+  const DiskOptions& d = config.store.disk;
+  EXPECT_EQ(d.path, "/var/lib/kvtier");
+  EXPECT_EQ(d.capacity_bytes, 2ull << 30);
+  EXPECT_EQ(d.region_bytes, 16ull << 20);
+  EXPECT_EQ(d.queue_depth, 8u);
+  EXPECT_FALSE(d.direct_io);
+  EXPECT_EQ(d.reclaim, "lru");
+  EXPECT_FALSE(d.reinsert_hits);
+  EXPECT_EQ(d.admission, "write-budget");
+  EXPECT_EQ(d.write_budget_bytes_per_day, 100ull << 30);
+  EXPECT_EQ(d.demote_watermark, 0.75);
+  EXPECT_FALSE(d.flush_on_shutdown);
   // The effective config printed at start parses back to the same values.
   ServerConfig again;
   ASSERT_TRUE(ParseServerConfigYaml(config.ToYaml(), &again).ok()) << config.ToYaml();
@@ -88,6 +112,10 @@ TEST(ConfigTest, ErrorsNameTheKey) {
   EXPECT_NE(s.message().find("max_frame_bytes"), std::string::npos) << s.message();
   s = error("just a string");
   EXPECT_NE(s.message().find("mapping"), std::string::npos) << s.message();
+  s = error("disk:\n  path: /x\n  reclaim: random\n");
+  EXPECT_NE(s.message().find("'disk.reclaim'"), std::string::npos) << s.message();
+  s = error("disk:\n  path: /x\n  capacity: 1MiB\n");
+  EXPECT_NE(s.message().find("'disk.capacity'"), std::string::npos) << s.message();
   s = error("key: [unclosed");
   EXPECT_NE(s.message().find("not valid YAML"), std::string::npos) << s.message();
 }

@@ -62,6 +62,7 @@ struct DiskOptions {
   double demote_watermark = 0.9;             // demote cold host chunks once host usage exceeds this share
   uint64_t demote_batch_bytes = 8ull << 20;  // bytes written per demotion batch
   uint32_t max_consecutive_errors = 8;       // I/O errors in a row that disable the tier
+  bool flush_on_shutdown = true;             // a clean stop writes every DRAM chunk to disk: restarts are warm
   bool background_demotion = true;           // a thread demotes above the watermark; off: only puts that
                                              // need room demote (deterministic, for tests)
   // Test hook: wraps the data file (fault injection). Empty in production.
