@@ -408,6 +408,7 @@ uint64_t Store::DemoteBatch(bool force) {
     } else if (placed) {
       nvme_->Free(item.placement);
     }
+    if (placed) nvme_->FinishWrite(item.placement);
     UnrefLocked(e);
   }
   demotions_.fetch_add(demoted, std::memory_order_relaxed);
@@ -500,6 +501,7 @@ Status Store::ReclaimRegion() {
         else RemoveLocked(e);
       }
     }
+    if (placement.length > 0) nvme_->FinishWrite(placement);
     UnrefLocked(e);
   }
   return Status::Ok();

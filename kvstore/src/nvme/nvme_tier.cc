@@ -77,8 +77,15 @@ Result<Placement> NvmeTier::Allocate(uint64_t bytes) {
   Placement p{static_cast<uint64_t>(open_) * options_.region_bytes + r.fill, bytes, r.generation};
   r.fill += bytes;
   r.live_bytes += bytes;
+  ++r.writers;
   live_bytes_ += bytes;
   return p;
+}
+
+void NvmeTier::FinishWrite(const Placement& placement) {
+  std::lock_guard lock(mu_);
+  Region& r = regions_[RegionOf(placement)];
+  if (r.writers > 0) --r.writers;
 }
 
 void NvmeTier::Free(const Placement& placement) {
@@ -172,7 +179,7 @@ std::optional<uint32_t> NvmeTier::PickVictim() {
   uint64_t best_key = UINT64_MAX;
   for (size_t i = 0; i < regions_.size(); ++i) {
     const Region& r = regions_[i];
-    if (r.state != State::kSealed || r.readers > 0) continue;
+    if (r.state != State::kSealed || r.readers > 0 || r.writers > 0) continue;
     const uint64_t key = options_.reclaim == RegionReclaim::kFifo ? r.sealed_seq : r.last_hit;
     if (key < best_key) {
       best_key = key;

@@ -49,7 +49,10 @@ class NvmeTier final : public Tier {
   TierKind kind() const override { return TierKind::kNvme; }
   uint64_t capacity_bytes() const override;
   uint64_t used_bytes() const override;  // bytes of live records
+  // The region of the placement cannot be reclaimed until FinishWrite(placement) says its record is
+  // written and indexed (or abandoned).
   Result<Placement> Allocate(uint64_t bytes) override;
+  void FinishWrite(const Placement& placement);
   void Free(const Placement& placement) override;
   std::span<std::byte> Map(const Placement&) override { return {}; }
   Status Write(const Placement& placement, uint64_t offset, std::span<const std::byte> data) override;
@@ -70,7 +73,7 @@ class NvmeTier final : public Tier {
   void EndRead(const Placement& placement);
   void NoteHit(const Placement& placement);
 
-  // A sealed region to reclaim (FIFO: oldest sealed; LRU: least recently hit), none being read.
+  // A sealed region to reclaim (FIFO: oldest sealed; LRU: least recently hit), none being read or written.
   std::optional<uint32_t> PickVictim();
   // Empties `region`: bumps and persists its generation; every placement in it becomes stale.
   Status ResetRegion(uint32_t region);
@@ -93,6 +96,7 @@ class NvmeTier final : public Tier {
     uint64_t sealed_seq = 0;  // FIFO order
     uint64_t last_hit = 0;    // LRU order
     uint32_t readers = 0;
+    uint32_t writers = 0;     // allocated records not yet written and indexed
   };
   Status OpenRegionLocked();
 
