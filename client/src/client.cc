@@ -12,6 +12,7 @@
 
 #include "kvtier/api/convert.h"
 #include "kvtier/v1/kvtier.grpc.pb.h"
+#include "get_stream.h"
 #include "thread_pool.h"
 
 namespace kvtier {
@@ -35,10 +36,15 @@ Status ClientOptions::Validate() const {
 struct Client::Impl {
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<v1::KvTier::Stub> stub;
+  grpc::internal::RpcMethod get_method;  // Get, read as raw frames (get_stream.h)
   v1::RequestContext context;  // namespace + fingerprint, copied into every request
   ThreadPool pool;
 
-  explicit Impl(size_t threads) : pool(threads) {}
+  Impl(size_t threads, std::shared_ptr<grpc::Channel> ch)
+      : channel(std::move(ch)),
+        stub(v1::KvTier::NewStub(channel)),
+        get_method("/kvtier.v1.KvTier/Get", grpc::internal::RpcMethod::SERVER_STREAMING, channel),
+        pool(threads) {}
 };
 
 namespace {
@@ -54,14 +60,13 @@ Result<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   KVTIER_RETURN_IF_ERROR(options.Validate());
   std::unique_ptr<Client> client(new Client(std::move(options)));
   const ClientOptions& o = client->options_;
-  client->impl_ = std::make_unique<Impl>(o.async_threads);
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(static_cast<int>(o.max_message_bytes));
   args.SetMaxSendMessageSize(static_cast<int>(o.max_message_bytes));
   // Each Client gets its own connection instead of sharing one with every channel to the same address.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  client->impl_->channel = grpc::CreateCustomChannel(o.endpoint, grpc::InsecureChannelCredentials(), args);
-  client->impl_->stub = v1::KvTier::NewStub(client->impl_->channel);
+  client->impl_ = std::make_unique<Impl>(
+      o.async_threads, grpc::CreateCustomChannel(o.endpoint, grpc::InsecureChannelCredentials(), args));
   client->impl_->context.set_namespace_(o.name_space);
   ToProto(o.fingerprint, client->impl_->context.mutable_fingerprint());
   return client;
@@ -142,142 +147,29 @@ Result<std::vector<PutResult>> Client::PutBatch(std::span<const ChunkPut> chunks
 }
 
 Result<GetResult> Client::Get(const ChunkKey& key, std::span<std::byte> dest, std::span<const uint32_t> expected_tokens) {
-  return WithRetry(options_, [&]() -> Result<GetResult> {
-    grpc::ClientContext ctx;
-    SetDeadline(options_, &ctx);
-    v1::GetRequest request;
-    *request.mutable_context() = impl_->context;
-    request.add_keys(WireKey(key));
-    if (!expected_tokens.empty()) {
-      request.add_expected_tokens()->mutable_ids()->Assign(expected_tokens.begin(), expected_tokens.end());
-    }
-    auto reader = impl_->stub->Get(&ctx, request);
-    v1::GetResponse msg;
-    GetResult result;
-    bool have_header = false;
-    uint64_t expected = 0;
-    uint64_t checksum = 0;
-    ChecksumStream hash;
-    Status error;
-    while (error.ok() && reader->Read(&msg)) {
-      if (msg.has_header()) {
-        const v1::ChunkHeader& h = msg.header();
-        if (have_header) error = Internal("server sent two headers for one key");
-        have_header = true;
-        result.found = h.found();
-        if (!h.found()) continue;
-        expected = h.payload_bytes();
-        checksum = h.checksum();
-        result.num_tokens = static_cast<uint32_t>(h.token_ids_size());
-        result.base_position = h.base_position();
-        result.tier = static_cast<uint8_t>(h.tier());
-        if (expected > dest.size()) {
-          error = InvalidArgument("destination of " + std::to_string(dest.size()) + " bytes is smaller than chunk " +
-                                  key.ToHex() + " of " + std::to_string(expected) + " bytes");
-        }
-      } else {
-        const std::string& data = msg.data();
-        if (!have_header || !result.found || data.size() > expected - result.bytes) {
-          error = Internal("server sent more data than the chunk header announced");
-          break;
-        }
-        std::memcpy(dest.data() + result.bytes, data.data(), data.size());
-        if (options_.verify_checksum) hash.Update(AsBytes(data));
-        result.bytes += data.size();
-      }
-    }
-    if (!error.ok()) {
-      ctx.TryCancel();
-      reader->Finish();
-      return error;
-    }
-    const grpc::Status status = reader->Finish();
-    if (!status.ok()) return FromGrpc(status);
-    if (!have_header) return Internal("server answered a get without a chunk header");
-    if (result.found && result.bytes != expected) {
-      return Internal("chunk " + key.ToHex() + " ended after " + std::to_string(result.bytes) + " of " +
-                      std::to_string(expected) + " bytes");
-    }
-    if (result.found && options_.verify_checksum && hash.Digest() != checksum) {
-      return DataLoss("chunk " + key.ToHex() + " arrived corrupted (checksum mismatch)");
-    }
-    return result;
+  v1::GetRequest request;
+  *request.mutable_context() = impl_->context;
+  request.add_keys(KeyToWire(key));
+  if (!expected_tokens.empty()) {
+    request.add_expected_tokens()->mutable_ids()->Assign(expected_tokens.begin(), expected_tokens.end());
+  }
+  const std::span<std::byte> dests[1] = {dest};
+  auto results = WithRetry(options_, [&] {
+    return RunGetStream(impl_->channel.get(), impl_->get_method, options_, request, {&key, 1}, dests);
   });
+  if (!results.ok()) return results.status();
+  return results->front();
 }
 
 Result<std::vector<GetResult>> Client::GetBatch(std::span<const ChunkKey> keys,
                                                 std::span<const std::span<std::byte>> dests) {
   if (keys.size() != dests.size()) return InvalidArgument("GetBatch needs one destination per key");
   if (keys.empty()) return InvalidArgument("GetBatch of no keys");
-  return WithRetry(options_, [&]() -> Result<std::vector<GetResult>> {
-    grpc::ClientContext ctx;
-    SetDeadline(options_, &ctx);
-    v1::GetRequest request;
-    *request.mutable_context() = impl_->context;
-    for (const ChunkKey& k : keys) request.add_keys(WireKey(k));
-    auto reader = impl_->stub->Get(&ctx, request);
-    std::vector<GetResult> results(keys.size());
-    std::vector<uint64_t> checksums(keys.size(), 0);
-    v1::GetResponse msg;
-    size_t next = 0;        // index the next header must carry
-    size_t current = SIZE_MAX;
-    uint64_t expected = 0;
-    ChecksumStream hash;
-    Status error;
-    auto finish_current = [&]() -> Status {
-      if (current == SIZE_MAX || !results[current].found) return Status::Ok();
-      if (results[current].bytes != expected) return Internal("chunk ended early in a batch get");
-      if (options_.verify_checksum && hash.Digest() != checksums[current]) {
-        return DataLoss("chunk " + keys[current].ToHex() + " arrived corrupted (checksum mismatch)");
-      }
-      return Status::Ok();
-    };
-    while (error.ok() && reader->Read(&msg)) {
-      if (msg.has_header()) {
-        const v1::ChunkHeader& h = msg.header();
-        error = finish_current();
-        if (!error.ok()) break;
-        if (h.index() != next || next >= keys.size()) {
-          error = Internal("server answered keys out of order");
-          break;
-        }
-        current = next++;
-        GetResult& r = results[current];
-        r.found = h.found();
-        if (!r.found) continue;
-        expected = h.payload_bytes();
-        checksums[current] = h.checksum();
-        hash.Reset();
-        r.num_tokens = static_cast<uint32_t>(h.token_ids_size());
-        r.base_position = h.base_position();
-        r.tier = static_cast<uint8_t>(h.tier());
-        if (expected > dests[current].size()) {
-          error = InvalidArgument("destination " + std::to_string(current) + " of " +
-                                  std::to_string(dests[current].size()) + " bytes is smaller than its chunk of " +
-                                  std::to_string(expected) + " bytes");
-        }
-      } else {
-        const std::string& data = msg.data();
-        if (current == SIZE_MAX || !results[current].found || data.size() > expected - results[current].bytes) {
-          error = Internal("server sent more data than the chunk header announced");
-          break;
-        }
-        std::memcpy(dests[current].data() + results[current].bytes, data.data(), data.size());
-        if (options_.verify_checksum) hash.Update(AsBytes(data));
-        results[current].bytes += data.size();
-      }
-    }
-    if (error.ok()) error = finish_current();
-    if (!error.ok()) {
-      ctx.TryCancel();
-      reader->Finish();
-      return error;
-    }
-    const grpc::Status status = reader->Finish();
-    if (!status.ok()) return FromGrpc(status);
-    if (next != keys.size()) return Internal("server answered " + std::to_string(next) + " of " +
-                                             std::to_string(keys.size()) + " keys");
-    return results;
+  v1::GetRequest request;
+  *request.mutable_context() = impl_->context;
+  for (const ChunkKey& k : keys) request.add_keys(KeyToWire(k));
+  return WithRetry(options_, [&] {
+    return RunGetStream(impl_->channel.get(), impl_->get_method, options_, request, keys, dests);
   });
 }
 

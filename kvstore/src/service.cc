@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "get_reactor.h"
 #include "kvtier/api/convert.h"
 
 namespace kvtier {
@@ -124,13 +125,12 @@ Status KvTierService::DoPut(grpc::ServerContext* ctx, grpc::ServerReader<v1::Put
   return Status::Ok();
 }
 
-grpc::Status KvTierService::Get(grpc::ServerContext* ctx, const v1::GetRequest* request,
-                                grpc::ServerWriter<v1::GetResponse>* writer) {
-  return Timed(Op::kGet, [&] { return DoGet(ctx, *request, writer); });
-}
-
-Status KvTierService::DoGet(grpc::ServerContext* ctx, const v1::GetRequest& request,
-                            grpc::ServerWriter<v1::GetResponse>* writer) {
+Result<std::vector<ChunkRef>> KvTierService::AcquireForGet(const grpc::ByteBuffer& raw) {
+  v1::GetRequest request;
+  grpc::ByteBuffer copy(raw);  // shares the slices; Deserialize consumes its argument
+  if (!grpc::SerializationTraits<v1::GetRequest>::Deserialize(&copy, &request).ok()) {
+    return InvalidArgument("get request does not parse");
+  }
   auto scope = ScopeOf(request.context(), /*for_write=*/false);
   if (!scope.ok()) return scope.status();
   auto keys = KeysOf(request.keys());
@@ -151,34 +151,17 @@ Status KvTierService::DoGet(grpc::ServerContext* ctx, const v1::GetRequest& requ
     if (!ref.ok()) return ref.status();
     refs.push_back(std::move(ref).value());
   }
-  v1::GetResponse msg;
-  for (size_t i = 0; i < refs.size(); ++i) {
-    const ChunkRef& ref = refs[i];
-    v1::ChunkHeader* h = msg.mutable_header();
-    h->Clear();
-    h->set_index(static_cast<uint32_t>(i));
-    h->set_found(static_cast<bool>(ref));
-    if (ref) {
-      const ChunkEntry& e = ref.entry();
-      h->set_tier(static_cast<v1::Tier>(e.tier()));
-      h->mutable_token_ids()->Add(ref.token_ids().begin(), ref.token_ids().end());
-      h->set_codec(static_cast<v1::Codec>(e.codec));
-      h->set_payload_bytes(e.payload_bytes);
-      h->set_checksum(e.checksum);
-      h->set_base_position(e.base_position);
-    }
-    if (!writer->Write(msg)) return Cancelled("client went away during get");
-    if (!ref) continue;
-    const std::span<const std::byte> payload = ref.payload();
-    for (uint64_t off = 0; off < payload.size(); off += options_.max_frame_bytes) {
-      const uint64_t n = std::min<uint64_t>(options_.max_frame_bytes, payload.size() - off);
-      msg.set_data(reinterpret_cast<const char*>(payload.data() + off), n);
-      if (!writer->Write(msg)) return Cancelled("client went away during get");
-    }
-    refs[i] = ChunkRef();  // let go as soon as the chunk is sent
-  }
-  if (ctx->IsCancelled()) return Cancelled("get cancelled by the client");
-  return Status::Ok();
+  return refs;
+}
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* KvTierService::Get(grpc::CallbackServerContext*,
+                                                               const grpc::ByteBuffer* request) {
+  const auto start = std::chrono::steady_clock::now();
+  auto refs = AcquireForGet(*request);
+  auto* reactor = new GetReactor(metrics_, options_.max_frame_bytes, start);
+  if (!refs.ok()) reactor->Fail(refs.status());
+  else reactor->Start(std::move(refs).value());
+  return reactor;
 }
 
 grpc::Status KvTierService::Lookup(grpc::ServerContext*, const v1::LookupRequest* request,

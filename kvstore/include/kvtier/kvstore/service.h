@@ -2,6 +2,10 @@
 // lengths, frame sizes, stream order), maps kvtier::Status to gRPC codes, streams payloads in frames,
 // and records request metrics. All policy lives in the Store. Thread-safe: gRPC calls it from many
 // threads; it holds no mutable state of its own.
+//
+// Get is a raw callback method: its data frames are gRPC slices that point into the host arena (the
+// chunk is held by a reference until gRPC releases the slice), so payload bytes are not copied in user
+// space on the way out. The other methods use the synchronous API.
 #pragma once
 
 #include <chrono>
@@ -19,14 +23,14 @@ struct ServiceOptions {
   Status Validate() const;
 };
 
-class KvTierService final : public v1::KvTier::Service {
+class KvTierService final : public v1::KvTier::WithRawCallbackMethod_Get<v1::KvTier::Service> {
  public:
   KvTierService(Store* store, Metrics* metrics, ServiceOptions options);
 
   grpc::Status Put(grpc::ServerContext* ctx, grpc::ServerReader<v1::PutRequest>* reader,
                    v1::PutResponse* response) override;
-  grpc::Status Get(grpc::ServerContext* ctx, const v1::GetRequest* request,
-                   grpc::ServerWriter<v1::GetResponse>* writer) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Get(grpc::CallbackServerContext* ctx,
+                                                  const grpc::ByteBuffer* request) override;
   grpc::Status Lookup(grpc::ServerContext* ctx, const v1::LookupRequest* request,
                       v1::LookupResponse* response) override;
   grpc::Status Exists(grpc::ServerContext* ctx, const v1::ExistsRequest* request,
@@ -41,7 +45,8 @@ class KvTierService final : public v1::KvTier::Service {
   grpc::Status Timed(Op op, Fn&& fn);
   Result<Scope> ScopeOf(const v1::RequestContext& context, bool for_write);
   Status DoPut(grpc::ServerContext* ctx, grpc::ServerReader<v1::PutRequest>* reader, v1::PutResponse* response);
-  Status DoGet(grpc::ServerContext* ctx, const v1::GetRequest& request, grpc::ServerWriter<v1::GetResponse>* writer);
+  // Validates a get and takes a reference on every chunk (misses are empty refs).
+  Result<std::vector<ChunkRef>> AcquireForGet(const grpc::ByteBuffer& request);
 
   Store* const store_;
   Metrics* const metrics_;

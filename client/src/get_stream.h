@@ -1,0 +1,56 @@
+// GetStream: reads the Get response stream as raw gRPC byte buffers and copies each data frame's
+// payload straight from the received slices into the caller's destination: one copy, where parsing
+// into a protobuf message would make two. Headers (small) are parsed as protobuf.
+//
+// It uses grpc::internal::ClientReaderFactory, the same entry point generated stubs use, with a
+// message type whose SerializationTraits hand over the ByteBuffer untouched. Not thread-safe; one
+// stream per call.
+#pragma once
+
+#include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+#include <grpcpp/impl/codegen/rpc_method.h>
+#include <grpcpp/support/byte_buffer.h>
+#include <grpcpp/support/sync_stream.h>
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "kvtier/api/types.h"
+#include "kvtier/client/client.h"
+#include "kvtier/v1/kvtier.grpc.pb.h"
+
+namespace kvtier {
+
+struct RawGetMessage {
+  grpc::ByteBuffer buffer;
+};
+
+}  // namespace kvtier
+
+template <>
+class grpc::SerializationTraits<kvtier::RawGetMessage> {
+ public:
+  static grpc::Status Serialize(const kvtier::RawGetMessage& msg, grpc::ByteBuffer* bb, bool* own_buffer) {
+    *bb = msg.buffer;
+    *own_buffer = true;
+    return grpc::Status::OK;
+  }
+  // gRPC hands over ownership of *bb's contents and releases (not destroys) it afterwards, so it must
+  // be left empty: clear the previous message first, then swap.
+  static grpc::Status Deserialize(grpc::ByteBuffer* bb, kvtier::RawGetMessage* msg) {
+    msg->buffer.Clear();
+    msg->buffer.Swap(bb);
+    return grpc::Status::OK;
+  }
+};
+
+namespace kvtier {
+
+// Runs one Get for `request` (keys already filled) into `dests` (one per key).
+Result<std::vector<GetResult>> RunGetStream(grpc::Channel* channel, const grpc::internal::RpcMethod& method,
+                                            const ClientOptions& options, const v1::GetRequest& request,
+                                            std::span<const ChunkKey> keys, std::span<const std::span<std::byte>> dests);
+
+}  // namespace kvtier

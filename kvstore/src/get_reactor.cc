@@ -1,0 +1,109 @@
+#include "get_reactor.h"
+
+#include <atomic>
+
+#include "kvtier/api/convert.h"
+#include "kvtier/v1/kvtier.pb.h"
+
+namespace kvtier {
+namespace {
+
+// Wire form of GetResponse.data: field 2, length-delimited (tag 0x12), then a varint length.
+grpc::Slice DataPrefix(uint64_t length) {
+  uint8_t bytes[11];
+  size_t n = 0;
+  bytes[n++] = 0x12;
+  do {
+    uint8_t b = length & 0x7f;
+    length >>= 7;
+    bytes[n++] = static_cast<uint8_t>(b | (length ? 0x80 : 0));
+  } while (length != 0);
+  return grpc::Slice(bytes, n);
+}
+
+}  // namespace
+
+struct GetReactor::SharedHold {
+  ChunkRef ref;
+  std::atomic<int> holders{1};  // the reactor, plus one per slice gRPC still holds
+
+  static void Release(void* p) {
+    auto* hold = static_cast<SharedHold*>(p);
+    if (hold->holders.fetch_sub(1, std::memory_order_acq_rel) == 1) delete hold;
+  }
+};
+
+void GetReactor::Start(std::vector<ChunkRef> refs) {
+  refs_ = std::move(refs);
+  WriteNext();
+}
+
+void GetReactor::Fail(const Status& status) { Done(status); }
+
+void GetReactor::Done(const Status& status) {
+  code_ = status.code();
+  Finish(ToGrpc(status));
+}
+
+void GetReactor::OnWriteDone(bool ok) {
+  if (!ok) {
+    Done(Cancelled("client went away during get"));
+    return;
+  }
+  WriteNext();
+}
+
+void GetReactor::OnDone() {
+  if (hold_ != nullptr) SharedHold::Release(hold_);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  if (metrics_ != nullptr) metrics_->ObserveRequest(Op::kGet, code_, seconds);
+  delete this;
+}
+
+void GetReactor::WriteNext() {
+  if (index_ == refs_.size()) {
+    Done(Status::Ok());
+    return;
+  }
+  ChunkRef& ref = refs_[index_];
+  if (!header_sent_) {
+    v1::GetResponse msg;
+    v1::ChunkHeader* h = msg.mutable_header();
+    h->set_index(static_cast<uint32_t>(index_));
+    h->set_found(static_cast<bool>(ref));
+    if (ref) {
+      const ChunkEntry& e = ref.entry();
+      h->set_tier(static_cast<v1::Tier>(TierKind::kHost));
+      h->mutable_token_ids()->Add(ref.token_ids().begin(), ref.token_ids().end());
+      h->set_codec(static_cast<v1::Codec>(e.codec));
+      h->set_payload_bytes(e.payload_bytes);
+      h->set_checksum(e.checksum);
+      h->set_base_position(e.base_position);
+      hold_ = new SharedHold{std::move(ref)};
+      offset_ = 0;
+      header_sent_ = true;
+    } else {
+      ++index_;  // a miss is its header alone
+    }
+    grpc::Slice slice(msg.SerializeAsString());
+    buffer_ = grpc::ByteBuffer(&slice, 1);
+    StartWrite(&buffer_);
+    return;
+  }
+  const std::span<const std::byte> payload = hold_->ref.payload();
+  const uint64_t n = std::min<uint64_t>(frame_bytes_, payload.size() - offset_);
+  hold_->holders.fetch_add(1, std::memory_order_relaxed);
+  grpc::Slice slices[2] = {DataPrefix(n),
+                           grpc::Slice(const_cast<std::byte*>(payload.data() + offset_), n, &SharedHold::Release, hold_)};
+  buffer_ = grpc::ByteBuffer(slices, 2);
+  offset_ += n;
+  if (offset_ == payload.size()) {
+    SharedHold::Release(hold_);  // the slices keep it alive until gRPC is done with them
+    hold_ = nullptr;
+    header_sent_ = false;
+    ++index_;
+  }
+  StartWrite(&buffer_);
+}
+
+}  // namespace kvtier

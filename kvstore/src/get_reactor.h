@@ -1,0 +1,48 @@
+// GetReactor: streams the answer to one Get (callback API, raw ByteBuffers).
+//
+// For each requested key it writes a header message, then, for a hit, data frames whose payload slice
+// points straight into the host arena. A slice holds the chunk through a shared hold that is released
+// when gRPC drops the slice, so eviction or deletion cannot free the bytes while they are on the wire.
+// One write is outstanding at a time (the callback API's rule); the reactor deletes itself in OnDone.
+#pragma once
+
+#include <grpcpp/support/byte_buffer.h>
+#include <grpcpp/support/server_callback.h>
+
+#include <chrono>
+#include <vector>
+
+#include "kvtier/kvstore/metrics.h"
+#include "kvtier/kvstore/store.h"
+
+namespace kvtier {
+
+class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+ public:
+  GetReactor(Metrics* metrics, uint64_t frame_bytes, std::chrono::steady_clock::time_point start)
+      : metrics_(metrics), frame_bytes_(frame_bytes), start_(start) {}
+
+  void Start(std::vector<ChunkRef> refs);
+  void Fail(const Status& status);
+
+  void OnWriteDone(bool ok) override;
+  void OnDone() override;
+
+ private:
+  struct SharedHold;  // a chunk shared between the reactor and the slices in flight
+  void WriteNext();
+  void Done(const Status& status);
+
+  Metrics* const metrics_;
+  const uint64_t frame_bytes_;
+  const std::chrono::steady_clock::time_point start_;
+  std::vector<ChunkRef> refs_;
+  size_t index_ = 0;         // chunk being sent
+  bool header_sent_ = false;
+  uint64_t offset_ = 0;      // payload bytes of the current chunk already sent
+  SharedHold* hold_ = nullptr;
+  grpc::ByteBuffer buffer_;  // the message in flight
+  StatusCode code_ = StatusCode::kOk;
+};
+
+}  // namespace kvtier
