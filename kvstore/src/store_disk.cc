@@ -280,6 +280,7 @@ Result<bool> Store::Promote(ChunkEntry* e) {
   }
   e->host = host_placement;
   e->in_host = true;
+  if (!e->indexed) return true;  // deleted meanwhile: the copy serves this reader only, then is freed
   e->hit_on_disk = true;
   ++host_chunks_;
   if (e->pinned) ++host_pinned_chunks_;
