@@ -1,7 +1,10 @@
 #include "float_convert.h"
 
+#include "kvtier/codec/convert.h"
+
 #include <immintrin.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 
@@ -147,3 +150,17 @@ void FromFloat(const float* src, size_t n, DType dtype, std::byte* dst) {
 }
 
 }  // namespace kvtier::codec::internal
+
+namespace kvtier::codec {
+
+void ElementsToFloat(std::span<const std::byte> src, DType dtype, std::span<float> values) {
+  if (DTypeBytes(dtype) == 0) return;
+  internal::ToFloat(src.data(), dtype, std::min(values.size(), src.size() / DTypeBytes(dtype)), values.data());
+}
+
+void FloatToElements(std::span<const float> values, DType dtype, std::span<std::byte> dst) {
+  if (DTypeBytes(dtype) == 0) return;
+  internal::FromFloat(values.data(), std::min(values.size(), dst.size() / DTypeBytes(dtype)), dtype, dst.data());
+}
+
+}  // namespace kvtier::codec
