@@ -71,7 +71,7 @@ Status EncodeLayer(const KvView& kv, const Layout& lay, uint32_t layer, std::vec
     for (uint64_t r = 0; r < n; ++r) {
       const float* x = block.data() + r * C;
       uint8_t* q = codes.data() + (t0 + r) * C;
-      for (uint64_t c = 0; c < C; ++c) q[c] = QuantizeAsym(x[c], zero[c], inv[c], kQmax);
+      QuantizeAsymPerElement(x, zero.data(), inv.data(), C, kQmax, q);
     }
   }
   PackBits(codes.data(), T * C, 2, dst.data() + lay.KCodesAt());
@@ -88,7 +88,7 @@ Status EncodeLayer(const KvView& kv, const Layout& lay, uint32_t layer, std::vec
       Store<uint16_t>(dst.data() + lay.VParamsAt(t, h) + 2, p.zero_h);
       const float z = HalfToFloat(p.zero_h), is = InverseScale(HalfToFloat(p.scale_h));
       uint8_t* q = codes.data() + t * C + h * lay.dim;
-      for (uint64_t d = 0; d < lay.dim; ++d) q[d] = QuantizeAsym(xh[d], z, is, kQmax);
+      QuantizeAsym(xh, lay.dim, z, is, kQmax, q);
     }
   }
   PackBits(codes.data(), T * C, 2, dst.data() + lay.VCodesAt());

@@ -88,7 +88,7 @@ Status EncodeLayer(const KvView& kv, const Layout& lay, const std::vector<uint8_
       Store<uint16_t>(p, ap.scale_h);
       Store<uint16_t>(p + 2, ap.zero_h);
       const float z = HalfToFloat(ap.zero_h), inv = InverseScale(HalfToFloat(ap.scale_h));
-      for (uint64_t i = 0; i < lay.row; ++i) codes[i] = QuantizeAsym(row[i], z, inv, qmax);
+      QuantizeAsym(row.data(), lay.row, z, inv, qmax, codes.data());
       PackBits(codes.data(), lay.row, lay.bits, p + 4);
     }
   }

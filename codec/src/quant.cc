@@ -80,13 +80,61 @@ Status OutOfHalfRangeError(std::string_view codec, uint32_t layer, int kv, uint3
                          "; its fp16 scale and zero point cannot represent it");
 }
 
+// The SSE loops below convert with cvtps2dq, which rounds to nearest-even under the default MXCSR
+// mode; the scalar tails use lrintf, which rounds the same way.
 void QuantizeInt8(const float* x, size_t n, float absmax, int8_t* q) {
   const float inv = absmax > 0.0f ? 127.0f / absmax : 0.0f;
-  for (size_t i = 0; i < n; ++i) {
+  const __m128 vinv = _mm_set1_ps(inv), lo = _mm_set1_ps(-127.0f), hi = _mm_set1_ps(127.0f);
+  auto quant4 = [&](const float* p) {
+    return _mm_cvtps_epi32(_mm_min_ps(_mm_max_ps(_mm_mul_ps(_mm_loadu_ps(p), vinv), lo), hi));
+  };
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m128i a = _mm_packs_epi32(quant4(x + i), quant4(x + i + 4));
+    const __m128i b = _mm_packs_epi32(quant4(x + i + 8), quant4(x + i + 12));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm_packs_epi16(a, b));
+  }
+  for (; i < n; ++i) {
     float t = x[i] * inv;
     t = t < -127.0f ? -127.0f : (t > 127.0f ? 127.0f : t);
-    q[i] = static_cast<int8_t>(static_cast<int>(t + (t >= 0.0f ? 0.5f : -0.5f)));
+    q[i] = static_cast<int8_t>(std::lrintf(t));
   }
+}
+
+namespace {
+inline uint8_t QuantizeAsymOne(float x, float zero, float inv, float qmax) {
+  float t = (x - zero) * inv;
+  t = t < 0.0f ? 0.0f : (t > qmax ? qmax : t);
+  return static_cast<uint8_t>(std::lrintf(t));
+}
+// 16 codes from 16 clamped floats.
+inline void Store16(__m128i a, __m128i b, __m128i c, __m128i d, uint8_t* q) {
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm_packus_epi16(_mm_packs_epi32(a, b), _mm_packs_epi32(c, d)));
+}
+}  // namespace
+
+void QuantizeAsym(const float* x, size_t n, float zero, float inv_scale, int qmax, uint8_t* q) {
+  const float fmax = static_cast<float>(qmax);
+  const __m128 vz = _mm_set1_ps(zero), vi = _mm_set1_ps(inv_scale), lo = _mm_setzero_ps(), hi = _mm_set1_ps(fmax);
+  auto quant4 = [&](const float* p) {
+    return _mm_cvtps_epi32(_mm_min_ps(_mm_max_ps(_mm_mul_ps(_mm_sub_ps(_mm_loadu_ps(p), vz), vi), lo), hi));
+  };
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) Store16(quant4(x + i), quant4(x + i + 4), quant4(x + i + 8), quant4(x + i + 12), q + i);
+  for (; i < n; ++i) q[i] = QuantizeAsymOne(x[i], zero, inv_scale, fmax);
+}
+
+void QuantizeAsymPerElement(const float* x, const float* zero, const float* inv_scale, size_t n, int qmax,
+                            uint8_t* q) {
+  const float fmax = static_cast<float>(qmax);
+  const __m128 lo = _mm_setzero_ps(), hi = _mm_set1_ps(fmax);
+  auto quant4 = [&](size_t at) {
+    const __m128 t = _mm_mul_ps(_mm_sub_ps(_mm_loadu_ps(x + at), _mm_loadu_ps(zero + at)), _mm_loadu_ps(inv_scale + at));
+    return _mm_cvtps_epi32(_mm_min_ps(_mm_max_ps(t, lo), hi));
+  };
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) Store16(quant4(i), quant4(i + 4), quant4(i + 8), quant4(i + 12), q + i);
+  for (; i < n; ++i) q[i] = QuantizeAsymOne(x[i], zero[i], inv_scale[i], fmax);
 }
 
 void DequantizeInt8(const int8_t* q, size_t n, float scale, float* x) {

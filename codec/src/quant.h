@@ -29,7 +29,8 @@ RowStats ScanRow(const float* x, size_t n);
 Status NonFiniteError(std::string_view codec, uint32_t layer, int kv, uint32_t token);
 Status OutOfHalfRangeError(std::string_view codec, uint32_t layer, int kv, uint32_t token);
 
-// int8 symmetric: scale = absmax, q = round_half_away(x / scale * 127), x' = q * (scale / 127).
+// int8 symmetric: scale = absmax, q = round(x * (127 / scale)) to nearest, ties to even;
+// x' = q * (scale / 127).
 void QuantizeInt8(const float* x, size_t n, float absmax, int8_t* q);
 void DequantizeInt8(const int8_t* q, size_t n, float scale, float* x);
 
@@ -41,12 +42,10 @@ struct AsymParams {
   uint16_t zero_h = 0;
 };
 AsymParams ChooseAsym(float min, float max, int qmax);
-// q = clamp(floor((x - zero) / scale + 0.5), 0, qmax) with the parameters as floats.
-inline uint8_t QuantizeAsym(float x, float zero, float inv_scale, int qmax) {
-  const float t = (x - zero) * inv_scale + 0.5f;
-  int q = t > 0.0f ? static_cast<int>(t) : 0;
-  return static_cast<uint8_t>(q > qmax ? qmax : q);
-}
+// q = clamp(round((x - zero) / scale), 0, qmax), rounding to nearest with ties to even, with the
+// parameters as floats: one (zero, inv_scale) for the row, or one per element (keys per channel).
+void QuantizeAsym(const float* x, size_t n, float zero, float inv_scale, int qmax, uint8_t* q);
+void QuantizeAsymPerElement(const float* x, const float* zero, const float* inv_scale, size_t n, int qmax, uint8_t* q);
 inline float InverseScale(float scale) { return scale > 0.0f ? 1.0f / scale : 0.0f; }
 // The grid point nearest a value near +-65504 may lie just beyond the fp16 range; decoders of fp16
 // chunks clamp reconstructed rows so they never turn into infinities.
