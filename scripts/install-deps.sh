@@ -7,7 +7,7 @@ set -euo pipefail
 
 PACKAGES=(
   # toolchain
-  build-essential cmake ninja-build pkg-config git ca-certificates
+  build-essential cmake ninja-build pkg-config git ca-certificates clang libclang-rt-14-dev
   # RPC and serialization
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   # storage, compression, hashing, config

@@ -2,6 +2,7 @@
 
 #include "kvtier/codec/convert.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -11,8 +12,12 @@
 namespace kvtier::codec::internal {
 namespace {
 
+// F16C is read from CPUID directly: clang 14's __builtin_cpu_supports does not know "f16c".
 bool CpuHasF16c() {
-  static const bool has = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+  static const bool has = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C) != 0 && __builtin_cpu_supports("avx");
+  }();
   return has;
 }
 
