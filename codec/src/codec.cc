@@ -164,12 +164,14 @@ uint64_t MaxEncodedBytes(const KvShape& shape) {
   // Streams: at most one per (layer, K|V, token) row plus one, or one per ~1 MiB lossless slice.
   const uint64_t streams = std::max<uint64_t>(rows + 1, raw / (256 << 10) + 2);
   const uint64_t framing = sizeof(internal::ContainerHeader) + streams * sizeof(internal::StreamEntry);
-  // Payload: zstd's worst case on the raw bytes, or quantized codes (never more bits than the input
-  // plus 8 per value for cachegen's coder) plus per-row, per-channel and per-group parameters.
+  // zstd's worst case on the raw bytes; or codes of at most 24 bits per value (a range coder with a
+  // shared table that fits the data badly) plus per-row, per-channel (frequency tables of up to 255
+  // symbols, two kinds) and per-group parameters.
   const uint64_t zstd_worst = raw + raw / 128 + streams * 64;
-  const uint64_t params = rows * 16 + channels * 4 * ((shape.num_tokens + 31) / 32) +
-                          rows * shape.num_kv_heads * 4 + channels * 2048;
-  return framing + std::max(zstd_worst, raw + shape.NumValues() * 2 + params) + 4096;
+  const uint64_t codes = std::max(raw, shape.NumValues() * 3);
+  const uint64_t params = rows * 64 + channels * 272 + channels * 4 * ((shape.num_tokens + 31) / 32) +
+                          rows * shape.num_kv_heads * 4;
+  return framing + std::max(zstd_worst, codes + params) + 4096;
 }
 
 }  // namespace kvtier::codec

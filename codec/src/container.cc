@@ -14,8 +14,19 @@ static_assert(kHeaderChecksummedBytes == 60, "header checksum covers the precedi
 
 uint32_t Low32(uint64_t v) { return static_cast<uint32_t>(v); }
 
-uint32_t HeaderChecksum(const ContainerHeader& h) {
-  return Low32(Checksum64({reinterpret_cast<const std::byte*>(&h), kHeaderChecksummedBytes}));
+// The struct has 4 bytes of alignment padding after codec_param; on the wire they are reserved
+// zeros, covered by the header checksum like every other byte before it.
+constexpr size_t kReservedAt = offsetof(ContainerHeader, codec_param) + sizeof(uint32_t);
+constexpr size_t kReservedBytes = offsetof(ContainerHeader, profile_id) - kReservedAt;
+static_assert(kReservedAt == 36 && kReservedBytes == 4, "reserved bytes 36..39");
+
+uint32_t HeaderChecksum(const std::byte* header) { return Low32(Checksum64({header, kHeaderChecksummedBytes})); }
+
+bool ReservedBytesZero(const std::byte* header) {
+  for (size_t i = 0; i < kReservedBytes; ++i) {
+    if (header[kReservedAt + i] != std::byte{0}) return false;
+  }
+  return true;
 }
 
 bool KnownCodec(uint8_t c) { return c >= uint8_t(CodecId::kRaw) && c <= uint8_t(CodecId::kMixed); }
@@ -82,11 +93,14 @@ Status WriteContainer(CodecId codec, const KvShape& shape, const EncodedStreams&
   h.profile_id = streams.params.profile_id;
   h.body_bytes = body;
   h.table_checksum = Low32(Checksum64({reinterpret_cast<const std::byte*>(table.data()), n * sizeof(StreamEntry)}));
-  h.header_checksum = HeaderChecksum(h);
+  h.header_checksum = 0;
 
   out.resize(sizeof(h) + n * sizeof(StreamEntry) + body);
   std::byte* p = out.data();
   std::memcpy(p, &h, sizeof(h));
+  std::memset(p + kReservedAt, 0, kReservedBytes);
+  const uint32_t header_checksum = HeaderChecksum(p);
+  std::memcpy(p + offsetof(ContainerHeader, header_checksum), &header_checksum, sizeof(header_checksum));
   p += sizeof(h);
   std::memcpy(p, table.data(), n * sizeof(StreamEntry));
   p += n * sizeof(StreamEntry);
@@ -113,10 +127,11 @@ Result<ParsedContainer> ParseContainer(std::span<const std::byte> encoded) {
     return InvalidArgument("container header_bytes " + std::to_string(h.header_bytes) + " must be " +
                            std::to_string(sizeof(ContainerHeader)) + " in version 1");
   }
-  if (const uint32_t want = HeaderChecksum(h); want != h.header_checksum) {
+  if (const uint32_t want = HeaderChecksum(encoded.data()); want != h.header_checksum) {
     return DataLoss("container header checksum mismatch: stored " + Hex(h.header_checksum).substr(8) +
                     ", computed " + Hex(want).substr(8));
   }
+  if (!ReservedBytesZero(encoded.data())) return InvalidArgument("container reserved bytes 36..39 are not zero");
   if (!KnownCodec(h.codec)) return InvalidArgument("container has unknown codec id " + std::to_string(h.codec));
   if (!KnownDType(h.dtype)) return InvalidArgument("container has unknown dtype " + std::to_string(h.dtype));
   KVTIER_RETURN_IF_ERROR(CheckCodecFields(h));

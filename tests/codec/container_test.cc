@@ -36,8 +36,10 @@ ContainerHeader HeaderOf(const std::vector<std::byte>& c) {
 void Rewrite(std::vector<std::byte>& c, void (*edit)(ContainerHeader&)) {
   ContainerHeader h = HeaderOf(c);
   edit(h);
-  h.header_checksum = static_cast<uint32_t>(Checksum64({reinterpret_cast<const std::byte*>(&h), 60}));
   std::memcpy(c.data(), &h, sizeof(h));
+  std::memset(c.data() + 36, 0, 4);
+  h.header_checksum = static_cast<uint32_t>(Checksum64({c.data(), 60}));
+  std::memcpy(c.data() + 60, &h.header_checksum, 4);
 }
 
 void ExpectParseError(const std::vector<std::byte>& c, StatusCode code, const std::string& substring) {
@@ -118,6 +120,16 @@ TEST(Container, RejectsWhatIsNotOurs) {
   c = Sample();
   Rewrite(c, [](ContainerHeader& h) { h.header_bytes = 72; });
   ExpectParseError(c, StatusCode::kInvalidArgument, "header_bytes 72 must be 64");
+}
+
+TEST(Container, ReservedBytesMustBeZero) {
+  auto c = Sample();
+  for (int i = 36; i < 40; ++i) EXPECT_EQ(c[i], std::byte{0});
+  c[37] = std::byte{1};
+  ContainerHeader h = HeaderOf(c);
+  h.header_checksum = static_cast<uint32_t>(Checksum64({c.data(), 60}));
+  std::memcpy(c.data() + 60, &h.header_checksum, 4);
+  ExpectParseError(c, StatusCode::kInvalidArgument, "reserved bytes 36..39 are not zero");
 }
 
 TEST(Container, HeaderChecksum) {

@@ -105,10 +105,10 @@ void FixChecksums(std::vector<std::byte>& c) {
     std::memcpy(c.data() + 64 + 16 * i, &e, 16);
     off += e.length;
   }
-  h.table_checksum = static_cast<uint32_t>(Checksum64({c.data() + 64, table}));
-  std::memcpy(c.data(), &h, 64);
-  h.header_checksum = static_cast<uint32_t>(Checksum64({c.data(), 60}));
-  std::memcpy(c.data(), &h, 64);
+  const uint32_t table_checksum = static_cast<uint32_t>(Checksum64({c.data() + 64, table}));
+  std::memcpy(c.data() + 56, &table_checksum, 4);
+  const uint32_t header_checksum = static_cast<uint32_t>(Checksum64({c.data(), 60}));
+  std::memcpy(c.data() + 60, &header_checksum, 4);
 }
 
 TEST_F(Corruption, ValidContainersDecode) {

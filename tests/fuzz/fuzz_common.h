@@ -70,11 +70,11 @@ inline void FixChecksums(std::vector<std::byte>& c) {
       std::memcpy(c.data() + 64 + 16 * i, &e, 16);
       off += e.length;
     }
-    h.table_checksum = static_cast<uint32_t>(Checksum64({c.data() + 64, table}));
+    const uint32_t table_checksum = static_cast<uint32_t>(Checksum64({c.data() + 64, table}));
+    std::memcpy(c.data() + 56, &table_checksum, 4);
   }
-  std::memcpy(c.data(), &h, sizeof(h));
-  h.header_checksum = static_cast<uint32_t>(Checksum64({c.data(), 60}));
-  std::memcpy(c.data(), &h, sizeof(h));
+  const uint32_t header_checksum = static_cast<uint32_t>(Checksum64({c.data(), 60}));
+  std::memcpy(c.data() + 60, &header_checksum, 4);
 }
 
 // Decodes into an exactly sized heap buffer when the container is small enough, otherwise into a
