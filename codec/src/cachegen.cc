@@ -12,6 +12,10 @@
 #include <functional>
 #include <string>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "cachegen_tables.h"
 #include "codec_impl.h"
 #include "float_convert.h"
@@ -155,67 +159,81 @@ float MaxFinite(DType dtype) {
   }
 }
 
-// Decodes one row's symbols. kChecked = false requires 4 * width bytes left (two words per symbol
-// at most), so the refill needs no bounds check.
-template <bool kChecked>
-void DecodeRowSymbols(RansDecoder& d, const FreqTable* ft, const TableInfo* info, uint32_t width, uint32_t alphabet,
-                      uint8_t* sym) {
-  const std::byte* p = d.pos;
-  const std::byte* const e = d.end;
-  bool err = d.error;
-  uint32_t x0 = d.state[0], x1 = d.state[1], x2 = d.state[2], x3 = d.state[3];
-  auto one = [&](uint32_t& x, uint32_t c) __attribute__((always_inline)) {
-    const FreqTable& t = ft[c];
-    const uint32_t slot = x & (kProbScale - 1);
-    const uint32_t s = FindSymbol(t, slot);
-    const uint32_t start = t.cum[s];
-    x = (t.cum[s + 1] - start) * (x >> kProbBits) + slot - start;
-    if constexpr (kChecked) {
-      if (x < kRansLow) {
-        uint16_t w = 0;
-        if (p + 2 <= e) {
-          std::memcpy(&w, p, 2);
-          p += 2;
-        } else {
-          err = true;
-        }
-        x = (x << 16) | w;
-      }
-    } else {
-      uint16_t w;
-      std::memcpy(&w, p, 2);
-      const bool refill = x < kRansLow;
-      x = refill ? (x << 16) | w : x;
-      p += refill ? 2 : 0;
-    }
-    const TableInfo in = info[c];
-    if (s < in.width) [[likely]] {
-      sym[c] = static_cast<uint8_t>(in.lo + s);
-    } else {
-      uint32_t v = RansDecoder::GetBits<true>(x, in.esc_bits, p, e, err);
-      if (v >= alphabet) {
-        err = true;
-        v = 0;
-      }
-      sym[c] = static_cast<uint8_t>(v);
-    }
-  };
+// One copy of the row decoder per instruction set (cachegen_row_decoder.h explains why they are
+// textual copies); PickRowDecoder chooses the widest the CPU has, once.
+namespace row_sse2 {
+#define CACHEGEN_FIND_SYMBOL(t, slot) FindSymbol(t, slot)
+#include "cachegen_row_decoder.h"
+#undef CACHEGEN_FIND_SYMBOL
+}  // namespace row_sse2
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC target("avx2")
+namespace row_avx2 {
+inline uint32_t FindSymbolAvx2(const FreqTable& t, uint32_t slot) {
+  const __m256i v = _mm256_set1_epi16(static_cast<short>(slot));
+  const __m256i* p = reinterpret_cast<const __m256i*>(t.cum);
+  const uint64_t lo = static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpgt_epi16(_mm256_load_si256(p), v)));
+  const uint64_t hi = static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpgt_epi16(_mm256_load_si256(p + 1), v)));
+  return static_cast<uint32_t>(__builtin_ctzll(lo | (hi << 32)) >> 1) - 1;  // two mask bits per entry
+}
+#define CACHEGEN_FIND_SYMBOL(t, slot) FindSymbolAvx2(t, slot)
+#include "cachegen_row_decoder.h"
+#undef CACHEGEN_FIND_SYMBOL
+}  // namespace row_avx2
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw")
+namespace row_avx512 {
+inline uint32_t FindSymbolAvx512(const FreqTable& t, uint32_t slot) {
+  const __mmask32 greater = _mm512_cmpgt_epi16_mask(_mm512_load_si512(t.cum), _mm512_set1_epi16(static_cast<short>(slot)));
+  return static_cast<uint32_t>(__builtin_ctz(greater)) - 1;
+}
+#define CACHEGEN_FIND_SYMBOL(t, slot) FindSymbolAvx512(t, slot)
+#include "cachegen_row_decoder.h"
+#undef CACHEGEN_FIND_SYMBOL
+}  // namespace row_avx512
+#pragma GCC pop_options
+#endif
+
+using RowDecoder = void (*)(RansDecoder&, const FreqTable*, const TableInfo*, uint32_t, uint32_t, uint8_t*);
+
+RowDecoder PickRowDecoder() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (__builtin_cpu_supports("avx512bw")) return row_avx512::DecodeRow;
+  if (__builtin_cpu_supports("avx2")) return row_avx2::DecodeRow;
+#endif
+  return row_sse2::DecodeRow;
+}
+
+// row[c] = (add ? add[c] : 0) + (sym[c] - center) * step, clamped to +-max_out; `save` (if set)
+// receives the unclamped plain value (the anchor, for the encoder's identical reconstruction).
+void SymbolsToFloats(const uint8_t* sym, uint32_t w, int center, float step, float max_out, const float* add,
+                     float* save, float* row) {
   uint32_t c = 0;
-  for (; c + 4 <= width; c += 4) {
-    one(x0, c);
-    one(x1, c + 1);
-    one(x2, c + 2);
-    one(x3, c + 3);
+#if defined(__SSE2__)
+  const __m128 vstep = _mm_set1_ps(step), vmax = _mm_set1_ps(max_out), vmin = _mm_set1_ps(-max_out);
+  const __m128i vcenter = _mm_set1_epi32(center), zero = _mm_setzero_si128();
+  for (; c + 16 <= w; c += 16) {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(sym + c));
+    const __m128i h[2] = {_mm_unpacklo_epi8(b, zero), _mm_unpackhi_epi8(b, zero)};
+    for (int k = 0; k < 4; ++k) {
+      const __m128i i32 = (k & 1) ? _mm_unpackhi_epi16(h[k >> 1], zero) : _mm_unpacklo_epi16(h[k >> 1], zero);
+      __m128 f = _mm_mul_ps(_mm_cvtepi32_ps(_mm_sub_epi32(i32, vcenter)), vstep);
+      if (save != nullptr) _mm_storeu_ps(save + c + 4 * k, f);
+      if (add != nullptr) f = _mm_add_ps(_mm_loadu_ps(add + c + 4 * k), f);
+      _mm_storeu_ps(row + c + 4 * k, _mm_min_ps(_mm_max_ps(f, vmin), vmax));
+    }
   }
-  if (c < width) one(x0, c++);
-  if (c < width) one(x1, c++);
-  if (c < width) one(x2, c++);
-  d.state[0] = x0;
-  d.state[1] = x1;
-  d.state[2] = x2;
-  d.state[3] = x3;
-  d.pos = p;
-  d.error = err;
+#endif
+  for (; c < w; ++c) {
+    float f = static_cast<float>(int{sym[c]} - center) * step;
+    if (save != nullptr) save[c] = f;
+    if (add != nullptr) f = add[c] + f;
+    row[c] = std::clamp(f, -max_out, max_out);
+  }
 }
 
 Status DecodeDataStream(std::span<const std::byte> bytes, uint32_t index, const SliceTables& tabs, const Geometry& g,
@@ -239,26 +257,18 @@ Status DecodeDataStream(std::span<const std::byte> bytes, uint32_t index, const 
   const float b = static_cast<float>(bins);
   const int center = static_cast<int>(bins);
   const float max_out = MaxFinite(dtype);
+  static const RowDecoder decode_row = PickRowDecoder();
   std::vector<uint8_t> sym(w);
   std::vector<float> row(w), anchor(w, 0.0f);
   for (uint32_t t = t0; t < t1; ++t) {
     const bool delta = IsDeltaRow(anchor_delta, t - t0);
     const size_t k = size_t{delta ? kKindDelta : kKindPlain} * w;
-    if (dec.BytesLeft() >= size_t{4} * w) {
-      DecodeRowSymbols<false>(dec, tabs.tables.data() + k, tabs.info.data() + k, w, alphabet, sym.data());
-    } else {
-      DecodeRowSymbols<true>(dec, tabs.tables.data() + k, tabs.info.data() + k, w, alphabet, sym.data());
-    }
+    decode_row(dec, tabs.tables.data() + k, tabs.info.data() + k, w, alphabet, sym.data());
     if (dec.error) return corrupt("entropy-coded data is truncated or corrupt");
     const float step = scales[t - t0] / b;
-    if (delta) {
-      for (uint32_t c = 0; c < w; ++c) row[c] = anchor[c] + static_cast<float>(int{sym[c]} - center) * step;
-    } else {
-      for (uint32_t c = 0; c < w; ++c) row[c] = static_cast<float>(int{sym[c]} - center) * step;
-      if (anchor_delta) std::copy(row.begin(), row.end(), anchor.begin());
-    }
     // A reconstruction may pass the largest finite value by up to half a step: keep it finite.
-    for (uint32_t c = 0; c < w; ++c) row[c] = std::clamp(row[c], -max_out, max_out);
+    SymbolsToFloats(sym.data(), w, center, step, max_out, delta ? anchor.data() : nullptr,
+                    !delta && anchor_delta ? anchor.data() : nullptr, row.data());
     FromFloat(row.data(), w, dtype, out.data() + g.RowOffset(lk, t));
   }
   if (!dec.Finish()) return corrupt("entropy-coded data does not end where the stream ends");
