@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -30,6 +32,12 @@ Status ClientOptions::Validate() const {
   }
   if (max_message_bytes > (1ull << 31) - 1) return InvalidArgument("ClientOptions.max_message_bytes must be < 2 GiB");
   if (async_threads == 0) return InvalidArgument("ClientOptions.async_threads must be >= 1");
+  if (codec::CodecName(encode.codec) == "unknown") return InvalidArgument("ClientOptions.encode.codec is unknown");
+  if (encode.profile != nullptr &&
+      (encode.profile->num_layers() != fingerprint.num_layers ||
+       encode.profile->num_kv_heads() != fingerprint.num_kv_heads || encode.profile->head_dim() != fingerprint.head_dim)) {
+    return InvalidArgument("ClientOptions.encode.profile was built for another KV shape than the fingerprint");
+  }
   return Status::Ok();
 }
 
@@ -39,6 +47,8 @@ struct Client::Impl {
   grpc::internal::RpcMethod get_method;  // Get, read as raw frames (get_stream.h)
   v1::RequestContext context;  // namespace + fingerprint, copied into every request
   ThreadPool pool;
+  std::mutex profiles_mu;
+  std::map<uint64_t, std::unique_ptr<codec::ModelProfile>> profiles;  // by id; guarded by profiles_mu
 
   Impl(size_t threads, std::shared_ptr<grpc::Channel> ch)
       : channel(std::move(ch)),
@@ -103,11 +113,41 @@ Result<PutResult> Client::Put(const ChunkKey& key, std::span<const uint32_t> tok
   return results->front();
 }
 
+namespace {
+
+codec::KvShape ShapeOf(const ModelFingerprint& fp, size_t tokens) {
+  return {fp.num_layers, fp.num_kv_heads, fp.head_dim, static_cast<uint32_t>(tokens), fp.dtype};
+}
+
+// Encodes each chunk's KV as the options say; `payloads` then views what goes on the wire.
+Status EncodeChunks(const ClientOptions& o, std::span<const ChunkPut> chunks, std::vector<std::vector<std::byte>>& encoded,
+                    std::vector<std::span<const std::byte>>& payloads) {
+  payloads.reserve(chunks.size());
+  if (o.encode.codec == codec::CodecId::kRaw) {
+    for (const ChunkPut& c : chunks) payloads.push_back(c.kv);
+    return Status::Ok();
+  }
+  encoded.resize(chunks.size());
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const codec::KvView view{ShapeOf(o.fingerprint, chunks[i].token_ids.size()), chunks[i].kv, {}};
+    if (Status s = codec::Encode(view, o.encode, encoded[i]); !s.ok()) {
+      return Status(s.code(), "chunk " + chunks[i].key.ToHex() + ": " + s.message());
+    }
+    payloads.push_back(encoded[i]);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<std::vector<PutResult>> Client::PutBatch(std::span<const ChunkPut> chunks) {
   if (chunks.empty()) return InvalidArgument("PutBatch of no chunks");
+  std::vector<std::vector<std::byte>> encoded;
+  std::vector<std::span<const std::byte>> payloads;
+  KVTIER_RETURN_IF_ERROR(EncodeChunks(options_, chunks, encoded, payloads));
   std::vector<uint64_t> checksums;
   checksums.reserve(chunks.size());
-  for (const ChunkPut& c : chunks) checksums.push_back(Checksum64(c.kv));
+  for (const auto& payload : payloads) checksums.push_back(Checksum64(payload));
   return WithRetry(options_, [&]() -> Result<std::vector<PutResult>> {
     grpc::ClientContext ctx;
     SetDeadline(options_, &ctx);
@@ -117,19 +157,20 @@ Result<std::vector<PutResult>> Client::PutBatch(std::span<const ChunkPut> chunks
     bool open = true;
     for (size_t i = 0; i < chunks.size() && open; ++i) {
       const ChunkPut& c = chunks[i];
+      const std::span<const std::byte> payload = payloads[i];
       v1::PutHeader* h = msg.mutable_header();
       *h->mutable_context() = impl_->context;
       h->set_key(WireKey(c.key));
       h->mutable_token_ids()->Assign(c.token_ids.begin(), c.token_ids.end());
-      h->set_codec(v1::CODEC_RAW);
-      h->set_payload_bytes(c.kv.size());
+      h->set_codec(static_cast<v1::Codec>(options_.encode.codec));
+      h->set_payload_bytes(payload.size());
       h->set_checksum(checksums[i]);
       h->set_base_position(c.options.base_position);
       h->set_pin(c.options.pin);
       open = writer->Write(msg);
-      for (uint64_t off = 0; off < c.kv.size() && open; off += options_.frame_bytes) {
-        const uint64_t n = std::min<uint64_t>(options_.frame_bytes, c.kv.size() - off);
-        msg.set_data(reinterpret_cast<const char*>(c.kv.data() + off), n);
+      for (uint64_t off = 0; off < payload.size() && open; off += options_.frame_bytes) {
+        const uint64_t n = std::min<uint64_t>(options_.frame_bytes, payload.size() - off);
+        msg.set_data(reinterpret_cast<const char*>(payload.data() + off), n);
         open = writer->Write(msg);
       }
     }
@@ -153,9 +194,11 @@ Result<GetResult> Client::Get(const ChunkKey& key, std::span<std::byte> dest, st
   if (!expected_tokens.empty()) {
     request.add_expected_tokens()->mutable_ids()->Assign(expected_tokens.begin(), expected_tokens.end());
   }
+  request.set_decode_to_raw(options_.server_decode);
   const std::span<std::byte> dests[1] = {dest};
+  const codec::DecodeOptions decode = DecodeOptions();
   auto results = WithRetry(options_, [&] {
-    return RunGetStream(impl_->channel.get(), impl_->get_method, options_, request, {&key, 1}, dests);
+    return RunGetStream(impl_->channel.get(), impl_->get_method, options_, request, {&key, 1}, dests, decode);
   });
   if (!results.ok()) return results.status();
   return results->front();
@@ -168,8 +211,10 @@ Result<std::vector<GetResult>> Client::GetBatch(std::span<const ChunkKey> keys,
   v1::GetRequest request;
   *request.mutable_context() = impl_->context;
   for (const ChunkKey& k : keys) request.add_keys(KeyToWire(k));
+  request.set_decode_to_raw(options_.server_decode);
+  const codec::DecodeOptions decode = DecodeOptions();
   return WithRetry(options_, [&] {
-    return RunGetStream(impl_->channel.get(), impl_->get_method, options_, request, keys, dests);
+    return RunGetStream(impl_->channel.get(), impl_->get_method, options_, request, keys, dests, decode);
   });
 }
 
@@ -228,6 +273,63 @@ Result<uint32_t> Client::Delete(std::span<const ChunkKey> keys) {
 
 Result<v1::StatsResponse> Client::Stats() {
   return CallUnary(options_, impl_->stub.get(), &v1::KvTier::Stub::Stats, v1::StatsRequest());
+}
+
+Result<uint64_t> Client::PutProfile(std::string_view name, const codec::ModelProfile& profile) {
+  v1::PutProfileRequest request;
+  *request.mutable_context() = impl_->context;
+  request.set_name(std::string(name));
+  const std::span<const std::byte> bytes = profile.serialized();
+  request.set_profile(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  auto response = CallUnary(options_, impl_->stub.get(), &v1::KvTier::Stub::PutProfile, request);
+  if (!response.ok()) return response.status();
+  if (response->profile_id() != profile.id()) {
+    return Internal("server stored the profile under another id than its bytes hash to");
+  }
+  auto copy = codec::ModelProfile::Deserialize(bytes);
+  if (copy.ok()) {
+    std::lock_guard lock(impl_->profiles_mu);
+    impl_->profiles.emplace(profile.id(), std::make_unique<codec::ModelProfile>(std::move(copy).value()));
+  }
+  return profile.id();
+}
+
+Result<std::unique_ptr<codec::ModelProfile>> Client::GetProfile(std::string_view name) {
+  if (name.empty()) return InvalidArgument("GetProfile needs a name");
+  return FetchProfile(name, 0);
+}
+
+Result<std::unique_ptr<codec::ModelProfile>> Client::GetProfileById(uint64_t id) { return FetchProfile("", id); }
+
+Result<std::unique_ptr<codec::ModelProfile>> Client::FetchProfile(std::string_view name, uint64_t id) {
+  v1::GetProfileRequest request;
+  *request.mutable_context() = impl_->context;
+  request.set_name(std::string(name));
+  request.set_profile_id(id);
+  auto response = CallUnary(options_, impl_->stub.get(), &v1::KvTier::Stub::GetProfile, request);
+  if (!response.ok()) return response.status();
+  auto profile = codec::ModelProfile::Deserialize(AsBytes(response->profile()));
+  if (!profile.ok()) return DataLoss("server sent a profile that does not parse: " + profile.status().message());
+  if (profile->id() != response->profile_id() || (id != 0 && profile->id() != id)) {
+    return DataLoss("server sent a profile whose bytes do not hash to the id asked for");
+  }
+  return std::make_unique<codec::ModelProfile>(std::move(profile).value());
+}
+
+const codec::ModelProfile* Client::ResolveProfile(uint64_t id) {
+  {
+    std::lock_guard lock(impl_->profiles_mu);
+    auto it = impl_->profiles.find(id);
+    if (it != impl_->profiles.end()) return it->second.get();
+  }
+  auto fetched = GetProfileById(id);
+  if (!fetched.ok()) return nullptr;  // the decoder reports the id as unknown
+  std::lock_guard lock(impl_->profiles_mu);
+  return impl_->profiles.emplace(id, std::move(fetched).value()).first->second.get();
+}
+
+codec::DecodeOptions Client::DecodeOptions() {
+  return {[this](uint64_t id) { return ResolveProfile(id); }, options_.encode.executor};
 }
 
 std::future<Result<PutResult>> Client::PutAsync(const ChunkKey& key, std::span<const uint32_t> token_ids,

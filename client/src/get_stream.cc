@@ -67,24 +67,52 @@ struct Progress {
   size_t next = 0;              // index the next header must carry
   size_t current = SIZE_MAX;    // chunk whose data is arriving
   uint64_t expected = 0;
+  uint64_t received = 0;
+  bool encoded = false;         // arriving into `encoded_bytes`, decoded into the destination at the end
   ChecksumStream hash;
 };
 
+// Receive buffer for encoded chunks; its capacity is reused by every get of this thread.
+std::vector<std::byte>& EncodedScratch() {
+  thread_local std::vector<std::byte> scratch;
+  return scratch;
+}
+
+Status DecodeInto(std::span<const std::byte> encoded, std::span<std::byte> dest, const ChunkKey& key,
+                  const codec::DecodeOptions& decode, GetResult& result) {
+  auto info = codec::Inspect(encoded);
+  if (!info.ok()) return DataLoss("chunk " + key.ToHex() + " is not a valid container: " + info.status().message());
+  const uint64_t raw = info->shape.RawBytes();
+  if (raw > dest.size()) {
+    return InvalidArgument("destination of " + std::to_string(dest.size()) + " bytes is smaller than chunk " +
+                           key.ToHex() + " of " + std::to_string(raw) + " bytes (decoded)");
+  }
+  Status s = codec::Decode(encoded, dest.first(raw), decode);
+  if (!s.ok()) return Status(s.code(), "chunk " + key.ToHex() + ": " + s.message());
+  result.bytes = raw;
+  return Status::Ok();
+}
+
 Status FinishChunk(const ClientOptions& o, Progress& p, std::span<const ChunkKey> keys, std::vector<GetResult>& results,
-                   std::vector<uint64_t>& checksums) {
+                   std::vector<uint64_t>& checksums, std::span<const std::span<std::byte>> dests,
+                   const codec::DecodeOptions& decode) {
   if (p.current == SIZE_MAX || !results[p.current].found) return Status::Ok();
-  if (results[p.current].bytes != p.expected) return Internal("chunk " + keys[p.current].ToHex() + " ended early");
+  if (p.received != p.expected) return Internal("chunk " + keys[p.current].ToHex() + " ended early");
   if (o.verify_checksum && p.hash.Digest() != checksums[p.current]) {
     return DataLoss("chunk " + keys[p.current].ToHex() + " arrived corrupted (checksum mismatch)");
   }
-  return Status::Ok();
+  if (!p.encoded) return Status::Ok();
+  p.encoded = false;
+  return DecodeInto({EncodedScratch().data(), p.received}, dests[p.current], keys[p.current], decode,
+                    results[p.current]);
 }
 
 }  // namespace
 
 Result<std::vector<GetResult>> RunGetStream(grpc::Channel* channel, const grpc::internal::RpcMethod& method,
                                             const ClientOptions& o, const v1::GetRequest& request,
-                                            std::span<const ChunkKey> keys, std::span<const std::span<std::byte>> dests) {
+                                            std::span<const ChunkKey> keys, std::span<const std::span<std::byte>> dests,
+                                            const codec::DecodeOptions& decode) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + o.deadline);
   std::unique_ptr<grpc::ClientReader<RawGetMessage>> reader(
@@ -114,7 +142,7 @@ Result<std::vector<GetResult>> RunGetStream(grpc::Channel* channel, const grpc::
           error = Internal("malformed chunk header");
           break;
         }
-        error = FinishChunk(o, p, keys, results, checksums);
+        error = FinishChunk(o, p, keys, results, checksums, dests, decode);
         if (!error.ok()) break;
         if (h.index() != p.next || p.next >= keys.size()) {
           error = Internal("server answered keys out of order");
@@ -125,34 +153,44 @@ Result<std::vector<GetResult>> RunGetStream(grpc::Channel* channel, const grpc::
         r.found = h.found();
         if (!r.found) continue;
         p.expected = h.payload_bytes();
+        p.received = 0;
+        p.encoded = h.codec() != v1::CODEC_RAW;
         checksums[p.current] = h.checksum();
         p.hash.Reset();
         r.num_tokens = static_cast<uint32_t>(h.token_ids_size());
         r.base_position = h.base_position();
         r.tier = static_cast<uint8_t>(h.tier());
-        if (p.expected > dests[p.current].size()) {
+        if (p.encoded && p.expected > 2 * dests[p.current].size() + (1u << 20)) {
+          // No codec output is this much larger than its raw form: refuse before allocating for it.
+          error = InvalidArgument("encoded chunk " + keys[p.current].ToHex() + " of " + std::to_string(p.expected) +
+                                  " bytes cannot fit a destination of " + std::to_string(dests[p.current].size()) +
+                                  " bytes");
+        } else if (p.encoded) {
+          EncodedScratch().resize(std::max<size_t>(EncodedScratch().size(), p.expected));
+        } else if (p.expected > dests[p.current].size()) {
           error = InvalidArgument("destination of " + std::to_string(dests[p.current].size()) +
                                   " bytes is smaller than chunk " + keys[p.current].ToHex() + " of " +
                                   std::to_string(p.expected) + " bytes");
         }
       } else if (tag == 0x12) {  // data
-        if (p.current == SIZE_MAX || !results[p.current].found || length > p.expected - results[p.current].bytes) {
+        if (p.current == SIZE_MAX || !results[p.current].found || length > p.expected - p.received) {
           error = Internal("server sent more data than the chunk header announced");
           break;
         }
-        std::byte* dst = dests[p.current].data() + results[p.current].bytes;
+        std::byte* dst = (p.encoded ? EncodedScratch().data() : dests[p.current].data()) + p.received;
         if (!in.Copy(dst, length)) {
           error = Internal("truncated data frame");
           break;
         }
         if (o.verify_checksum) p.hash.Update({dst, length});
-        results[p.current].bytes += length;
+        p.received += length;
+        if (!p.encoded) results[p.current].bytes += length;
       } else if (!in.Copy(nullptr, length)) {  // a field this client does not know
         error = Internal("truncated get response");
       }
     }
   }
-  if (error.ok()) error = FinishChunk(o, p, keys, results, checksums);
+  if (error.ok()) error = FinishChunk(o, p, keys, results, checksums, dests, decode);
   if (!error.ok()) {
     ctx.TryCancel();
     reader->Finish();

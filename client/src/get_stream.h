@@ -1,6 +1,7 @@
 // GetStream: reads the Get response stream as raw gRPC byte buffers and copies each data frame's
 // payload straight from the received slices into the caller's destination: one copy, where parsing
-// into a protobuf message would make two. Headers (small) are parsed as protobuf.
+// into a protobuf message would make two. Headers (small) are parsed as protobuf. An encoded chunk
+// arrives into a per-thread scratch buffer and is decoded into the destination when it is complete.
 //
 // It uses grpc::internal::ClientReaderFactory, the same entry point generated stubs use, with a
 // message type whose SerializationTraits hand over the ByteBuffer untouched. Not thread-safe; one
@@ -19,6 +20,7 @@
 
 #include "kvtier/api/types.h"
 #include "kvtier/client/client.h"
+#include "kvtier/codec/codec.h"
 #include "kvtier/v1/kvtier.grpc.pb.h"
 
 namespace kvtier {
@@ -51,6 +53,7 @@ namespace kvtier {
 // Runs one Get for `request` (keys already filled) into `dests` (one per key).
 Result<std::vector<GetResult>> RunGetStream(grpc::Channel* channel, const grpc::internal::RpcMethod& method,
                                             const ClientOptions& options, const v1::GetRequest& request,
-                                            std::span<const ChunkKey> keys, std::span<const std::span<std::byte>> dests);
+                                            std::span<const ChunkKey> keys, std::span<const std::span<std::byte>> dests,
+                                            const codec::DecodeOptions& decode);
 
 }  // namespace kvtier

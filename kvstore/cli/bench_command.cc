@@ -125,3 +125,59 @@ int BenchDiskCommand(int argc, char** argv) {
 }
 
 }  // namespace kvtier::cli
+
+#include "kvtier/bench/codec_eval.h"
+
+namespace kvtier::cli {
+
+int BenchCodecCommand(int argc, char** argv) {
+  bench::CodecEvalOptions options;
+  options.data_dir = bench::DefaultCodecDataDir();
+  bool json = false;
+  FlagSet flags("kvtier bench-codec [--data-dir DIR] [--json]",
+                "Evaluates every codec profile. Real KV: held-out TinyStories passages through the stories260K\n"
+                "model; the prefix KV is round-tripped through each profile and the continuation is scored\n"
+                "behind it (perplexity change, KL divergence, argmax agreement vs the exact KV). Synthetic KV\n"
+                "shaped like a production model: size and relative L2 error per layer. Encode/decode GB/s\n"
+                "with one thread and all threads. Prints a table, then (with --json) one JSON line last.");
+  flags.AddString("data-dir", "DIR", &options.data_dir,
+                  "folder with stories260K.bin, tok512.bin, tinystories_val.txt (default: the source tree's tests/data)");
+  flags.AddInt("passages", &options.passages, "evaluation passages (default 64)");
+  flags.AddInt("profile-passages", &options.profile_passages, "passages that build the shared profile (default 16)");
+  flags.AddInt("prefix-tokens", &options.prefix_tokens, "KV positions round-tripped per passage (default 256)");
+  flags.AddInt("continuation-tokens", &options.continuation_tokens, "tokens scored after them (default 64)");
+  flags.AddInt("synthetic-layers", &options.synthetic_layers, "synthetic chunk layers (default 32)");
+  flags.AddInt("synthetic-heads", &options.synthetic_heads, "synthetic chunk KV heads (default 8)");
+  flags.AddInt("synthetic-head-dim", &options.synthetic_head_dim, "synthetic chunk head dim (default 128)");
+  flags.AddInt("synthetic-tokens", &options.synthetic_tokens, "synthetic chunk tokens (default 256)");
+  flags.AddCustom("min-seconds", "S", [&](const std::string& v) {
+    try {
+      options.min_seconds = std::stod(v);
+    } catch (...) {
+      return InvalidArgument("--min-seconds: '" + v + "' is not a number");
+    }
+    return Status::Ok();
+  }, "time per speed measurement (default 0.3)");
+  flags.AddInt("threads", &options.threads, "threads for the multi-threaded speeds (default: all cores)");
+  flags.AddBool("json", &json, "print one JSON line with all results last");
+  Status s = flags.Parse(argc, argv, 2);
+  if (s.ok() && flags.help_requested()) {
+    std::cout << flags.Usage();
+    return 0;
+  }
+  if (s.ok()) s = flags.Apply();
+  if (!s.ok()) {
+    std::cerr << "kvtier bench-codec: " << s.ToString() << "\n";
+    return 1;
+  }
+  auto report = bench::RunCodecEval(options, std::cerr);
+  if (!report.ok()) {
+    std::cerr << "kvtier bench-codec: " << report.status().ToString() << "\n";
+    return 1;
+  }
+  bench::PrintCodecTable(*report, std::cout);
+  if (json) std::cout << bench::CodecJsonLine(*report) << "\n";
+  return 0;
+}
+
+}  // namespace kvtier::cli

@@ -9,5 +9,7 @@ int PutCommand(int argc, char** argv);
 int GetCommand(int argc, char** argv);
 int BenchCommand(int argc, char** argv);
 int BenchDiskCommand(int argc, char** argv);
+int ProfileCommand(int argc, char** argv);
+int BenchCodecCommand(int argc, char** argv);
 
 }  // namespace kvtier::cli

@@ -60,8 +60,9 @@ int ParseOrExit(FlagSet& flags, int argc, char** argv, const char* command) {
   return -1;
 }
 
-Result<std::unique_ptr<Client>> Connect(const CommonFlags& common) {
+Result<std::unique_ptr<Client>> Connect(const CommonFlags& common, codec::CodecId encode = codec::CodecId::kRaw) {
   ClientOptions options;
+  options.encode.codec = encode;
   options.endpoint = common.server;
   options.name_space = common.name_space;
   options.fingerprint = DebugFingerprint();
@@ -124,12 +125,15 @@ int StatCommand(int argc, char** argv) {
 
 int PutCommand(int argc, char** argv) {
   CommonFlags common;
-  std::string name, in_path;
+  std::string name, in_path, codec_name = "raw";
   bool pin = false;
-  FlagSet flags("kvtier put --key NAME --in FILE [--server ADDR]",
+  FlagSet flags("kvtier put --key NAME --in FILE [--codec raw|lossless] [--server ADDR]",
                 "Stores FILE as one chunk of the debug model (fingerprint 'kvtier-debug': 4096 bytes per\n"
                 "token, so at most 256 MiB - 8 bytes) in the debug namespace. NAME is 32 hex digits, or\n"
                 "any text, hashed into a key. `kvtier get` with the same NAME returns the file byte-exact.");
+  flags.AddString("codec", "NAME", &codec_name,
+                  "encode before sending: raw (default) or lossless (byte planes + zstd); lossy codecs would "
+                  "not return the file byte-exact and are refused");
   flags.AddString("server", "ADDR", &common.server, "server address host:port (default 127.0.0.1:7070)");
   flags.AddString("key", "NAME", &name, "32 hex digits, or a name hashed into a key (required)");
   flags.AddString("in", "FILE", &in_path, "file to store (required)");
@@ -138,6 +142,11 @@ int PutCommand(int argc, char** argv) {
   flags.AddInt("deadline-ms", &common.deadline_ms, "give up after this many milliseconds (default 30000)");
   if (int rc = ParseOrExit(flags, argc, argv, "put"); rc >= 0) return rc;
   if (name.empty() || in_path.empty()) return Fail("put", InvalidArgument("--key and --in are required"));
+  auto codec_id = codec::ParseCodecName(codec_name);
+  if (!codec_id.ok()) return Fail("put", codec_id.status());
+  if (!codec::IsLossless(*codec_id)) {
+    return Fail("put", InvalidArgument("--codec " + codec_name + " is lossy; a file must come back byte-exact"));
+  }
 
   std::ifstream in(in_path, std::ios::binary);
   if (!in) return Fail("put", NotFound("cannot open " + in_path));
@@ -157,7 +166,7 @@ int PutCommand(int argc, char** argv) {
   std::vector<uint32_t> ids(tokens);
   std::iota(ids.begin(), ids.end(), 0u);
 
-  auto client = Connect(common);
+  auto client = Connect(common, *codec_id);
   if (!client.ok()) return Fail("put", client.status());
   const ChunkKey key = DebugKey(name);
   PutOptions options;
@@ -165,7 +174,7 @@ int PutCommand(int argc, char** argv) {
   auto result = (*client)->Put(key, ids, payload, options);
   if (!result.ok()) return Fail("put", result.status());
   std::cout << (result->already_present ? "already present: " : "stored: ") << key.ToHex() << " (" << file.size()
-            << " bytes from " << in_path << ")\n";
+            << " bytes from " << in_path << ", codec " << codec_name << ")\n";
   return 0;
 }
 

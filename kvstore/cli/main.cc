@@ -21,6 +21,8 @@ constexpr const char* kUsage =
     "  get     fetch a chunk stored by `put` back into a file\n"
     "  bench   measure put/get throughput and latency against kvtier and Redis side by side\n"
     "  bench-disk  measure the NVMe tier against fio side by side, and its restart time\n"
+    "  bench-codec  evaluate every codec profile: size, model quality on real KV, speed\n"
+    "  profile build|put|get|show  shared cachegen profiles: build from sample chunks, store, fetch\n"
     "\n"
     "`kvtier <command> --help` describes each command's flags.\n";
 
@@ -49,6 +51,8 @@ int main(int argc, char** argv) {
   if (command == "get") return kvtier::cli::GetCommand(argc, argv);
   if (command == "bench") return kvtier::cli::BenchCommand(argc, argv);
   if (command == "bench-disk") return kvtier::cli::BenchDiskCommand(argc, argv);
+  if (command == "profile") return kvtier::cli::ProfileCommand(argc, argv);
+  if (command == "bench-codec") return kvtier::cli::BenchCodecCommand(argc, argv);
   std::fprintf(stderr, "kvtier: unknown command '%s'\n\n%s", argv[1], kUsage);
   return 2;
 }

@@ -109,13 +109,16 @@ Status ParseLimits(const YAML::Node& node, ServerConfig* c) {
   if (!node.IsMap()) return KeyError("limits", "expected a mapping");
   KVTIER_RETURN_IF_ERROR(CheckKeys(node, "limits.",
                                    {"max_chunk_bytes", "max_frame_bytes", "max_batch", "max_lease_ttl_ms",
-                                    "max_namespaces", "max_fingerprints"}));
+                                    "max_namespaces", "max_fingerprints", "max_profiles_per_namespace",
+                                    "max_profile_bytes"}));
   if (node["max_chunk_bytes"]) KVTIER_RETURN_IF_ERROR(ReadBytes(node["max_chunk_bytes"], "limits.max_chunk_bytes", &c->store.max_chunk_bytes));
   if (node["max_frame_bytes"]) KVTIER_RETURN_IF_ERROR(ReadBytes(node["max_frame_bytes"], "limits.max_frame_bytes", &c->service.max_frame_bytes));
   if (node["max_batch"]) KVTIER_RETURN_IF_ERROR(ReadU32(node["max_batch"], "limits.max_batch", &c->store.max_batch));
   if (node["max_lease_ttl_ms"]) KVTIER_RETURN_IF_ERROR(ReadU32(node["max_lease_ttl_ms"], "limits.max_lease_ttl_ms", &c->store.max_lease_ttl_ms));
   if (node["max_namespaces"]) KVTIER_RETURN_IF_ERROR(ReadU32(node["max_namespaces"], "limits.max_namespaces", &c->store.max_namespaces));
   if (node["max_fingerprints"]) KVTIER_RETURN_IF_ERROR(ReadU32(node["max_fingerprints"], "limits.max_fingerprints", &c->store.max_fingerprints));
+  if (node["max_profiles_per_namespace"]) KVTIER_RETURN_IF_ERROR(ReadU32(node["max_profiles_per_namespace"], "limits.max_profiles_per_namespace", &c->store.profiles.max_per_namespace));
+  if (node["max_profile_bytes"]) KVTIER_RETURN_IF_ERROR(ReadBytes(node["max_profile_bytes"], "limits.max_profile_bytes", &c->store.profiles.max_profile_bytes));
   return Status::Ok();
 }
 
@@ -202,7 +205,9 @@ std::string ServerConfig::ToYaml() const {
       << "  max_batch: " << store.max_batch << "\n"
       << "  max_lease_ttl_ms: " << store.max_lease_ttl_ms << "\n"
       << "  max_namespaces: " << store.max_namespaces << "\n"
-      << "  max_fingerprints: " << store.max_fingerprints << "\n";
+      << "  max_fingerprints: " << store.max_fingerprints << "\n"
+      << "  max_profiles_per_namespace: " << store.profiles.max_per_namespace << "\n"
+      << "  max_profile_bytes: " << FormatByteSize(store.profiles.max_profile_bytes) << "\n";
   return out.str();
 }
 

@@ -3,6 +3,7 @@
 #include <atomic>
 
 #include "kvtier/api/convert.h"
+#include "kvtier/kvstore/log.h"
 #include "kvtier/v1/kvtier.pb.h"
 
 namespace kvtier {
@@ -25,6 +26,10 @@ grpc::Slice DataPrefix(uint64_t length) {
 
 struct GetReactor::SharedHold {
   ChunkRef ref;
+  std::vector<std::byte> decoded;      // the raw form when the client asked for it
+  std::span<const std::byte> payload;  // what is sent: ref.payload() or decoded
+  uint8_t codec = 0;
+  uint64_t checksum = 0;
   std::atomic<int> holders{1};  // the reactor, plus one per slice gRPC still holds
 
   static void Release(void* p) {
@@ -33,8 +38,9 @@ struct GetReactor::SharedHold {
   }
 };
 
-void GetReactor::Start(std::vector<ChunkRef> refs) {
+void GetReactor::Start(std::vector<ChunkRef> refs, codec::ProfileResolver decode_profiles) {
   refs_ = std::move(refs);
+  decode_profiles_ = std::move(decode_profiles);
   WriteNext();
 }
 
@@ -60,37 +66,66 @@ void GetReactor::OnDone() {
   delete this;
 }
 
+GetReactor::SharedHold* GetReactor::Hold(ChunkRef& ref) {
+  auto* hold = new SharedHold;
+  hold->ref = std::move(ref);
+  const ChunkEntry& e = hold->ref.entry();
+  hold->payload = hold->ref.payload();
+  hold->codec = e.codec;
+  hold->checksum = e.checksum;
+  if (!decode_profiles_ || e.codec == static_cast<uint8_t>(codec::CodecId::kRaw)) return hold;
+  auto info = codec::Inspect(hold->payload);
+  Status status = info.status();
+  if (status.ok()) {
+    // Not the zero-copy path: raw for a client without the codec costs a decode and a buffer.
+    hold->decoded.resize(info->shape.RawBytes());
+    status = codec::Decode(hold->payload, hold->decoded, {decode_profiles_, nullptr});
+  }
+  if (!status.ok()) {
+    KVTIER_LOG(kWarning) << "get: cannot decode chunk " << e.key.ToHex() << " to raw: " << status.message();
+    SharedHold::Release(hold);
+    return nullptr;
+  }
+  hold->payload = hold->decoded;
+  hold->codec = static_cast<uint8_t>(codec::CodecId::kRaw);
+  hold->checksum = Checksum64(hold->decoded);
+  return hold;
+}
+
+void GetReactor::WriteHeader(ChunkRef& ref) {
+  v1::GetResponse msg;
+  v1::ChunkHeader* h = msg.mutable_header();
+  h->set_index(static_cast<uint32_t>(index_));
+  hold_ = ref ? Hold(ref) : nullptr;
+  h->set_found(hold_ != nullptr);
+  if (hold_ != nullptr) {
+    const ChunkEntry& e = hold_->ref.entry();
+    h->set_tier(static_cast<v1::Tier>(TierKind::kHost));
+    h->mutable_token_ids()->Add(hold_->ref.token_ids().begin(), hold_->ref.token_ids().end());
+    h->set_codec(static_cast<v1::Codec>(hold_->codec));
+    h->set_payload_bytes(hold_->payload.size());
+    h->set_checksum(hold_->checksum);
+    h->set_base_position(e.base_position);
+    offset_ = 0;
+    header_sent_ = true;
+  } else {
+    ++index_;  // a miss is its header alone
+  }
+  grpc::Slice slice(msg.SerializeAsString());
+  buffer_ = grpc::ByteBuffer(&slice, 1);
+  StartWrite(&buffer_);
+}
+
 void GetReactor::WriteNext() {
   if (index_ == refs_.size()) {
     Done(Status::Ok());
     return;
   }
-  ChunkRef& ref = refs_[index_];
   if (!header_sent_) {
-    v1::GetResponse msg;
-    v1::ChunkHeader* h = msg.mutable_header();
-    h->set_index(static_cast<uint32_t>(index_));
-    h->set_found(static_cast<bool>(ref));
-    if (ref) {
-      const ChunkEntry& e = ref.entry();
-      h->set_tier(static_cast<v1::Tier>(TierKind::kHost));
-      h->mutable_token_ids()->Add(ref.token_ids().begin(), ref.token_ids().end());
-      h->set_codec(static_cast<v1::Codec>(e.codec));
-      h->set_payload_bytes(e.payload_bytes);
-      h->set_checksum(e.checksum);
-      h->set_base_position(e.base_position);
-      hold_ = new SharedHold{std::move(ref)};
-      offset_ = 0;
-      header_sent_ = true;
-    } else {
-      ++index_;  // a miss is its header alone
-    }
-    grpc::Slice slice(msg.SerializeAsString());
-    buffer_ = grpc::ByteBuffer(&slice, 1);
-    StartWrite(&buffer_);
+    WriteHeader(refs_[index_]);
     return;
   }
-  const std::span<const std::byte> payload = hold_->ref.payload();
+  const std::span<const std::byte> payload = hold_->payload;
   const uint64_t n = std::min<uint64_t>(frame_bytes_, payload.size() - offset_);
   hold_->holders.fetch_add(1, std::memory_order_relaxed);
   grpc::Slice slices[2] = {DataPrefix(n),

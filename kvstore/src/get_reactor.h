@@ -4,6 +4,8 @@
 // points straight into the host arena. A slice holds the chunk through a shared hold that is released
 // when gRPC drops the slice, so eviction or deletion cannot free the bytes while they are on the wire.
 // One write is outstanding at a time (the callback API's rule); the reactor deletes itself in OnDone.
+// When the client asked for raw payloads, an encoded chunk is decoded into a buffer the hold owns and
+// that buffer is sent instead; a chunk that cannot be decoded (its profile is gone) is answered as a miss.
 #pragma once
 
 #include <grpcpp/support/byte_buffer.h>
@@ -12,6 +14,7 @@
 #include <chrono>
 #include <vector>
 
+#include "kvtier/codec/codec.h"
 #include "kvtier/kvstore/metrics.h"
 #include "kvtier/kvstore/store.h"
 
@@ -22,7 +25,8 @@ class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   GetReactor(Metrics* metrics, uint64_t frame_bytes, std::chrono::steady_clock::time_point start)
       : metrics_(metrics), frame_bytes_(frame_bytes), start_(start) {}
 
-  void Start(std::vector<ChunkRef> refs);
+  // `decode_profiles` set: encoded chunks go out decoded to raw.
+  void Start(std::vector<ChunkRef> refs, codec::ProfileResolver decode_profiles);
   void Fail(const Status& status);
 
   void OnWriteDone(bool ok) override;
@@ -31,12 +35,16 @@ class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  private:
   struct SharedHold;  // a chunk shared between the reactor and the slices in flight
   void WriteNext();
+  void WriteHeader(ChunkRef& ref);
+  // The hold for a hit: the stored bytes, or their decoding when raw was asked for (null: undecodable).
+  SharedHold* Hold(ChunkRef& ref);
   void Done(const Status& status);
 
   Metrics* const metrics_;
   const uint64_t frame_bytes_;
   const std::chrono::steady_clock::time_point start_;
   std::vector<ChunkRef> refs_;
+  codec::ProfileResolver decode_profiles_;
   size_t index_ = 0;         // chunk being sent
   bool header_sent_ = false;
   uint64_t offset_ = 0;      // payload bytes of the current chunk already sent

@@ -21,6 +21,8 @@ std::string_view OpName(Op op) {
     case Op::kExists: return "exists";
     case Op::kDelete: return "delete";
     case Op::kStats: return "stats";
+    case Op::kPutProfile: return "put_profile";
+    case Op::kGetProfile: return "get_profile";
     case Op::kCount: break;
   }
   return "unknown";

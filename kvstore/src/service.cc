@@ -125,7 +125,7 @@ Status KvTierService::DoPut(grpc::ServerContext* ctx, grpc::ServerReader<v1::Put
   return Status::Ok();
 }
 
-Result<std::vector<ChunkRef>> KvTierService::AcquireForGet(const grpc::ByteBuffer& raw) {
+Result<KvTierService::AcquiredGet> KvTierService::AcquireForGet(const grpc::ByteBuffer& raw) {
   v1::GetRequest request;
   grpc::ByteBuffer copy(raw);  // shares the slices; Deserialize consumes its argument
   if (!grpc::SerializationTraits<v1::GetRequest>::Deserialize(&copy, &request).ok()) {
@@ -142,7 +142,9 @@ Result<std::vector<ChunkRef>> KvTierService::AcquireForGet(const grpc::ByteBuffe
   }
   // Take every chunk first, so a fingerprint error surfaces before any byte is streamed and the
   // chunks cannot be evicted while they are being sent.
-  std::vector<ChunkRef> refs;
+  AcquiredGet out;
+  if (request.decode_to_raw()) out.decode_profiles = store_->ProfileResolver(*scope);
+  std::vector<ChunkRef>& refs = out.refs;
   refs.reserve(keys->size());
   for (size_t i = 0; i < keys->size(); ++i) {
     std::span<const uint32_t> expected;
@@ -151,16 +153,16 @@ Result<std::vector<ChunkRef>> KvTierService::AcquireForGet(const grpc::ByteBuffe
     if (!ref.ok()) return ref.status();
     refs.push_back(std::move(ref).value());
   }
-  return refs;
+  return out;
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* KvTierService::Get(grpc::CallbackServerContext*,
                                                                const grpc::ByteBuffer* request) {
   const auto start = std::chrono::steady_clock::now();
-  auto refs = AcquireForGet(*request);
+  auto acquired = AcquireForGet(*request);
   auto* reactor = new GetReactor(metrics_, options_.max_frame_bytes, start);
-  if (!refs.ok()) reactor->Fail(refs.status());
-  else reactor->Start(std::move(refs).value());
+  if (!acquired.ok()) reactor->Fail(acquired.status());
+  else reactor->Start(std::move(acquired->refs), std::move(acquired->decode_profiles));
   return reactor;
 }
 
@@ -232,6 +234,37 @@ grpc::Status KvTierService::Stats(grpc::ServerContext*, const v1::StatsRequest*,
     response->set_max_chunk_bytes(store_->options().max_chunk_bytes);
     response->set_max_frame_bytes(options_.max_frame_bytes);
     response->set_max_batch(store_->options().max_batch);
+    return Status::Ok();
+  });
+}
+
+grpc::Status KvTierService::PutProfile(grpc::ServerContext*, const v1::PutProfileRequest* request,
+                                       v1::PutProfileResponse* response) {
+  return Timed(Op::kPutProfile, [&]() -> Status {
+    auto scope = ScopeOf(request->context(), /*for_write=*/true);
+    if (!scope.ok()) return scope.status();
+    auto stored = store_->PutProfile(*scope, request->name(), BytesOf(request->profile()));
+    if (!stored.ok()) return stored.status();
+    response->set_profile_id(stored->profile->id());
+    response->set_already_present(stored->already_present);
+    return Status::Ok();
+  });
+}
+
+grpc::Status KvTierService::GetProfile(grpc::ServerContext*, const v1::GetProfileRequest* request,
+                                       v1::GetProfileResponse* response) {
+  return Timed(Op::kGetProfile, [&]() -> Status {
+    auto scope = ScopeOf(request->context(), /*for_write=*/false);
+    if (!scope.ok()) return scope.status();
+    if (request->name().empty() && request->profile_id() == 0) {
+      return InvalidArgument("get profile needs a name or a profile id");
+    }
+    auto stored = store_->GetProfile(*scope, request->name(), request->profile_id());
+    if (!stored.ok()) return stored.status();
+    const std::span<const std::byte> bytes = stored->profile->serialized();
+    response->set_name(stored->name);
+    response->set_profile_id(stored->profile->id());
+    response->set_profile(reinterpret_cast<const char*>(bytes.data()), bytes.size());
     return Status::Ok();
   });
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <utility>
 
@@ -22,6 +23,13 @@ uint64_t AlignUp(uint64_t v, uint64_t to) { return (v + to - 1) / to * to; }
 
 std::string Bytes(uint64_t n) { return std::to_string(n) + " bytes"; }
 
+// The smallest codec container: its header and one stream table entry (codec/FORMAT.md).
+constexpr uint64_t kMinContainerBytes = 64 + 16;
+
+codec::KvShape ShapeOf(const ModelFingerprint& fp, size_t tokens) {
+  return {fp.num_layers, fp.num_kv_heads, fp.head_dim, static_cast<uint32_t>(tokens), fp.dtype};
+}
+
 }  // namespace
 
 Status StoreOptions::Validate() const {
@@ -31,6 +39,8 @@ Status StoreOptions::Validate() const {
   if (max_batch == 0) return InvalidArgument("max_batch must be > 0");
   if (max_namespaces == 0) return InvalidArgument("max_namespaces must be > 0");
   if (max_fingerprints == 0) return InvalidArgument("max_fingerprints must be > 0");
+  if (profiles.max_per_namespace == 0) return InvalidArgument("max_profiles_per_namespace must be > 0");
+  if (profiles.max_profile_bytes == 0) return InvalidArgument("max_profile_bytes must be > 0");
   return Status::Ok();
 }
 
@@ -50,6 +60,8 @@ PendingPut& PendingPut::operator=(PendingPut&& other) noexcept {
     received_ = other.received_;
     declared_checksum_ = other.declared_checksum_;
     checksum_ = other.checksum_;
+    codec_ = other.codec_;
+    shape_ = other.shape_;
   }
   return *this;
 }
@@ -88,6 +100,12 @@ Result<PutOutcome> PendingPut::Commit() {
   if (checksum_.Digest() != declared_checksum_) {
     Abort();
     return DataLoss("checksum mismatch for chunk " + key_.ToHex() + ": payload does not hash to the declared value");
+  }
+  if (codec_ != CodecId::kRaw) {
+    if (Status s = store_->CheckContainer(*this); !s.ok()) {
+      Abort();
+      return s;
+    }
   }
   Result<PutOutcome> out = store_->CommitPut(this);
   store_ = nullptr;
@@ -136,6 +154,7 @@ Result<std::unique_ptr<Store>> Store::Open(StoreOptions options) {
 
 Store::Store(StoreOptions options)
     : options_(std::move(options)),
+      profiles_(options_.profiles),
       table_(std::make_unique<ChunkTable>()),
       pool_(std::make_unique<EntryPool>()),
       policy_(MakeLruPolicy()),
@@ -203,12 +222,22 @@ Status Store::ValidateSpec(const Scope& scope, const PutSpec& spec) const {
     return InvalidArgument(std::to_string(spec.token_ids.size()) + " token ids exceed fingerprint.chunk_tokens " +
                            std::to_string(fp.chunk_tokens));
   }
-  if (spec.codec != CodecId::kRaw) {
-    return InvalidArgument("unknown codec " + std::to_string(static_cast<int>(spec.codec)) + " (known: 1 = RAW)");
+  if (codec::CodecName(spec.codec) == "unknown") {
+    return InvalidArgument("unknown codec " + std::to_string(static_cast<int>(spec.codec)) +
+                           " (known: 1 raw, 2 lossless, 3 int8, 4 cachegen, 5 kivi2, 6 mixed)");
   }
   if (spec.payload_bytes > options_.max_chunk_bytes) {
     return InvalidArgument("chunk of " + Bytes(spec.payload_bytes) + " exceeds max_chunk_bytes " +
                            std::to_string(options_.max_chunk_bytes));
+  }
+  if (spec.codec != CodecId::kRaw) {
+    const uint64_t most = codec::MaxEncodedBytes(ShapeOf(fp, spec.token_ids.size()));
+    if (spec.payload_bytes < kMinContainerBytes || spec.payload_bytes > most) {
+      return InvalidArgument("encoded payload of " + Bytes(spec.payload_bytes) + " is outside [" +
+                             std::to_string(kMinContainerBytes) + ", " + std::to_string(most) + "] for " +
+                             std::to_string(spec.token_ids.size()) + " tokens of " + fp.ShortString());
+    }
+    return Status::Ok();
   }
   const uint64_t shape_bytes = spec.token_ids.size() * fp.KvBytesPerToken();
   if (spec.payload_bytes != shape_bytes) {
@@ -232,6 +261,8 @@ Result<PendingPut> Store::BeginPut(const Scope& scope, const PutSpec& spec) {
   put.key_ = spec.key;
   put.expected_ = spec.payload_bytes;
   put.declared_checksum_ = spec.checksum;
+  put.codec_ = spec.codec;
+  put.shape_ = ShapeOf(scope.fingerprint, spec.token_ids.size());
   for (int attempt = 0;; ++attempt) {
     std::unique_lock lock(mu_);
     if (ChunkEntry* existing = table_->Find(scope.ns_id, spec.key)) {
@@ -577,6 +608,56 @@ StoreStats Store::Stats() const {
   stats.checksum_failures = checksum_failures_.load(std::memory_order_relaxed);
   stats.token_mismatches = token_mismatches_.load(std::memory_order_relaxed);
   return stats;
+}
+
+}  // namespace kvtier
+
+namespace kvtier {
+
+Status Store::CheckContainer(const PendingPut& put) const {
+  const std::span<const std::byte> payload(put.payload_, put.expected_);
+  auto info = codec::Inspect(payload);
+  if (!info.ok()) {
+    return InvalidArgument("chunk " + put.key_.ToHex() + ": payload is not a valid " +
+                           std::string(codec::CodecName(put.codec_)) + " container: " + info.status().message());
+  }
+  if (info->codec != put.codec_) {
+    return InvalidArgument("chunk " + put.key_.ToHex() + ": header says codec " +
+                           std::string(codec::CodecName(put.codec_)) + ", the container holds " +
+                           std::string(codec::CodecName(info->codec)));
+  }
+  if (!(info->shape == put.shape_)) {
+    return InvalidArgument("chunk " + put.key_.ToHex() + ": container shape (" +
+                           std::to_string(info->shape.num_layers) + " layers, " +
+                           std::to_string(info->shape.num_kv_heads) + " heads, " +
+                           std::to_string(info->shape.head_dim) + " dims, " + std::to_string(info->shape.num_tokens) +
+                           " tokens, " + std::string(DTypeName(info->shape.dtype)) +
+                           ") does not match the fingerprint and token ids");
+  }
+  if (info->profile_id != 0 && profiles_.Find(put.entry_->ns_id, info->profile_id) == nullptr) {
+    char id[17];
+    std::snprintf(id, sizeof(id), "%016llx", static_cast<unsigned long long>(info->profile_id));
+    return FailedPrecondition("chunk " + put.key_.ToHex() + " references cachegen profile " + id +
+                              ", which this namespace does not have: PutProfile it first");
+  }
+  return Status::Ok();
+}
+
+Result<StoredProfile> Store::PutProfile(const Scope& scope, std::string_view name, std::span<const std::byte> bytes) {
+  if (scope.ns_id == 0) return FailedPrecondition("a profile put needs a scope opened for write");
+  auto stored = profiles_.Put(scope.ns_id, name, bytes, scope.fingerprint);
+  if (!stored.ok()) return stored.status();
+  if (meta_ != nullptr) {
+    // Chunks on disk may reference it after a restart: persist before acknowledging.
+    KVTIER_RETURN_IF_ERROR(meta_->PutProfile(scope.ns_id, stored->profile->id(), stored->name, stored->sequence,
+                                             stored->profile->serialized()));
+  }
+  return stored;
+}
+
+Result<StoredProfile> Store::GetProfile(const Scope& scope, std::string_view name, uint64_t id) const {
+  if (!name.empty()) return profiles_.FindByName(scope.ns_id, name);
+  return profiles_.FindById(scope.ns_id, id);
 }
 
 }  // namespace kvtier

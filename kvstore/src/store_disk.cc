@@ -132,6 +132,11 @@ Status Store::OpenDisk() {
 
   // Warm start: namespaces and fingerprints keep their ids; chunks whose region moved on are stale.
   for (const auto& [id, name] : snapshot->namespaces) namespaces_.emplace(name, id);
+  for (const MetaStore::ProfileRecord& p : snapshot->profiles) {
+    const Status s = profiles_.Restore(p.ns_id, p.name, p.sequence, AsBytes(p.bytes));
+    // Its chunks then decode nowhere but still serve clients that have the profile.
+    if (!s.ok()) KVTIER_LOG(kWarning) << "nvme tier: skipping stored profile '" << p.name << "': " << s.message();
+  }
   uint32_t next_fp = 1;
   for (const auto& [id, fp] : snapshot->fingerprints) {
     if (id != next_fp++) return DataLoss("index fingerprint ids are not dense; the index is damaged");

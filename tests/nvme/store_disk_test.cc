@@ -2,11 +2,15 @@
 // injected under the tier (flipped bytes, EIO, ENOSPC, short writes). Real io_uring I/O on real files.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
 #include <vector>
 
+#include "kvtier/codec/model_profile.h"
 #include "kvtier/kvstore/store.h"
 #include "nvme/disk_format.h"
 #include "nvme/faulty_file.h"
@@ -133,6 +137,55 @@ TEST_F(StoreDiskTest, EvictedChunksAreDemotedAndPromotedByteExact) {
   for (uint64_t k = 0; k < 40; ++k) EXPECT_EQ(Check(k), 1) << k;  // nothing was lost on the way down
   EXPECT_GT(store_->Stats().disk.promotions, 20u);
   EXPECT_EQ(store_->Stats().checksum_failures, 0u);
+}
+
+// KV-like fp16 values (finite, smooth) that the lossy codecs accept.
+std::vector<std::byte> SmoothFp16(size_t values, float seed) {
+  std::vector<std::byte> out(values * 2);
+  for (size_t i = 0; i < values; ++i) {
+    const float f = std::sin(0.11f * static_cast<float>(i % 509) + seed);  // |f| <= 1: exponent fits fp16
+    uint32_t bits;
+    std::memcpy(&bits, &f, 4);
+    const int exponent = static_cast<int>((bits >> 23) & 0xff) - 112;
+    const uint16_t h = static_cast<uint16_t>(((bits >> 16) & 0x8000u) |
+                                             (exponent > 0 ? (exponent << 10) | ((bits >> 13) & 0x3ffu) : 0));
+    std::memcpy(out.data() + 2 * i, &h, 2);
+  }
+  return out;
+}
+
+TEST_F(StoreDiskTest, ProfilesAndEncodedChunksSurviveARestart) {
+  Open(Options(4 * kMiB, 16 * kMiB));
+  const codec::KvShape shape{Fp().num_layers, Fp().num_kv_heads, Fp().head_dim, 128, DType::kFp16};
+  const auto sample = SmoothFp16(shape.NumValues(), 1.0f);
+  auto profile = codec::ModelProfile::Build(std::vector<codec::KvView>{{shape, sample, {}}});
+  ASSERT_TRUE(profile.ok()) << profile.status().ToString();
+  auto stored = store_->PutProfile(scope_, "tables-v1", profile->serialized());
+  ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+
+  codec::EncodeOptions encode;
+  encode.codec = codec::CodecId::kCacheGen;
+  encode.profile = &*profile;
+  std::vector<std::byte> chunk;
+  ASSERT_TRUE(codec::Encode({shape, SmoothFp16(shape.NumValues(), 2.0f), {}}, encode, chunk).ok());
+  std::vector<uint32_t> tokens(128, 5);
+  auto put = store_->BeginPut(scope_, {{9, 9}, tokens, CodecId::kCacheGen, chunk.size(), Checksum64(chunk), 0, false});
+  ASSERT_TRUE(put.ok()) << put.status().ToString();
+  ASSERT_TRUE(put->Append(chunk).ok());
+  ASSERT_TRUE(put->Commit().ok());
+  EXPECT_EQ(store_->DemoteAll(), 1u);
+
+  Open(Options(4 * kMiB, 16 * kMiB));  // restart
+  auto by_name = store_->GetProfile(scope_, "tables-v1", 0);
+  ASSERT_TRUE(by_name.ok()) << by_name.status().ToString();
+  EXPECT_EQ(by_name->profile->id(), profile->id());
+  EXPECT_TRUE(std::ranges::equal(by_name->profile->serialized(), profile->serialized()));
+  auto ref = store_->Get(scope_, {9, 9});
+  ASSERT_TRUE(ref.ok() && *ref);
+  EXPECT_EQ(ref->entry().codec, static_cast<uint8_t>(CodecId::kCacheGen));
+  ASSERT_TRUE(std::ranges::equal(ref->payload(), chunk));
+  std::vector<std::byte> decoded(shape.RawBytes());
+  EXPECT_TRUE(codec::Decode(ref->payload(), decoded, {store_->ProfileResolver(scope_), nullptr}).ok());
 }
 
 TEST_F(StoreDiskTest, FullDiskReclaimsTheOldestRegionFirst) {

@@ -58,6 +58,8 @@ limits:
   max_lease_ttl_ms: 1000
   max_namespaces: 10
   max_fingerprints: 3
+  max_profiles_per_namespace: 5
+  max_profile_bytes: 1MiB
 )", &config);
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(config.listen, "0.0.0.0:8000");
@@ -72,6 +74,8 @@ limits:
   EXPECT_EQ(config.store.max_lease_ttl_ms, 1000u);
   EXPECT_EQ(config.store.max_namespaces, 10u);
   EXPECT_EQ(config.store.max_fingerprints, 3u);
+  EXPECT_EQ(config.store.profiles.max_per_namespace, 5u);
+  EXPECT_EQ(config.store.profiles.max_profile_bytes, 1ull << 20);
   const DiskOptions& d = config.store.disk;
   EXPECT_EQ(d.path, "/var/lib/kvtier");
   EXPECT_EQ(d.capacity_bytes, 2ull << 30);

@@ -12,6 +12,7 @@ namespace {
 
 constexpr uint8_t kIndexVersion = 1;
 constexpr uint8_t kFingerprintVersion = 1;
+constexpr uint8_t kProfileVersion = 1;
 
 static_assert(std::endian::native == std::endian::little, "meta store values are little-endian");
 
@@ -67,6 +68,12 @@ std::string ChunkIndexKey(uint32_t ns_id, const ChunkKey& key) {
   std::string k = IdKey('c', ns_id);
   const auto b = key.ToBytes();
   k.append(reinterpret_cast<const char*>(b.data()), b.size());
+  return k;
+}
+
+std::string ProfileKey(uint32_t ns_id, uint64_t id) {
+  std::string k = IdKey('p', ns_id);
+  for (int i = 7; i >= 0; --i) k.push_back(static_cast<char>(id >> (8 * i)));
   return k;
 }
 
@@ -137,6 +144,22 @@ bool DecodeFingerprint(rocksdb::Slice value, ModelFingerprint* fp) {
   return ok && fp->Validate().ok();
 }
 
+bool DecodeProfile(rocksdb::Slice key, rocksdb::Slice value, MetaStore::ProfileRecord* p) {
+  if (key.size() != 1 + 4 + 8) return false;
+  p->ns_id = IdOf(key);
+  p->id = 0;
+  for (int i = 5; i < 13; ++i) p->id = p->id << 8 | static_cast<uint8_t>(key[i]);
+  Reader r(value);
+  uint8_t version = 0;
+  uint32_t name_len = 0;
+  if (!(r.Get(&version) && version == kProfileVersion && r.Get(&p->sequence) && r.Get(&name_len) && name_len <= 128 &&
+        r.Bytes(&p->name, name_len))) {
+    return false;
+  }
+  const size_t rest = value.size() - (1 + 8 + 4 + name_len);
+  return r.Bytes(&p->bytes, rest) && r.done();
+}
+
 Status FromRocks(const rocksdb::Status& s, const char* what) {
   if (s.ok()) return Status::Ok();
   if (s.IsNoSpace()) return ResourceExhausted(std::string(what) + ": " + s.ToString());
@@ -190,6 +213,18 @@ Status MetaStore::DeleteChunks(std::span<const std::pair<uint32_t, ChunkKey>> ke
   return FromRocks(db_->Write(NoSync(), &batch), "index delete chunks");
 }
 
+Status MetaStore::PutProfile(uint32_t ns_id, uint64_t id, const std::string& name, uint64_t sequence,
+                             std::span<const std::byte> bytes) {
+  const std::string value = Writer()
+                                .Put(kProfileVersion)
+                                .Put(sequence)
+                                .Put(static_cast<uint32_t>(name.size()))
+                                .Bytes(name.data(), name.size())
+                                .Bytes(bytes.data(), bytes.size())
+                                .str();
+  return FromRocks(db_->Put(NoSync(), ProfileKey(ns_id, id), value), "index put profile");
+}
+
 Result<MetaStore::Snapshot> MetaStore::Load() {
   Snapshot snap;
   rocksdb::WriteBatch garbage;
@@ -209,6 +244,10 @@ Result<MetaStore::Snapshot> MetaStore::Load() {
       Reader r(v);
       ok = r.Get(&gen) && r.done();
       if (ok) snap.region_generations[IdOf(k)] = gen;
+    } else if (ok && k[0] == 'p') {
+      ProfileRecord p;
+      ok = DecodeProfile(k, v, &p);
+      if (ok) snap.profiles.push_back(std::move(p));
     } else if (ok && k[0] == 'c') {
       DiskIndexEntry e;
       ok = DecodeEntry(k, v, &e);

@@ -47,12 +47,24 @@ class MetaStore {
   Status PutRegionGeneration(uint32_t region, uint64_t generation);
   Status PutChunks(std::span<const DiskIndexEntry> entries);
   Status DeleteChunks(std::span<const std::pair<uint32_t, ChunkKey>> keys);
+  // A shared cachegen profile (ProfileRegistry); `sequence` orders puts so names resolve as before.
+  Status PutProfile(uint32_t ns_id, uint64_t id, const std::string& name, uint64_t sequence,
+                    std::span<const std::byte> bytes);
+
+  struct ProfileRecord {
+    uint32_t ns_id = 0;
+    uint64_t id = 0;
+    std::string name;
+    uint64_t sequence = 0;
+    std::string bytes;
+  };
 
   struct Snapshot {
     std::map<uint32_t, std::string> namespaces;
     std::map<uint32_t, ModelFingerprint> fingerprints;
     std::map<uint32_t, uint64_t> region_generations;
     std::vector<DiskIndexEntry> chunks;
+    std::vector<ProfileRecord> profiles;
     uint64_t unreadable = 0;  // entries that did not parse (skipped and deleted)
   };
   Result<Snapshot> Load();

@@ -3,7 +3,9 @@
 // One Client holds one channel to one server and is bound to one namespace and model fingerprint
 // (a worker serves one model). Chunk payloads are K and V in the canonical layout
 // [layer][K|V][token][kv_head][head_dim]; their size must be num_tokens * KvBytesPerToken.
-// Gets write straight into the caller's buffer. Every call has a deadline and retries UNAVAILABLE with
+// Gets write straight into the caller's buffer. With ClientOptions.encode set, puts are encoded by the
+// codec before they leave (fewer bytes on the wire and on disk); gets decode whatever codec a chunk
+// was stored with, fetching shared cachegen profiles from the server once and caching them. Every call has a deadline and retries UNAVAILABLE with
 // exponential backoff (safe: chunks are immutable, so a repeated put is a no-op).
 //
 // Thread-safe: share one Client among threads. Async variants run on an internal pool and return
@@ -19,6 +21,8 @@
 #include <vector>
 
 #include "kvtier/api/types.h"
+#include "kvtier/codec/codec.h"
+#include "kvtier/codec/model_profile.h"
 #include "kvtier/v1/kvtier.pb.h"
 
 namespace kvtier {
@@ -35,6 +39,12 @@ struct ClientOptions {
   uint64_t frame_bytes = 1ull << 20;              // put data frame size; must not exceed the server's
   bool verify_checksum = true;                    // re-hash received payloads (end-to-end integrity)
   size_t async_threads = 4;                       // workers for the *Async calls
+  // How puts are encoded (codec kRaw: sent as they are). A cachegen profile referenced here must
+  // outlive the client and be on the server first (PutProfile). The executor, if any, is also used
+  // to decode gets.
+  codec::EncodeOptions encode;
+  // Gets ask the server to decode encoded chunks instead of decoding them here.
+  bool server_decode = false;
 
   Status Validate() const;
 };
@@ -98,6 +108,13 @@ class Client {
   Result<uint32_t> Delete(std::span<const ChunkKey> keys);
   Result<v1::StatsResponse> Stats();
 
+  // Stores a shared cachegen profile on the server under `name` (its id is profile.id()) and keeps
+  // it for decoding here.
+  Result<uint64_t> PutProfile(std::string_view name, const codec::ModelProfile& profile);
+  // Fetches a profile by name (by id: GetProfileById), verifying that its bytes hash to its id.
+  Result<std::unique_ptr<codec::ModelProfile>> GetProfile(std::string_view name);
+  Result<std::unique_ptr<codec::ModelProfile>> GetProfileById(uint64_t id);
+
   std::future<Result<PutResult>> PutAsync(const ChunkKey& key, std::span<const uint32_t> token_ids,
                                           std::span<const std::byte> kv, const PutOptions& options = {});
   std::future<Result<GetResult>> GetAsync(const ChunkKey& key, std::span<std::byte> dest,
@@ -108,6 +125,11 @@ class Client {
  private:
   struct Impl;
   explicit Client(ClientOptions options);
+
+  Result<std::unique_ptr<codec::ModelProfile>> FetchProfile(std::string_view name, uint64_t id);
+  // For decoding gets: cached profiles, fetched from the server on first use.
+  const codec::ModelProfile* ResolveProfile(uint64_t id);
+  codec::DecodeOptions DecodeOptions();
 
   ClientOptions options_;
   std::unique_ptr<Impl> impl_;

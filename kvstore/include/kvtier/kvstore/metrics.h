@@ -26,7 +26,7 @@ namespace kvtier {
 
 class Store;
 
-enum class Op { kPut = 0, kGet, kLookup, kExists, kDelete, kStats, kCount };
+enum class Op { kPut = 0, kGet, kLookup, kExists, kDelete, kStats, kPutProfile, kGetProfile, kCount };
 std::string_view OpName(Op op);
 
 class Metrics {

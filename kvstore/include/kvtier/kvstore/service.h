@@ -39,6 +39,10 @@ class KvTierService final : public v1::KvTier::WithRawCallbackMethod_Get<v1::KvT
                       v1::DeleteResponse* response) override;
   grpc::Status Stats(grpc::ServerContext* ctx, const v1::StatsRequest* request,
                      v1::StatsResponse* response) override;
+  grpc::Status PutProfile(grpc::ServerContext* ctx, const v1::PutProfileRequest* request,
+                          v1::PutProfileResponse* response) override;
+  grpc::Status GetProfile(grpc::ServerContext* ctx, const v1::GetProfileRequest* request,
+                          v1::GetProfileResponse* response) override;
 
  private:
   template <typename Fn>
@@ -46,7 +50,11 @@ class KvTierService final : public v1::KvTier::WithRawCallbackMethod_Get<v1::KvT
   Result<Scope> ScopeOf(const v1::RequestContext& context, bool for_write);
   Status DoPut(grpc::ServerContext* ctx, grpc::ServerReader<v1::PutRequest>* reader, v1::PutResponse* response);
   // Validates a get and takes a reference on every chunk (misses are empty refs).
-  Result<std::vector<ChunkRef>> AcquireForGet(const grpc::ByteBuffer& request);
+  struct AcquiredGet {
+    std::vector<ChunkRef> refs;
+    codec::ProfileResolver decode_profiles;  // set when the client asked for raw payloads
+  };
+  Result<AcquiredGet> AcquireForGet(const grpc::ByteBuffer& request);
 
   Store* const store_;
   Metrics* const metrics_;

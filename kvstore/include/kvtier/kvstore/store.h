@@ -31,10 +31,12 @@
 #include <vector>
 
 #include "kvtier/api/types.h"
+#include "kvtier/codec/codec.h"
 #include "kvtier/kvstore/admission_policy.h"
 #include "kvtier/kvstore/block_file.h"
 #include "kvtier/kvstore/chunk_entry.h"
 #include "kvtier/kvstore/eviction_policy.h"
+#include "kvtier/kvstore/profile_registry.h"
 #include "kvtier/kvstore/tier.h"
 
 namespace kvtier {
@@ -45,8 +47,9 @@ class EntryPool;
 class MetaStore;
 class NvmeTier;
 
-// Codec ids known to the store; values equal the proto enum kvtier.v1.Codec.
-enum class CodecId : uint8_t { kUnspecified = 0, kRaw = 1 };
+// How a chunk's payload is encoded; values equal the proto enum kvtier.v1.Codec. Encoded payloads are
+// codec containers, checked (header, shape, referenced profile) before they become visible.
+using CodecId = codec::CodecId;
 
 // The NVMe tier (DESIGN §4). Off unless `path` is set.
 struct DiskOptions {
@@ -81,6 +84,7 @@ struct StoreOptions {
   uint32_t max_lease_ttl_ms = 600000;         // leases asked for longer are cut to this (10 min)
   uint32_t max_namespaces = 4096;             // distinct namespaces ever written; bounds memory
   uint32_t max_fingerprints = 4096;           // distinct model fingerprints ever written
+  ProfileLimits profiles;                     // shared cachegen profiles per namespace
   // Monotonic clock in nanoseconds, for leases. Empty: std::chrono::steady_clock. Tests inject one.
   std::function<int64_t()> now_ns;
   DiskOptions disk;
@@ -147,6 +151,8 @@ class PendingPut {
   uint64_t received_ = 0;
   uint64_t declared_checksum_ = 0;
   ChecksumStream checksum_;
+  CodecId codec_ = CodecId::kRaw;
+  codec::KvShape shape_;  // what an encoded payload must decode to
 };
 
 // A reader's hold on a committed chunk: its bytes stay valid (even if the chunk is deleted or
@@ -238,6 +244,13 @@ class Store {
   Result<std::vector<bool>> Exists(const Scope& scope, std::span<const ChunkKey> keys);
   Result<uint32_t> Delete(const Scope& scope, std::span<const ChunkKey> keys);
 
+  // Shared cachegen profiles of the scope's namespace (ProfileRegistry); persisted with the NVMe tier.
+  Result<StoredProfile> PutProfile(const Scope& scope, std::string_view name, std::span<const std::byte> bytes);
+  // By name when not empty, else by id. NOT_FOUND when the namespace has no such profile.
+  Result<StoredProfile> GetProfile(const Scope& scope, std::string_view name, uint64_t id) const;
+  // Resolves profile ids for decoding chunks of the scope's namespace; valid while the store lives.
+  codec::ProfileResolver ProfileResolver(const Scope& scope) const { return profiles_.Resolver(scope.ns_id); }
+
   StoreStats Stats() const;
   // INVALID_ARGUMENT unless 1 <= keys <= max_batch.
   Status CheckBatch(size_t keys) const;
@@ -253,6 +266,8 @@ class Store {
   Status OpenDisk();
   int64_t NowNs() const;
   Status ValidateSpec(const Scope& scope, const PutSpec& spec) const;
+  // An encoded payload's container must say what the put said: codec, shape, a known profile.
+  Status CheckContainer(const PendingPut& put) const;
   // Guarded: the caller holds mu_.
   // Frees host space by evicting LRU chunks. Chunks that have a disk copy just lose their DRAM copy.
   // Chunks that could still be demoted are only dropped when `may_drop` (else ABORTED: demote first).
@@ -286,6 +301,7 @@ class Store {
   std::unique_ptr<MetaStore> meta_;
   std::unique_ptr<NvmeTier> nvme_;
   std::unique_ptr<AdmissionPolicy> admission_;
+  ProfileRegistry profiles_;
 
   mutable std::mutex mu_;
   std::unique_ptr<ChunkTable> table_;                             // guarded by mu_
