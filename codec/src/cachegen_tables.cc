@@ -8,6 +8,10 @@
 
 #include "float_convert.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace kvtier::codec::internal {
 namespace {
 
@@ -45,9 +49,22 @@ void QuantizeRow(const float* v, uint32_t width, float scale, uint32_t bins, uin
   }
   const float inv = b / scale;
   if (std::isfinite(inv)) {
-    for (uint32_t c = 0; c < width; ++c) {
-      const float y = std::clamp(v[c] * inv, -b, b);
-      q[c] = static_cast<uint8_t>(static_cast<int>(y + (y < 0 ? -0.5f : 0.5f)) + static_cast<int>(bins));
+    uint32_t c = 0;
+#if defined(__SSE2__)
+    const __m128 vinv = _mm_set1_ps(inv), vb = _mm_set1_ps(b), vnb = _mm_set1_ps(-b);
+    const __m128i vcenter = _mm_set1_epi32(static_cast<int>(bins));
+    auto quant4 = [&](const float* p) {
+      const __m128 y = _mm_min_ps(_mm_max_ps(_mm_mul_ps(_mm_loadu_ps(p), vinv), vnb), vb);
+      return _mm_add_epi32(_mm_cvtps_epi32(y), vcenter);  // round to nearest even
+    };
+    for (; c + 16 <= width; c += 16) {
+      const __m128i lo = _mm_packs_epi32(quant4(v + c), quant4(v + c + 4));
+      const __m128i hi = _mm_packs_epi32(quant4(v + c + 8), quant4(v + c + 12));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + c), _mm_packus_epi16(lo, hi));
+    }
+#endif
+    for (; c < width; ++c) {
+      q[c] = static_cast<uint8_t>(std::lrint(std::clamp(v[c] * inv, -b, b)) + static_cast<long>(bins));
     }
     return;
   }
@@ -55,8 +72,35 @@ void QuantizeRow(const float* v, uint32_t width, float scale, uint32_t bins, uin
   const double dinv = static_cast<double>(bins) / scale;
   for (uint32_t c = 0; c < width; ++c) {
     const double y = std::clamp(v[c] * dinv, -static_cast<double>(bins), static_cast<double>(bins));
-    q[c] = static_cast<uint8_t>(static_cast<int>(y + (y < 0 ? -0.5 : 0.5)) + static_cast<int>(bins));
+    q[c] = static_cast<uint8_t>(std::lrint(y) + static_cast<long>(bins));
   }
+}
+
+// Largest |v|; false when some value is NaN or infinite.
+bool AbsMax(const float* v, uint32_t width, float& absmax) {
+  uint32_t c = 0;
+  float m = 0.0f;
+  bool finite = true;
+#if defined(__SSE2__)
+  const __m128 abs_mask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff)), flt_max = _mm_set1_ps(FLT_MAX);
+  __m128 vm = _mm_setzero_ps(), bad = _mm_setzero_ps();
+  for (; c + 4 <= width; c += 4) {
+    const __m128 a = _mm_and_ps(_mm_loadu_ps(v + c), abs_mask);
+    vm = _mm_max_ps(vm, a);
+    bad = _mm_or_ps(bad, _mm_cmpnle_ps(a, flt_max));  // true for NaN too
+  }
+  float lanes[4];
+  _mm_storeu_ps(lanes, vm);
+  m = std::max(std::max(lanes[0], lanes[1]), std::max(lanes[2], lanes[3]));
+  finite = _mm_movemask_ps(bad) == 0;
+#endif
+  for (; c < width; ++c) {
+    const float a = std::fabs(v[c]);
+    finite &= a <= FLT_MAX;
+    m = std::max(m, a);
+  }
+  absmax = m;
+  return finite;
 }
 
 }  // namespace
@@ -76,21 +120,12 @@ Status QuantizeSlice(const std::byte* src, DType dtype, uint32_t num_tokens, uin
   for (uint32_t t = 0; t < num_tokens; ++t) {
     ToFloat(src + t * row_bytes, dtype, width, x.data());
     float absmax = 0.0f;
-    bool finite = true;
-    for (uint32_t c = 0; c < width; ++c) {
-      const float a = std::fabs(x[c]);
-      finite &= a <= FLT_MAX;
-      absmax = std::max(absmax, a);
-    }
-    if (!finite) return InvalidArgument("cachegen cannot encode a NaN or infinite value (token " + std::to_string(t) + ")");
+    if (!AbsMax(x.data(), width, absmax)) return InvalidArgument("cachegen cannot encode a NaN or infinite value (token " + std::to_string(t) + ")");
     uint8_t* q = out.symbols.data() + size_t{t} * width;
     if (IsDeltaRow(anchor_delta, t % tokens_per_stream)) {
+      for (uint32_t c = 0; c < width; ++c) delta[c] = x[c] - anchor[c];
       float dmax = 0.0f;
-      for (uint32_t c = 0; c < width; ++c) {
-        delta[c] = x[c] - anchor[c];
-        dmax = std::max(dmax, std::fabs(delta[c]));
-      }
-      if (!(dmax <= FLT_MAX)) return InvalidArgument("cachegen: anchor delta overflows fp32 (token " + std::to_string(t) + ")");
+      if (!AbsMax(delta.data(), width, dmax)) return InvalidArgument("cachegen: anchor delta overflows fp32 (token " + std::to_string(t) + ")");
       // Never coarser than the row's own absmax: deltas cost fewer bits at the same error bound.
       const float scale = std::max(dmax, absmax);
       QuantizeRow(delta.data(), width, scale, bins, q);
