@@ -84,8 +84,11 @@ Status ProfileMismatch(const ModelProfile& profile, const KvShape& shape) {
 void EncodeDataStream(const SliceSymbols& sym, const SliceTables& tabs, const Geometry& g, bool anchor_delta,
                       uint32_t t0, uint32_t t1, std::vector<std::byte>& out) {
   const uint32_t w = g.width;
-  out.resize(size_t{t1 - t0} * 4);
-  std::memcpy(out.data(), sym.scales.data() + t0, out.size());
+  out.resize(size_t{t1 - t0} * 2);
+  for (uint32_t t = t0; t < t1; ++t) {
+    const uint16_t bits = ScaleBits(sym.scales[t]);
+    std::memcpy(out.data() + size_t{t - t0} * 2, &bits, 2);
+  }
   RansEncoder enc(size_t{2} * (t1 - t0) * w);
   for (uint32_t t = t1; t-- > t0;) {
     const uint32_t kind = IsDeltaRow(anchor_delta, t - t0) ? kKindDelta : kKindPlain;
@@ -244,14 +247,16 @@ Status DecodeDataStream(std::span<const std::byte> bytes, uint32_t index, const 
   auto corrupt = [index](const char* what) {
     return InvalidArgument("cachegen stream " + std::to_string(index) + ": " + what);
   };
-  if (bytes.size() < size_t{rows} * 4 + kRansHeaderBytes) return corrupt("shorter than its scales and coder states");
+  if (bytes.size() < size_t{rows} * 2 + kRansHeaderBytes) return corrupt("shorter than its scales and coder states");
   std::vector<float> scales(rows);
-  std::memcpy(scales.data(), bytes.data(), size_t{rows} * 4);
-  for (float s : scales) {
-    if (!(s >= 0.0f && s <= FLT_MAX)) return corrupt("row scale is negative, NaN or infinite");
+  for (uint32_t r = 0; r < rows; ++r) {
+    uint16_t bits;
+    std::memcpy(&bits, bytes.data() + size_t{r} * 2, 2);
+    scales[r] = ScaleFromBits(bits);
+    if (!(scales[r] >= 0.0f && scales[r] <= FLT_MAX)) return corrupt("row scale is negative, NaN or infinite");
   }
   RansDecoder dec;
-  if (!dec.Init(bytes.subspan(size_t{rows} * 4))) return corrupt("malformed coder states");
+  if (!dec.Init(bytes.subspan(size_t{rows} * 2))) return corrupt("malformed coder states");
   const uint32_t bins = tabs.bins;
   const uint32_t alphabet = 2 * bins + 1;
   const float b = static_cast<float>(bins);

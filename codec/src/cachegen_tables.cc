@@ -110,6 +110,17 @@ uint32_t DefaultBins(int level, uint32_t layer, uint32_t num_layers, uint32_t kv
   return kDefaultBins[level - 1][third][kv];
 }
 
+float RoundScaleUp(float scale) {
+  const uint32_t bits = std::bit_cast<uint32_t>(scale);
+  uint32_t hi = bits >> 16;
+  if ((hi << 16) != bits) ++hi;  // positive finite scales only: the next bf16 up
+  return std::bit_cast<float>(hi << 16);
+}
+
+uint16_t ScaleBits(float bf16_scale) { return static_cast<uint16_t>(std::bit_cast<uint32_t>(bf16_scale) >> 16); }
+
+float ScaleFromBits(uint16_t bits) { return std::bit_cast<float>(uint32_t{bits} << 16); }
+
 Status QuantizeSlice(const std::byte* src, DType dtype, uint32_t num_tokens, uint32_t width, uint32_t bins,
                      bool anchor_delta, uint32_t tokens_per_stream, SliceSymbols& out) {
   out.scales.resize(num_tokens);
@@ -121,20 +132,24 @@ Status QuantizeSlice(const std::byte* src, DType dtype, uint32_t num_tokens, uin
     ToFloat(src + t * row_bytes, dtype, width, x.data());
     float absmax = 0.0f;
     if (!AbsMax(x.data(), width, absmax)) return InvalidArgument("cachegen cannot encode a NaN or infinite value (token " + std::to_string(t) + ")");
+    if (absmax > kMaxRowScale / 2) {
+      return InvalidArgument("cachegen cannot encode values beyond +-1.7e38 (token " + std::to_string(t) + ")");
+    }
     uint8_t* q = out.symbols.data() + size_t{t} * width;
     if (IsDeltaRow(anchor_delta, t % tokens_per_stream)) {
       for (uint32_t c = 0; c < width; ++c) delta[c] = x[c] - anchor[c];
       float dmax = 0.0f;
       if (!AbsMax(delta.data(), width, dmax)) return InvalidArgument("cachegen: anchor delta overflows fp32 (token " + std::to_string(t) + ")");
       // Never coarser than the row's own absmax: deltas cost fewer bits at the same error bound.
-      const float scale = std::max(dmax, absmax);
+      const float scale = RoundScaleUp(std::max(dmax, absmax));
       QuantizeRow(delta.data(), width, scale, bins, q);
       out.scales[t] = scale;
     } else {
-      QuantizeRow(x.data(), width, absmax, bins, q);
-      out.scales[t] = absmax;
+      const float scale = RoundScaleUp(absmax);
+      QuantizeRow(x.data(), width, scale, bins, q);
+      out.scales[t] = scale;
       if (anchor_delta) {
-        const float step = absmax / b;
+        const float step = scale / b;
         for (uint32_t c = 0; c < width; ++c) anchor[c] = static_cast<float>(int{q[c]} - static_cast<int>(bins)) * step;
       }
     }

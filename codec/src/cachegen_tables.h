@@ -23,12 +23,14 @@ inline constexpr uint32_t kMaxBins = 127;           // B; symbols 0..2B fit a by
 // Bins B per quality level, per third of the layers (first, middle, last) and per K|V: the symbol of
 // value x in a row of scale s is round(x / s * B) in [-B, B]. The one place to tune sizes; encoders
 // write the B they used into the tables (inline stream or profile), so changing it here never
-// breaks chunks already written.
+// breaks chunks already written. Tuned on the reference model with `kvtier bench-codec`
+// (bench/RESULTS.md): the model's predictions are far more sensitive to keys than to values, so keys
+// get 4-8x the bins of values, and early layers more than late ones.
 inline constexpr uint8_t kDefaultBins[kCacheGenLevels][3][2] = {
     //  K   V       K   V       K   V
-    {{12, 8}, {8, 6}, {6, 4}},        // level 1: smallest
-    {{16, 12}, {12, 8}, {8, 6}},      // level 2: default
-    {{32, 24}, {24, 16}, {16, 12}},   // level 3: best quality
+    {{24, 4}, {16, 4}, {12, 3}},      // level 1: smallest
+    {{32, 4}, {32, 4}, {16, 4}},      // level 2: default
+    {{64, 8}, {48, 8}, {32, 8}},      // level 3: best quality
 };
 uint32_t DefaultBins(int level, uint32_t layer, uint32_t num_layers, uint32_t kv);
 
@@ -39,9 +41,18 @@ inline bool IsDeltaRow(bool anchor_delta, uint32_t token_in_stream) {
   return anchor_delta && token_in_stream % kAnchorGroupTokens != 0;
 }
 
+// Row scales travel as bf16: 16 bits per row instead of 32 (for a 32-value row of a small model that
+// is half a bit per value). A scale is rounded up to the next bf16, so no value of the row exceeds it;
+// the bound s / (2B) then holds for the stored scale. Inputs whose absmax exceeds the largest finite
+// bf16 are refused.
+inline constexpr float kMaxRowScale = 3.3895313892515355e38f;  // largest finite bf16
+float RoundScaleUp(float scale);                              // to the next bf16 >= scale
+uint16_t ScaleBits(float bf16_scale);                         // its 16-bit wire form
+float ScaleFromBits(uint16_t bits);
+
 // The symbols of one (layer, K|V) slice: T rows of `width` (= kv_heads * head_dim) channels.
 struct SliceSymbols {
-  std::vector<float> scales;     // one per row
+  std::vector<float> scales;     // one per row, bf16 values (RoundScaleUp)
   std::vector<uint8_t> symbols;  // T * width, symbol = q + B
 };
 

@@ -67,7 +67,8 @@ float DTypeEps(DType d) { return d == DType::kFp16 ? 1.0f / 1024 : d == DType::k
 
 // Checks every decoded value against the bound of CACHEGEN.md: plain rows |x - x'| <= s / (2B);
 // delta rows <= (s_t + s_anchor) / (2B) (and s_t / (2B) where the deltas stay inside the row's
-// absmax); plus the output dtype's rounding.
+// absmax); plus the output dtype's rounding. Scales are stored rounded up to bf16, so `s` may be up to
+// 2^-7 above the absmax the test computes.
 void ExpectWithinBound(const KvShape& s, const std::vector<float>& x, const std::vector<float>& y, int level,
                        bool anchor, uint32_t tps) {
   const uint32_t width = s.num_kv_heads * s.head_dim;
@@ -79,7 +80,7 @@ void ExpectWithinBound(const KvShape& s, const std::vector<float>& x, const std:
       float absmax = 0;
       for (uint32_t c = 0; c < width; ++c) absmax = std::max(absmax, std::fabs(x[row + c]));
       const bool delta = internal::IsDeltaRow(anchor, t % tps);
-      const float scale = delta ? absmax + anchor_absmax : absmax;
+      const float scale = (delta ? absmax + anchor_absmax : absmax) * (1.0f + 1.0f / 128);
       if (!delta) anchor_absmax = absmax;
       for (uint32_t c = 0; c < width; ++c) {
         const float bound = scale / (2 * b) * 1.0001f + std::fabs(y[row + c]) * DTypeEps(s.dtype) + 1e-30f;
