@@ -92,9 +92,11 @@ struct EncodeOptions {
   uint32_t max_tokens_per_stream = 256;
   // kLossless: zstd level (1..19); 3 is zstd's default trade-off.
   int zstd_level = 3;
-  // kMixed: fraction of tokens kept at 8 bits (0..1), and the bits of the rest (2, 3 or 4).
+  // kMixed: fraction of tokens kept at 8 bits (0..1), and the bits of the rest (2, 3 or 4). The rest
+  // is quantized per token row, where a few outlier key channels set the range: at 2 bits that loses
+  // most of the other channels (bench/RESULTS.md), so the default is 4.
   float mixed_top_fraction = 0.2f;
-  int mixed_low_bits = 2;
+  int mixed_low_bits = 4;
   // Runs independent streams in parallel; null = the calling thread.
   Executor* executor = nullptr;
 };
