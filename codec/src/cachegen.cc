@@ -163,7 +163,8 @@ float MaxFinite(DType dtype) {
 }
 
 // One copy of the row decoder per instruction set (cachegen_row_decoder.h explains why they are
-// textual copies); PickRowDecoder chooses the widest the CPU has, once.
+// textual copies); PickRowDecoder chooses the widest the CPU has, once. GCC takes the target from
+// `#pragma GCC target`, clang (the fuzz build) only from a pushed target attribute.
 namespace row_sse2 {
 #define CACHEGEN_FIND_SYMBOL(t, slot) FindSymbol(t, slot)
 #include "cachegen_row_decoder.h"
@@ -171,8 +172,12 @@ namespace row_sse2 {
 }  // namespace row_sse2
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2")
+#endif
 namespace row_avx2 {
 inline uint32_t FindSymbolAvx2(const FreqTable& t, uint32_t slot) {
   const __m256i v = _mm256_set1_epi16(static_cast<short>(slot));
@@ -185,10 +190,18 @@ inline uint32_t FindSymbolAvx2(const FreqTable& t, uint32_t slot) {
 #include "cachegen_row_decoder.h"
 #undef CACHEGEN_FIND_SYMBOL
 }  // namespace row_avx2
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw")
+#endif
 namespace row_avx512 {
 inline uint32_t FindSymbolAvx512(const FreqTable& t, uint32_t slot) {
   const __mmask32 greater = _mm512_cmpgt_epi16_mask(_mm512_load_si512(t.cum), _mm512_set1_epi16(static_cast<short>(slot)));
@@ -198,7 +211,11 @@ inline uint32_t FindSymbolAvx512(const FreqTable& t, uint32_t slot) {
 #include "cachegen_row_decoder.h"
 #undef CACHEGEN_FIND_SYMBOL
 }  // namespace row_avx512
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 #endif
 
 using RowDecoder = void (*)(RansDecoder&, const FreqTable*, const TableInfo*, uint32_t, uint32_t, uint8_t*);
