@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The kvtier binary as an operator uses it: `kvtier serve` on OS-chosen ports, `kvtier put`/`get`
 # round trip compared with cmp, a miss, `kvtier stat`, a /metrics scrape with curl, the README's client
-# example, config errors, and a clean SIGTERM shutdown.
+# example, a lossless-encoded put, shared profiles (`kvtier profile build/show/put/get`), config errors,
+# a clean SIGTERM shutdown, and a warm restart with the NVMe tier.
 # usage: cli_end_to_end.sh KVTIER_BINARY CLIENT_EXAMPLE_BINARY
 set -euo pipefail
 KVTIER=$1
@@ -59,6 +60,35 @@ for series in kvtier_requests_total kvtier_request_duration_seconds_bucket kvtie
   grep -q "^$series" "$WORK/metrics.txt" || fail "metric $series missing"
 done
 grep -q '^kvtier_requests_total{code="OK",op="put"} 3' "$WORK/metrics.txt" || fail "put counter"
+
+# a lossless-encoded put comes back byte-exact; lossy codecs are refused for files
+seq 1 200000 >"$WORK/text.txt"
+"$KVTIER" put --server "$ADDR" --key text --in "$WORK/text.txt" --codec lossless | grep -q "codec lossless" ||
+  fail "lossless put"
+"$KVTIER" get --server "$ADDR" --key text --out "$WORK/text.out" >/dev/null || fail "lossless get"
+cmp "$WORK/text.txt" "$WORK/text.out" || fail "lossless round trip differs"
+if "$KVTIER" put --server "$ADDR" --key text2 --in "$WORK/text.txt" --codec int8 2>"$WORK/lossy.err"; then
+  fail "lossy codec accepted for a file"
+fi
+grep -q "lossy" "$WORK/lossy.err" || fail "lossy codec message: $(cat "$WORK/lossy.err")"
+
+# shared cachegen profiles: build from sample chunks (fp32, 2 layers x 2 heads x 8 dims, 64 tokens),
+# store, fetch back byte-exact; an unknown name exits 3
+for s in 1 2; do
+  perl -e 'print pack("f<*", map { sin($_ * 0.013 * '"$s"') * (1 + $_ % 5) } 1 .. 4096)' >"$WORK/sample$s.bin"
+done
+"$KVTIER" profile build --layers 2 --heads 2 --head-dim 8 --dtype fp32 --sample "$WORK/sample1.bin" \
+  --sample "$WORK/sample2.bin" --out "$WORK/profile.bin" 2>/dev/null | grep -q "written to" || fail "profile build"
+"$KVTIER" profile show --in "$WORK/profile.bin" | grep -q "2 layers, 2 KV heads, head_dim 8" || fail "profile show"
+"$KVTIER" profile put --server "$ADDR" --name tables --in "$WORK/profile.bin" | grep -q "stored profile" ||
+  fail "profile put"
+"$KVTIER" profile get --server "$ADDR" --name tables --out "$WORK/profile.out" >/dev/null || fail "profile get"
+cmp "$WORK/profile.bin" "$WORK/profile.out" || fail "profile differs after a round trip"
+set +e
+"$KVTIER" profile get --server "$ADDR" --name nope --out "$WORK/nope.bin" 2>/dev/null
+RC=$?
+set -e
+[ "$RC" -eq 3 ] || fail "unknown profile exit code $RC"
 
 # the README client example against this server
 "$EXAMPLE" "$ADDR" | grep -q "reused 3 of 4 chunks" || fail "client example"
