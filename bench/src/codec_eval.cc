@@ -149,6 +149,20 @@ std::string Fixed(double v, int digits) {
   return s.str();
 }
 
+// The targets, stated against the default level on real KV (inline tables and shared profile).
+void PrintVerdict(const CodecEvalReport& report, std::ostream& out) {
+  for (const auto& r : report.rows) {
+    const bool default_real = r.data == "real" && r.profile == "cachegen" && r.level == codec::kCacheGenDefaultLevel &&
+                              (r.variant == "no-anchor" || r.variant == "shared-profile");
+    if (!default_real) continue;
+    const bool must = r.ratio_vs_int8 >= 2.0 && r.ppl_delta_rel <= 0.01;
+    out << "cachegen level " << r.level << " (" << r.variant << "): " << Fixed(r.ratio_vs_int8, 2)
+        << "x smaller than int8 at " << Fixed(100 * r.ppl_delta_rel, 2) << "% perplexity change: must (>= 2x at <= 1%) "
+        << (must ? "met" : "NOT met") << "; goal 3.5x: " << (r.ratio_vs_int8 >= 3.5 ? "met" : "gap " +
+           Fixed(3.5 / r.ratio_vs_int8, 2) + "x") << "\n";
+  }
+}
+
 }  // namespace
 
 void PrintCodecTable(const CodecEvalReport& report, std::ostream& out) {
@@ -173,6 +187,8 @@ void PrintCodecTable(const CodecEvalReport& report, std::ostream& out) {
         << std::setw(8) << Fixed(r.encode_gbps_1t, 2) << std::setw(8) << Fixed(r.decode_gbps_1t, 2) << std::setw(8)
         << Fixed(r.encode_gbps_mt, 2) << std::setw(8) << Fixed(r.decode_gbps_mt, 2) << "\n";
   }
+  out << "\n";
+  PrintVerdict(report, out);
 }
 
 std::string CodecJsonLine(const CodecEvalReport& report) {
@@ -187,7 +203,9 @@ std::string CodecJsonLine(const CodecEvalReport& report) {
       out << ",\"ppl_delta_rel\":" << r.ppl_delta_rel << ",\"kl_mean\":" << r.kl_mean << ",\"kl_p95\":" << r.kl_p95
           << ",\"greedy_agreement\":" << r.greedy_agreement;
     } else {
-      out << ",\"rel_l2_mean\":" << r.rel_l2_mean << ",\"rel_l2_max\":" << r.rel_l2_max;
+      out << ",\"rel_l2_mean\":" << r.rel_l2_mean << ",\"rel_l2_max\":" << r.rel_l2_max << ",\"rel_l2_per_layer\":[";
+      for (size_t l = 0; l < r.rel_l2_per_layer.size(); ++l) out << (l ? "," : "") << r.rel_l2_per_layer[l];
+      out << "]";
     }
     out << ",\"encode_gbps_1t\":" << r.encode_gbps_1t << ",\"decode_gbps_1t\":" << r.decode_gbps_1t
         << ",\"encode_gbps_mt\":" << r.encode_gbps_mt << ",\"decode_gbps_mt\":" << r.decode_gbps_mt << "}";

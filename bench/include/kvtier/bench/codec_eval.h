@@ -75,7 +75,7 @@ Result<CodecEvalReport> RunCodecEval(const CodecEvalOptions& options, std::ostre
 void PrintCodecTable(const CodecEvalReport& report, std::ostream& out);
 // {"profiles":[{"profile":..,"variant":..,"level":N,"data":"real"|"synthetic","bits_per_value":X,
 //  "ratio_vs_fp16":X,"ratio_vs_int8":X,["ppl_delta_rel","kl_mean","kl_p95","greedy_agreement" for real]
-//  ["rel_l2_mean","rel_l2_max" for synthetic],"encode_gbps_1t":X,"decode_gbps_1t":X,
+//  ["rel_l2_mean","rel_l2_max","rel_l2_per_layer":[..] for synthetic],"encode_gbps_1t":X,"decode_gbps_1t":X,
 //  "encode_gbps_mt":X,"decode_gbps_mt":X},...],"exact_perplexity":X,"threads":N}
 std::string CodecJsonLine(const CodecEvalReport& report);
 
