@@ -38,6 +38,10 @@ struct Speed {
 Result<Speed> MeasureSpeed(const codec::KvView& kv, codec::EncodeOptions options, const codec::ModelProfile* profile,
                            codec::Executor* executor, double min_seconds);
 
+// Fills the row's four speed columns: one thread, then `executor`'s threads.
+Status FillSpeeds(const codec::KvView& kv, const CodecVariant& v, const codec::ModelProfile* profile,
+                  codec::Executor* executor, double min_seconds, CodecEvalRow& row);
+
 // Builds the row's identity fields (profile, variant, level) for `v`.
 CodecEvalRow RowFor(const CodecVariant& v, const std::string& data);
 

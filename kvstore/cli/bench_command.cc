@@ -1,8 +1,11 @@
+#include <functional>
 #include <iostream>
 #include <sstream>
 
 #include "commands.h"
 #include "flags.h"
+#include "kvtier/bench/codec_eval.h"
+#include "kvtier/bench/disk.h"
 #include "kvtier/bench/throughput.h"
 #include "kvtier/kvstore/config.h"
 
@@ -21,6 +24,34 @@ Status ParseList(const std::string& text, std::vector<T>* out, Parse parse) {
   }
   if (out->empty()) return InvalidArgument("empty list");
   return Status::Ok();
+}
+
+// Parses the flags and answers --help. Returns -1 to go on, or the exit code.
+int ParseBenchFlags(FlagSet& flags, int argc, char** argv, const char* command, const std::function<Status()>& check = {}) {
+  Status s = flags.Parse(argc, argv, 2);
+  if (s.ok() && flags.help_requested()) {
+    std::cout << flags.Usage();
+    return 0;
+  }
+  if (s.ok()) s = flags.Apply();
+  if (s.ok() && check) s = check();
+  if (!s.ok()) {
+    std::cerr << "kvtier " << command << ": " << s.ToString() << "\n";
+    return 1;
+  }
+  return -1;
+}
+
+// Prints a benchmark's table, and its JSON line last when asked; the exit code.
+template <typename R, typename Table, typename Json>
+int PrintReport(const char* command, const Result<R>& report, Table table, Json json_line, bool json) {
+  if (!report.ok()) {
+    std::cerr << "kvtier " << command << ": " << report.status().ToString() << "\n";
+    return 1;
+  }
+  table(*report, std::cout);
+  if (json) std::cout << json_line(*report) << "\n";
+  return 0;
 }
 
 }  // namespace
@@ -50,31 +81,10 @@ int BenchCommand(int argc, char** argv) {
   flags.AddInt("get-passes", &options.get_passes, "reads of each key per cell (default 2)");
   flags.AddString("redis-server", "PATH", &options.redis_server, "redis-server binary; empty skips Redis (default redis-server)");
   flags.AddBool("json", &json, "print one JSON line with all results last");
-  Status s = flags.Parse(argc, argv, 2);
-  if (s.ok() && flags.help_requested()) {
-    std::cout << flags.Usage();
-    return 0;
-  }
-  if (s.ok()) s = flags.Apply();
-  if (!s.ok()) {
-    std::cerr << "kvtier bench: " << s.ToString() << "\n";
-    return 1;
-  }
-  auto rows = bench::RunThroughputBench(options, std::cerr);
-  if (!rows.ok()) {
-    std::cerr << "kvtier bench: " << rows.status().ToString() << "\n";
-    return 1;
-  }
-  bench::PrintTable(*rows, std::cout);
-  if (json) std::cout << bench::ToJsonLine(*rows) << "\n";
-  return 0;
+  if (int rc = ParseBenchFlags(flags, argc, argv, "bench"); rc >= 0) return rc;
+  return PrintReport("bench", bench::RunThroughputBench(options, std::cerr), bench::PrintTable, bench::ToJsonLine, json);
 }
 
-}  // namespace kvtier::cli
-
-#include "kvtier/bench/disk.h"
-
-namespace kvtier::cli {
 
 int BenchDiskCommand(int argc, char** argv) {
   bench::DiskBenchOptions options;
@@ -101,34 +111,15 @@ int BenchDiskCommand(int argc, char** argv) {
   }, "index entries for the restart timing; 0 skips it (default 100000)");
   flags.AddString("fio", "PATH", &options.fio, "fio binary; empty skips the fio peer (default fio)");
   flags.AddBool("json", &json, "print one JSON line with all results last");
-  Status s = flags.Parse(argc, argv, 2);
-  if (s.ok() && flags.help_requested()) {
-    std::cout << flags.Usage();
-    return 0;
-  }
-  if (s.ok()) s = flags.Apply();
-  if (s.ok() && (write_qd <= 0 || readers <= 0)) s = InvalidArgument("queue depths must be > 0");
-  if (!s.ok()) {
-    std::cerr << "kvtier bench-disk: " << s.ToString() << "\n";
-    return 1;
-  }
+  const auto positive = [&]() -> Status {
+    return write_qd > 0 && readers > 0 ? Status::Ok() : InvalidArgument("queue depths must be > 0");
+  };
+  if (int rc = ParseBenchFlags(flags, argc, argv, "bench-disk", positive); rc >= 0) return rc;
   options.write_queue_depth = static_cast<uint32_t>(write_qd);
   options.readers = static_cast<uint32_t>(readers);
-  auto report = bench::RunDiskBench(options, std::cerr);
-  if (!report.ok()) {
-    std::cerr << "kvtier bench-disk: " << report.status().ToString() << "\n";
-    return 1;
-  }
-  bench::PrintDiskTable(*report, std::cout);
-  if (json) std::cout << bench::DiskJsonLine(*report) << "\n";
-  return 0;
+  return PrintReport("bench-disk", bench::RunDiskBench(options, std::cerr), bench::PrintDiskTable, bench::DiskJsonLine,
+                json);
 }
-
-}  // namespace kvtier::cli
-
-#include "kvtier/bench/codec_eval.h"
-
-namespace kvtier::cli {
 
 int BenchCodecCommand(int argc, char** argv) {
   bench::CodecEvalOptions options;
@@ -160,24 +151,9 @@ int BenchCodecCommand(int argc, char** argv) {
   }, "time per speed measurement (default 0.3)");
   flags.AddInt("threads", &options.threads, "threads for the multi-threaded speeds (default: all cores)");
   flags.AddBool("json", &json, "print one JSON line with all results last");
-  Status s = flags.Parse(argc, argv, 2);
-  if (s.ok() && flags.help_requested()) {
-    std::cout << flags.Usage();
-    return 0;
-  }
-  if (s.ok()) s = flags.Apply();
-  if (!s.ok()) {
-    std::cerr << "kvtier bench-codec: " << s.ToString() << "\n";
-    return 1;
-  }
-  auto report = bench::RunCodecEval(options, std::cerr);
-  if (!report.ok()) {
-    std::cerr << "kvtier bench-codec: " << report.status().ToString() << "\n";
-    return 1;
-  }
-  bench::PrintCodecTable(*report, std::cout);
-  if (json) std::cout << bench::CodecJsonLine(*report) << "\n";
-  return 0;
+  if (int rc = ParseBenchFlags(flags, argc, argv, "bench-codec"); rc >= 0) return rc;
+  return PrintReport("bench-codec", bench::RunCodecEval(options, std::cerr), bench::PrintCodecTable, bench::CodecJsonLine,
+                json);
 }
 
 }  // namespace kvtier::cli
