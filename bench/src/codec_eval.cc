@@ -101,6 +101,19 @@ Result<Speed> MeasureSpeed(const codec::KvView& kv, codec::EncodeOptions options
   return Speed{*enc, *dec};
 }
 
+Status FillSpeeds(const codec::KvView& kv, const CodecVariant& v, const codec::ModelProfile* profile,
+                  codec::Executor* executor, double min_seconds, CodecEvalRow& row) {
+  auto one = MeasureSpeed(kv, v.options, profile, nullptr, min_seconds);
+  if (!one.ok()) return one.status();
+  auto many = MeasureSpeed(kv, v.options, profile, executor, min_seconds);
+  if (!many.ok()) return many.status();
+  row.encode_gbps_1t = one->encode_gbps;
+  row.decode_gbps_1t = one->decode_gbps;
+  row.encode_gbps_mt = many->encode_gbps;
+  row.decode_gbps_mt = many->decode_gbps;
+  return Status::Ok();
+}
+
 }  // namespace internal
 
 std::string DefaultCodecDataDir() { return KVTIER_TEST_DATA_DIR; }

@@ -198,14 +198,7 @@ Status EvaluateReal(const CodecEvalOptions& o, codec::Executor* executor, std::o
     }
     Summarize(q, encoded, setup->shape.NumValues() * setup->eval.size(), row);
     const codec::KvView first{setup->shape, setup->eval.front().kv_fp16, {}};
-    auto one = MeasureSpeed(first, v.options, shared, nullptr, o.min_seconds);
-    auto many = MeasureSpeed(first, v.options, shared, executor, o.min_seconds);
-    if (!one.ok()) return one.status();
-    if (!many.ok()) return many.status();
-    row.encode_gbps_1t = one->encode_gbps;
-    row.decode_gbps_1t = one->decode_gbps;
-    row.encode_gbps_mt = many->encode_gbps;
-    row.decode_gbps_mt = many->decode_gbps;
+    KVTIER_RETURN_IF_ERROR(FillSpeeds(first, v, shared, executor, o.min_seconds, row));
     progress << "  real " << row.profile << " " << row.variant << (row.level ? " L" + std::to_string(row.level) : "")
              << ": " << row.bits_per_value << " bits/value, perplexity " << (row.ppl_delta_rel >= 0 ? "+" : "")
              << 100 * row.ppl_delta_rel << "%\n";

@@ -93,14 +93,7 @@ Status EvaluateSynthetic(const CodecEvalOptions& o, codec::Executor* executor, s
       row.rel_l2_max = std::max(row.rel_l2_max, e);
     }
     row.rel_l2_mean = sum / static_cast<double>(row.rel_l2_per_layer.size());
-    auto one = MeasureSpeed(view, v.options, shared, nullptr, o.min_seconds);
-    auto many = MeasureSpeed(view, v.options, shared, executor, o.min_seconds);
-    if (!one.ok()) return one.status();
-    if (!many.ok()) return many.status();
-    row.encode_gbps_1t = one->encode_gbps;
-    row.decode_gbps_1t = one->decode_gbps;
-    row.encode_gbps_mt = many->encode_gbps;
-    row.decode_gbps_mt = many->decode_gbps;
+    KVTIER_RETURN_IF_ERROR(FillSpeeds(view, v, shared, executor, o.min_seconds, row));
     progress << "  synthetic " << row.profile << " " << row.variant
              << (row.level ? " L" + std::to_string(row.level) : "") << ": " << row.bits_per_value
              << " bits/value, decode " << row.decode_gbps_1t << " GB/s\n";
