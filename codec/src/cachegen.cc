@@ -81,6 +81,38 @@ Status ProfileMismatch(const ModelProfile& profile, const KvShape& shape) {
 
 // ---- encode ----
 
+// Codes channel c's symbol v of one row with table (t, in) on state x (backwards: escape bits first).
+inline __attribute__((always_inline)) void EncodeSymbol(uint32_t& x, const FreqTable& t, const TableInfo& in,
+                                                        uint32_t v, uint16_t*& pos) {
+  const uint32_t i = v - in.lo;  // wraps for symbols below the window
+  if (i < in.width) [[likely]] {
+    RansEncodeStep(x, t.cum[i], t.cum[i + 1] - t.cum[i], pos);
+    return;
+  }
+  const uint32_t shift = kProbBits - in.esc_bits;
+  RansEncodeStep(x, v << shift, 1u << shift, pos);
+  const uint32_t e = in.width;
+  RansEncodeStep(x, t.cum[e], t.cum[e + 1] - t.cum[e], pos);
+}
+
+// Codes one row, last channel first; lane of channel c is c % 4, states held in registers.
+inline void EncodeRow(uint32_t (&x)[kRansLanes], const FreqTable* ft, const TableInfo* info, const uint8_t* q,
+                      uint32_t w, uint16_t*& pos) {
+  uint32_t x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
+  uint32_t c = w & ~3u;
+  if (w - c >= 3) EncodeSymbol(x2, ft[c + 2], info[c + 2], q[c + 2], pos);
+  if (w - c >= 2) EncodeSymbol(x1, ft[c + 1], info[c + 1], q[c + 1], pos);
+  if (w - c >= 1) EncodeSymbol(x0, ft[c], info[c], q[c], pos);
+  while (c != 0) {
+    c -= 4;
+    EncodeSymbol(x3, ft[c + 3], info[c + 3], q[c + 3], pos);
+    EncodeSymbol(x2, ft[c + 2], info[c + 2], q[c + 2], pos);
+    EncodeSymbol(x1, ft[c + 1], info[c + 1], q[c + 1], pos);
+    EncodeSymbol(x0, ft[c], info[c], q[c], pos);
+  }
+  x[0] = x0, x[1] = x1, x[2] = x2, x[3] = x3;
+}
+
 void EncodeDataStream(const SliceSymbols& sym, const SliceTables& tabs, const Geometry& g, bool anchor_delta,
                       uint32_t t0, uint32_t t1, std::vector<std::byte>& out) {
   const uint32_t w = g.width;
@@ -89,26 +121,17 @@ void EncodeDataStream(const SliceSymbols& sym, const SliceTables& tabs, const Ge
     const uint16_t bits = ScaleBits(sym.scales[t]);
     std::memcpy(out.data() + size_t{t - t0} * 2, &bits, 2);
   }
-  RansEncoder enc(size_t{2} * (t1 - t0) * w);
+  // At most two words per symbol, plus the spare word RansEncodeStep may store below the last kept one.
+  thread_local std::vector<uint16_t> words;
+  words.resize(size_t{2} * (t1 - t0) * w + 1);
+  uint16_t* const top = words.data() + words.size();
+  uint16_t* pos = top;
+  uint32_t x[kRansLanes] = {kRansLow, kRansLow, kRansLow, kRansLow};
   for (uint32_t t = t1; t-- > t0;) {
-    const uint32_t kind = IsDeltaRow(anchor_delta, t - t0) ? kKindDelta : kKindPlain;
-    const FreqTable* ft = tabs.tables.data() + size_t{kind} * w;
-    const TableInfo* info = tabs.info.data() + size_t{kind} * w;
-    const uint8_t* q = sym.symbols.data() + size_t{t} * w;
-    for (uint32_t c = w; c-- > 0;) {
-      const uint32_t lane = c % kRansLanes;
-      const uint16_t* cum = ft[c].cum;
-      const uint32_t i = uint32_t{q[c]} - info[c].lo;  // wraps for symbols below the window
-      if (i < info[c].width) {
-        enc.Put(lane, cum[i], cum[i + 1] - cum[i]);
-      } else {
-        const uint32_t e = info[c].width;
-        enc.PutBits(lane, q[c], info[c].esc_bits);
-        enc.Put(lane, cum[e], cum[e + 1] - cum[e]);
-      }
-    }
+    const size_t k = size_t{IsDeltaRow(anchor_delta, t - t0) ? kKindDelta : kKindPlain} * w;
+    EncodeRow(x, tabs.tables.data() + k, tabs.info.data() + k, sym.symbols.data() + size_t{t} * w, w, pos);
   }
-  enc.Finish(out);
+  RansWriteStream(x, pos, static_cast<size_t>(top - pos), out);
 }
 
 Status EncodeSlice(const KvView& kv, const EncodeOptions& options, const Geometry& g, uint32_t lk,

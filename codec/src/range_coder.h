@@ -12,6 +12,7 @@
 // Plain values; not synchronized.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -64,34 +65,52 @@ inline uint32_t FindSymbol(const FreqTable& table, uint32_t slot) {
 #endif
 }
 
+// floor(x / freq) for every x < 2^32 and 1 <= freq <= kProbScale is (x * kRansRcp[freq]) >> kRansRcpShift
+// with kRansRcp[f] = ceil(2^46 / f): the rounding error, below x / 2^46 < 2^-14 <= 1 / f, never
+// reaches the next integer. One multiply instead of a division per encoded symbol.
+inline constexpr uint32_t kRansRcpShift = 46;
+extern const std::array<uint64_t, kProbScale + 1> kRansRcp;
+
+// One encoder step (the reverse of a decode step): renormalize (emit the low word to *--pos when x
+// would overflow), then x = (x / freq) * 2^P + x % freq + start, written as x + start + q * (2^P - freq).
+// Branch-free: the word is always stored, pos moves only when it is kept (the caller's buffer has one
+// spare word below the lowest kept one).
+inline __attribute__((always_inline)) void RansEncodeStep(uint32_t& x, uint32_t start, uint32_t freq,
+                                                          uint16_t*& pos) {
+  // x >= freq << 18 (the largest state that stays below 2^32 after coding), without overflow.
+  const uint32_t emit = (x >> (32 - kProbBits)) >= freq ? 1 : 0;
+  pos[-1] = static_cast<uint16_t>(x);
+  pos -= emit;
+  x >>= emit * 16;
+  const uint32_t q = static_cast<uint32_t>((static_cast<unsigned __int128>(x) * kRansRcp[freq]) >> kRansRcpShift);
+  x += start + q * (kProbScale - freq);
+}
+
+// Appends the four states (little-endian u32, lane 0 first) and then words [pos, pos + count).
+void RansWriteStream(const uint32_t (&state)[4], const uint16_t* words, size_t count, std::vector<std::byte>& out);
+
 // Collects words backwards; Put() symbols in the reverse of their decode order.
 class RansEncoder {
  public:
   // max_puts: an upper bound of Put() calls (each emits at most one word).
-  explicit RansEncoder(size_t max_puts) : words_(max_puts + 1), pos_(words_.size()) {
+  explicit RansEncoder(size_t max_puts) : words_(max_puts + 1), pos_(words_.data() + words_.size()) {
     for (uint32_t& s : state_) s = kRansLow;
   }
 
-  void Put(uint32_t lane, uint32_t start, uint32_t freq) {
-    uint32_t x = state_[lane];
-    const uint64_t x_max = uint64_t{(kRansLow >> kProbBits) << 16} * freq;
-    if (x >= x_max) {
-      words_[--pos_] = static_cast<uint16_t>(x);
-      x >>= 16;
-    }
-    state_[lane] = ((x / freq) << kProbBits) + (x % freq) + start;
-  }
+  void Put(uint32_t lane, uint32_t start, uint32_t freq) { RansEncodeStep(state_[lane], start, freq, pos_); }
   // `bits` (1..kProbBits) raw bits of value, as a symbol of frequency 2^(kProbBits - bits).
   void PutBits(uint32_t lane, uint32_t value, uint32_t bits) {
     Put(lane, value << (kProbBits - bits), 1u << (kProbBits - bits));
   }
   // Appends the states (little-endian u32, lane 0 first) and then the words to `out`.
-  void Finish(std::vector<std::byte>& out) const;
+  void Finish(std::vector<std::byte>& out) const {
+    RansWriteStream(state_, pos_, static_cast<size_t>(words_.data() + words_.size() - pos_), out);
+  }
 
  private:
   uint32_t state_[kRansLanes];
   std::vector<uint16_t> words_;
-  size_t pos_;
+  uint16_t* pos_;
 };
 
 // Reads what RansEncoder::Finish wrote. The hot loop keeps states in locals: see cachegen.cc.
