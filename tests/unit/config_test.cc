@@ -1,6 +1,10 @@
 #include "kvtier/kvstore/config.h"
 
 #include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <map>
 
 namespace kvtier {
 namespace {
@@ -127,6 +131,64 @@ TEST(ConfigTest, ErrorsNameTheKey) {
 TEST(ConfigTest, MissingFileIsNotFound) {
   ServerConfig config;
   EXPECT_EQ(LoadServerConfigFile("/nonexistent/kvtier.yaml", &config).code(), StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace kvtier
+
+namespace kvtier {
+namespace {
+
+// Leaf keys of a YAML mapping as dotted paths, with their scalar values.
+void Flatten(const YAML::Node& node, const std::string& prefix, std::map<std::string, std::string>& out) {
+  for (const auto& kv : node) {
+    const std::string key = prefix + kv.first.as<std::string>();
+    if (kv.second.IsMap()) Flatten(kv.second, key + ".", out);
+    else out[key] = kv.second.Scalar();
+  }
+}
+
+// docs/config.md's table: `key` | `default` | ...
+std::map<std::string, std::string> DocumentedKeys() {
+  std::ifstream in(std::string(KVTIER_SOURCE_DIR) + "/docs/config.md");
+  EXPECT_TRUE(in.good()) << "docs/config.md not found";
+  std::map<std::string, std::string> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.starts_with("| `")) continue;
+    const size_t key_end = line.find('`', 3);
+    const size_t def_begin = line.find('`', key_end + 1);
+    const size_t def_end = line.find('`', def_begin + 1);
+    std::string def = line.substr(def_begin + 1, def_end - def_begin - 1);
+    if (def == "\"\"") def.clear();
+    out[line.substr(3, key_end - 3)] = def;
+  }
+  return out;
+}
+
+// The reference and the parser never drift apart: every key the server takes (the effective-config
+// dump, which the parser reads back) is documented with its real default, and nothing else is.
+TEST(ConfigDocsTest, DocumentedKeysAndDefaultsMatchTheParser) {
+  const ServerConfig defaults;
+  std::map<std::string, std::string> parsed;
+  Flatten(YAML::Load(defaults.ToYaml()), "", parsed);
+  const auto documented = DocumentedKeys();
+  EXPECT_EQ(documented.size(), parsed.size());
+  for (const auto& [key, value] : parsed) {
+    auto it = documented.find(key);
+    if (it == documented.end()) {
+      ADD_FAILURE() << "config key '" << key << "' is not in docs/config.md";
+      continue;
+    }
+    EXPECT_EQ(it->second, value) << "documented default of '" << key << "'";
+  }
+  for (const auto& [key, value] : documented) {
+    EXPECT_TRUE(parsed.contains(key)) << "docs/config.md documents '" << key << "', which the server does not take";
+  }
+  ServerConfig reread;
+  const Status s = ParseServerConfigYaml(defaults.ToYaml(), &reread);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(reread.ToYaml(), defaults.ToYaml());
 }
 
 }  // namespace
