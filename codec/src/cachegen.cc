@@ -251,16 +251,17 @@ RowDecoder PickRowDecoder() {
   return row_sse2::DecodeRow;
 }
 
-// row[c] = (add ? add[c] : 0) + (sym[c] - center) * step, clamped to +-max_out; `save` (if set)
-// receives the unclamped plain value (the anchor, for the encoder's identical reconstruction).
-void SymbolsToFloats(const uint8_t* sym, uint32_t w, int center, float step, float max_out, const float* add,
-                     float* save, float* row) {
+// row[c] = (add ? add[c] : 0) + (uint8(rel[c] + lo[c]) - center) * step, clamped to +-max_out; `save`
+// (if set) receives the unclamped plain value (the anchor, for the encoder's identical reconstruction).
+void SymbolsToFloats(const uint8_t* rel, const uint8_t* lo, uint32_t w, int center, float step, float max_out,
+                     const float* add, float* save, float* row) {
   uint32_t c = 0;
 #if defined(__SSE2__)
   const __m128 vstep = _mm_set1_ps(step), vmax = _mm_set1_ps(max_out), vmin = _mm_set1_ps(-max_out);
   const __m128i vcenter = _mm_set1_epi32(center), zero = _mm_setzero_si128();
   for (; c + 16 <= w; c += 16) {
-    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(sym + c));
+    const __m128i b = _mm_add_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rel + c)),
+                                   _mm_loadu_si128(reinterpret_cast<const __m128i*>(lo + c)));
     const __m128i h[2] = {_mm_unpacklo_epi8(b, zero), _mm_unpackhi_epi8(b, zero)};
     for (int k = 0; k < 4; ++k) {
       const __m128i i32 = (k & 1) ? _mm_unpackhi_epi16(h[k >> 1], zero) : _mm_unpacklo_epi16(h[k >> 1], zero);
@@ -272,12 +273,18 @@ void SymbolsToFloats(const uint8_t* sym, uint32_t w, int center, float step, flo
   }
 #endif
   for (; c < w; ++c) {
-    float f = static_cast<float>(int{sym[c]} - center) * step;
+    float f = static_cast<float>(int{static_cast<uint8_t>(rel[c] + lo[c])} - center) * step;
     if (save != nullptr) save[c] = f;
     if (add != nullptr) f = add[c] + f;
     row[c] = std::clamp(f, -max_out, max_out);
   }
 }
+
+// Per-thread scratch of DecodeDataStream, reused across streams and calls (grows to the widest row).
+struct DecodeScratch {
+  std::vector<float> scales, row, anchor;
+  std::vector<uint8_t> sym;
+};
 
 Status DecodeDataStream(std::span<const std::byte> bytes, uint32_t index, const SliceTables& tabs, const Geometry& g,
                         bool anchor_delta, DType dtype, uint32_t lk, uint32_t t0, uint32_t t1,
@@ -288,7 +295,9 @@ Status DecodeDataStream(std::span<const std::byte> bytes, uint32_t index, const 
     return InvalidArgument("cachegen stream " + std::to_string(index) + ": " + what);
   };
   if (bytes.size() < size_t{rows} * 2 + kRansHeaderBytes) return corrupt("shorter than its scales and coder states");
-  std::vector<float> scales(rows);
+  thread_local DecodeScratch scratch;
+  std::vector<float>& scales = scratch.scales;
+  scales.resize(rows);
   for (uint32_t r = 0; r < rows; ++r) {
     uint16_t bits;
     std::memcpy(&bits, bytes.data() + size_t{r} * 2, 2);
@@ -303,18 +312,22 @@ Status DecodeDataStream(std::span<const std::byte> bytes, uint32_t index, const 
   const int center = static_cast<int>(bins);
   const float max_out = MaxFinite(dtype);
   static const RowDecoder decode_row = PickRowDecoder();
-  std::vector<uint8_t> sym(w);
-  std::vector<float> row(w), anchor(w, 0.0f);
+  scratch.sym.resize(w);
+  scratch.row.resize(w);
+  scratch.anchor.assign(w, 0.0f);
+  uint8_t* const sym = scratch.sym.data();
+  float* const row = scratch.row.data();
+  float* const anchor = scratch.anchor.data();
   for (uint32_t t = t0; t < t1; ++t) {
     const bool delta = IsDeltaRow(anchor_delta, t - t0);
     const size_t k = size_t{delta ? kKindDelta : kKindPlain} * w;
-    decode_row(dec, tabs.tables.data() + k, tabs.info.data() + k, w, alphabet, sym.data());
+    decode_row(dec, tabs.tables.data() + k, tabs.info.data() + k, w, alphabet, sym);
     if (dec.error) return corrupt("entropy-coded data is truncated or corrupt");
     const float step = scales[t - t0] / b;
     // A reconstruction may pass the largest finite value by up to half a step: keep it finite.
-    SymbolsToFloats(sym.data(), w, center, step, max_out, delta ? anchor.data() : nullptr,
-                    !delta && anchor_delta ? anchor.data() : nullptr, row.data());
-    FromFloat(row.data(), w, dtype, out.data() + g.RowOffset(lk, t));
+    SymbolsToFloats(sym, tabs.lo.data() + k, w, center, step, max_out, delta ? anchor : nullptr,
+                    !delta && anchor_delta ? anchor : nullptr, row);
+    FromFloat(row, w, dtype, out.data() + g.RowOffset(lk, t));
   }
   if (!dec.Finish()) return corrupt("entropy-coded data does not end where the stream ends");
   return Status::Ok();

@@ -285,8 +285,10 @@ bool ParseSliceTables(std::span<const std::byte> bytes, size_t& pos, uint32_t bi
   out.kinds = kinds;
   out.tables.resize(size_t{kinds} * width);
   out.info.resize(size_t{kinds} * width);
+  out.lo.resize(size_t{kinds} * width);
   for (size_t i = 0; i < out.tables.size(); ++i) {
     if (!ParseTable(bytes, pos, bins, codes, out.tables[i], out.info[i])) return false;
+    out.lo[i] = out.info[i].lo;
   }
   return true;
 }

@@ -89,6 +89,7 @@ struct SliceTables {
   uint32_t kinds = 0;  // 1 (plain) or 2 (plain, delta)
   std::vector<FreqTable> tables;  // [kind][channel]
   std::vector<TableInfo> info;    // [kind][channel]
+  std::vector<uint8_t> lo;        // [kind][channel]: info[].lo side by side, for the decoder's vector pass
 };
 
 // Parses `kinds` * width tables with bins B after `pos`; false when malformed.
