@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 
@@ -30,6 +31,8 @@ Status CheckAgainstMemory(const ServerConfig& config) {
   return Status::Ok();
 }
 
+constexpr int kExitOnSecondSignal = 2;
+
 int Fail(const Status& status) {
   std::cerr << "kvtier serve: " << status.ToString() << "\n";
   return 1;
@@ -44,7 +47,9 @@ int ServeCommand(int argc, char** argv) {
   FlagSet flags("kvtier serve [--config FILE] [flags]",
                 "Runs a kvtier server: the gRPC API (kvtier.v1.KvTier, grpc.health.v1, reflection) and a\n"
                 "Prometheus /metrics endpoint. Defaults are embedded; a YAML config file (docs/config.md)\n"
-                "overrides them, and flags override the file. SIGINT/SIGTERM drain in-flight calls and exit.");
+                "overrides them, and flags override the file. SIGINT/SIGTERM drain in-flight calls (up to\n"
+                "shutdown_grace_ms), write DRAM chunks to the NVMe tier, and exit 0; a second signal exits at\n"
+                "once with code 2.");
   flags.AddString("config", "FILE", &config_file, "YAML config file (keys: docs/config.md)");
   flags.AddString("listen", "ADDR", &config.listen, "gRPC address host:port (default 127.0.0.1:7070; port 0 = any)");
   flags.AddString("metrics-listen", "ADDR", &config.metrics_listen,
@@ -55,6 +60,8 @@ int ServeCommand(int argc, char** argv) {
                   "enable the NVMe tier in DIR (data file + index; default: no NVMe tier)");
   flags.AddBytes("disk-capacity", &config.store.disk.capacity_bytes, "NVMe tier data file size (default 16GiB)");
   flags.AddString("log-level", "LEVEL", &log_level, "debug, info, warning or error (default info)");
+  int grace_ms = -1;
+  flags.AddInt("shutdown-grace-ms", &grace_ms, "on SIGTERM, let in-flight calls run this long (default 10000)");
   Status s = flags.Parse(argc, argv, 2);
   if (!s.ok()) return Fail(s);
   if (flags.help_requested()) {
@@ -70,6 +77,7 @@ int ServeCommand(int argc, char** argv) {
     s = flags.Apply();
     if (!s.ok()) return Fail(s);
   }
+  if (grace_ms >= 0) config.shutdown_grace_ms = static_cast<uint32_t>(grace_ms);
   if (!log_level.empty() && !ParseLogLevel(log_level, &config.log_level)) {
     return Fail(InvalidArgument("--log-level: expected debug, info, warning or error"));
   }
@@ -114,8 +122,16 @@ int ServeCommand(int argc, char** argv) {
   std::thread watcher([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
-    KVTIER_LOG(kInfo) << "signal " << sig << ": draining in-flight calls (up to 5 s)";
-    (*server)->Shutdown(std::chrono::seconds(5));
+    KVTIER_LOG(kInfo) << "signal " << sig << ": draining in-flight calls (up to " << config.shutdown_grace_ms
+                      << " ms); a second signal exits at once";
+    // An operator who signals again wants out now: nothing left to do is worth more than that.
+    std::thread([signals = stop_signals] {
+      int again = 0;
+      sigwait(&signals, &again);
+      KVTIER_LOG(kWarning) << "signal " << again << " again: exiting without finishing the drain or the flush";
+      std::_Exit(kExitOnSecondSignal);
+    }).detach();
+    (*server)->Shutdown(std::chrono::milliseconds(config.shutdown_grace_ms));
   });
   (*server)->Wait();
   watcher.join();

@@ -183,6 +183,7 @@ std::string ServerConfig::ToYaml() const {
   out << "listen: " << listen << "\n"
       << "metrics_listen: \"" << metrics_listen << "\"\n"
       << "log_level: " << LogLevelName(log_level) << "\n"
+      << "shutdown_grace_ms: " << shutdown_grace_ms << "\n"
       << "host_tier:\n"
       << "  capacity: " << FormatByteSize(store.host_capacity_bytes) << "\n"
       << "  huge_pages: " << (store.host_huge_pages ? "true" : "false") << "\n"
@@ -222,7 +223,11 @@ Status ParseServerConfigYaml(std::string_view yaml, ServerConfig* config) {
   if (!root.IsMap()) return InvalidArgument("config must be a YAML mapping at the top level");
   try {
     KVTIER_RETURN_IF_ERROR(
-        CheckKeys(root, "", {"listen", "metrics_listen", "log_level", "host_tier", "disk", "limits"}));
+        CheckKeys(root, "", {"listen", "metrics_listen", "log_level", "shutdown_grace_ms", "host_tier", "disk",
+                             "limits"}));
+    if (root["shutdown_grace_ms"]) {
+      KVTIER_RETURN_IF_ERROR(ReadU32(root["shutdown_grace_ms"], "shutdown_grace_ms", &config->shutdown_grace_ms));
+    }
     if (root["listen"]) KVTIER_RETURN_IF_ERROR(ReadString(root["listen"], "listen", &config->listen));
     if (root["metrics_listen"]) {
       KVTIER_RETURN_IF_ERROR(ReadString(root["metrics_listen"], "metrics_listen", &config->metrics_listen));

@@ -1,7 +1,8 @@
 // The server process with an NVMe tier, killed with SIGKILL at random moments while a client puts
 // 2,000 chunks, and restarted: every acknowledged chunk that comes back is byte-exact, and all of them
 // come back except at most what the host tier could hold undemoted. Then a clean SIGTERM restart keeps
-// every chunk that was on disk.
+// every chunk that was on disk. And the stop signals: SIGTERM drains in-flight calls up to the grace
+// period and exits 0; a second SIGTERM exits at once.
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -13,10 +14,14 @@
 #include <filesystem>
 #include <fstream>
 #include <atomic>
+#include <optional>
 #include <random>
 #include <thread>
 
+#include <grpcpp/create_channel.h>
+
 #include "integration/test_server.h"
+#include "kvtier/api/convert.h"
 
 extern char** environ;
 
@@ -57,6 +62,20 @@ class ServerProcess {
   ~ServerProcess() { Kill(SIGKILL); }
 
   const std::string& address() const { return address_; }
+  void Signal(int sig) { kill(pid_, sig); }
+  // The exit status once the process ended within `timeout`; nullopt while it still runs.
+  std::optional<int> WaitExit(std::chrono::milliseconds timeout) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    do {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return status;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    } while (std::chrono::steady_clock::now() < until);
+    return std::nullopt;
+  }
   int Kill(int sig) {
     if (pid_ <= 0) return 0;
     kill(pid_, sig);
@@ -187,6 +206,75 @@ TEST_F(CrashTest, CleanRestartKeepsEveryChunk) {
     ASSERT_TRUE(got.ok() && got->found) << "chunk " << i << " missing after a clean restart";
     ASSERT_EQ(dest, PayloadFor(key, kChunkBytes));
   }
+}
+
+}  // namespace
+}  // namespace kvtier::testing
+
+namespace kvtier::testing {
+namespace {
+
+// A put stream that stays open (header sent, payload never finished) keeps a call in flight.
+struct StuckPut {
+  explicit StuckPut(const std::string& address) {
+    auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+    stub = v1::KvTier::NewStub(channel);
+    writer = stub->Put(&ctx, &response);
+    v1::PutRequest header;
+    v1::PutHeader* h = header.mutable_header();
+    h->mutable_context()->set_namespace_("test");
+    ToProto(TestFingerprint(), h->mutable_context()->mutable_fingerprint());
+    h->set_key(std::string(16, 'k'));
+    h->add_token_ids(1);
+    h->set_codec(v1::CODEC_RAW);
+    h->set_payload_bytes(1024);
+    EXPECT_TRUE(writer->Write(header));
+  }
+  ~StuckPut() { ctx.TryCancel(); }
+
+  grpc::ClientContext ctx;
+  v1::PutResponse response;
+  std::unique_ptr<v1::KvTier::Stub> stub;
+  std::unique_ptr<grpc::ClientWriter<v1::PutRequest>> writer;
+};
+
+class ShutdownTest : public CrashTest {
+ protected:
+  void WriteConfig(uint32_t grace_ms) {
+    std::ofstream(config_, std::ios::app) << "shutdown_grace_ms: " << grace_ms << "\n";
+  }
+  std::string Log() {
+    std::ifstream in(dir_ / "server.log");
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+};
+
+TEST_F(ShutdownTest, SigtermWaitsForInFlightCallsUpToTheGraceThenExitsZero) {
+  WriteConfig(1500);
+  ServerProcess server(dir_, config_);
+  StuckPut stuck(server.address());
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the call reached the server
+  server.Signal(SIGTERM);
+  EXPECT_FALSE(server.WaitExit(std::chrono::milliseconds(800)).has_value()) << "exited before the grace period";
+  auto status = server.WaitExit(std::chrono::seconds(20));
+  ASSERT_TRUE(status.has_value()) << "still running long after the grace period";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "status " << *status;
+  EXPECT_NE(Log().find("draining in-flight calls (up to 1500 ms)"), std::string::npos) << Log();
+  EXPECT_NE(Log().find("stopped"), std::string::npos);
+}
+
+TEST_F(ShutdownTest, SecondSigtermExitsAtOnce) {
+  WriteConfig(60000);
+  ServerProcess server(dir_, config_);
+  StuckPut stuck(server.address());
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  server.Signal(SIGTERM);
+  EXPECT_FALSE(server.WaitExit(std::chrono::milliseconds(500)).has_value()) << "the drain did not wait";
+  server.Signal(SIGTERM);
+  auto status = server.WaitExit(std::chrono::seconds(3));
+  ASSERT_TRUE(status.has_value()) << "a second SIGTERM did not exit at once";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2) << "status " << *status;
+  EXPECT_NE(Log().find("again: exiting without finishing"), std::string::npos) << Log();
 }
 
 }  // namespace

@@ -39,6 +39,7 @@ TEST(ConfigTest, ParsesEveryKey) {
 listen: 0.0.0.0:8000
 metrics_listen: ""
 log_level: debug
+shutdown_grace_ms: 2500
 host_tier:
   capacity: 1GiB
   huge_pages: false
@@ -69,6 +70,7 @@ limits:
   EXPECT_EQ(config.listen, "0.0.0.0:8000");
   EXPECT_EQ(config.metrics_listen, "");
   EXPECT_EQ(config.log_level, LogLevel::kDebug);
+  EXPECT_EQ(config.shutdown_grace_ms, 2500u);
   EXPECT_EQ(config.store.host_capacity_bytes, 1ull << 30);
   EXPECT_FALSE(config.store.host_huge_pages);
   EXPECT_FALSE(config.store.host_prefault);

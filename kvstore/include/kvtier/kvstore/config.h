@@ -16,6 +16,9 @@ struct ServerConfig {
   std::string listen = "127.0.0.1:7070";          // gRPC address; port 0 picks a free port
   std::string metrics_listen = "127.0.0.1:9090";  // Prometheus /metrics; empty disables it
   LogLevel log_level = LogLevel::kInfo;
+  // On SIGTERM/SIGINT: how long in-flight calls may run before they are cancelled. A second signal
+  // exits at once.
+  uint32_t shutdown_grace_ms = 10000;
   StoreOptions store;
   ServiceOptions service;
 
