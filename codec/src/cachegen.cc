@@ -185,6 +185,52 @@ float MaxFinite(DType dtype) {
   }
 }
 
+// row[c] = (add ? add[c] : 0) + (uint8(rel[c] + lo[c]) - center) * step, clamped to +-max_out; `save`
+// (if set) receives the unclamped plain value (the anchor, for the encoder's identical reconstruction).
+void SymbolsToFloats(const uint8_t* rel, const uint8_t* lo, uint32_t w, int center, float step, float max_out,
+                     const float* add, float* save, float* row) {
+  uint32_t c = 0;
+#if defined(__SSE2__)
+  const __m128 vstep = _mm_set1_ps(step), vmax = _mm_set1_ps(max_out), vmin = _mm_set1_ps(-max_out);
+  const __m128i vcenter = _mm_set1_epi32(center), zero = _mm_setzero_si128();
+  for (; c + 16 <= w; c += 16) {
+    const __m128i b = _mm_add_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rel + c)),
+                                   _mm_loadu_si128(reinterpret_cast<const __m128i*>(lo + c)));
+    const __m128i h[2] = {_mm_unpacklo_epi8(b, zero), _mm_unpackhi_epi8(b, zero)};
+    for (int k = 0; k < 4; ++k) {
+      const __m128i i32 = (k & 1) ? _mm_unpackhi_epi16(h[k >> 1], zero) : _mm_unpacklo_epi16(h[k >> 1], zero);
+      __m128 f = _mm_mul_ps(_mm_cvtepi32_ps(_mm_sub_epi32(i32, vcenter)), vstep);
+      if (save != nullptr) _mm_storeu_ps(save + c + 4 * k, f);
+      if (add != nullptr) f = _mm_add_ps(_mm_loadu_ps(add + c + 4 * k), f);
+      _mm_storeu_ps(row + c + 4 * k, _mm_min_ps(_mm_max_ps(f, vmin), vmax));
+    }
+  }
+#endif
+  for (; c < w; ++c) {
+    float f = static_cast<float>(int{static_cast<uint8_t>(rel[c] + lo[c])} - center) * step;
+    if (save != nullptr) save[c] = f;
+    if (add != nullptr) f = add[c] + f;
+    row[c] = std::clamp(f, -max_out, max_out);
+  }
+}
+
+// How one decoded row turns into output values: what stays fixed for a stream, and the row's own parts.
+struct RowOutput {
+  const uint8_t* lo;  // the tables' window offsets, added to the decoder's relative symbols
+  uint32_t width;
+  int center;         // B: symbol B is the value 0
+  float max_out;      // the dtype's largest finite value
+  DType dtype;
+  float* scratch;     // width floats, for the portable path
+};
+
+// Writes row t's output: SymbolsToFloats, then the dtype conversion.
+void RowToOutputPortable(const RowOutput& o, const uint8_t* rel, float step, const float* add, float* save,
+                         std::byte* dst) {
+  SymbolsToFloats(rel, o.lo, o.width, o.center, step, o.max_out, add, save, o.scratch);
+  FromFloat(o.scratch, o.width, o.dtype, dst);
+}
+
 // One copy of the row decoder per instruction set (cachegen_row_decoder.h explains why they are
 // textual copies); PickRowDecoder chooses the widest the CPU has, once. GCC takes the target from
 // `#pragma GCC target`, clang (the fuzz build) only from a pushed target attribute.
@@ -233,6 +279,55 @@ inline uint32_t FindSymbolAvx512(const FreqTable& t, uint32_t slot) {
 #define CACHEGEN_FIND_SYMBOL(t, slot) FindSymbolAvx512(t, slot)
 #include "cachegen_row_decoder.h"
 #undef CACHEGEN_FIND_SYMBOL
+
+// 16 values of the row at c, as SymbolsToFloats computes them (same operations in the same order, no
+// FMA: the target does not enable it), clamped. The all-lanes maskz forms keep GCC 12 from warning about
+// the undefined pass-through operand of the unmasked intrinsics.
+constexpr __mmask16 kAll16 = 0xffff;
+
+inline __m512 SixteenValues(const RowOutput& o, const uint8_t* rel, uint32_t c, __m512 vstep, const float* add,
+                            float* save) {
+  const __m128i b = _mm_add_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rel + c)),
+                                 _mm_loadu_si128(reinterpret_cast<const __m128i*>(o.lo + c)));
+  const __m512i q = _mm512_sub_epi32(_mm512_maskz_cvtepu8_epi32(kAll16, b), _mm512_set1_epi32(o.center));
+  __m512 f = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(kAll16, q), vstep);
+  if (save != nullptr) _mm512_storeu_ps(save + c, f);
+  if (add != nullptr) f = _mm512_add_ps(_mm512_loadu_ps(add + c), f);
+  return _mm512_maskz_min_ps(kAll16, _mm512_maskz_max_ps(kAll16, f, _mm512_set1_ps(-o.max_out)), _mm512_set1_ps(o.max_out));
+}
+
+// Round to nearest even, as FloatToBf16 does for the finite values a row holds.
+inline __m256i ToBf16(__m512 f) {
+  const __m512i bits = _mm512_castps_si512(f);
+  const __m512i odd = _mm512_and_si512(_mm512_maskz_srli_epi32(kAll16, bits, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff)));
+  return _mm512_maskz_cvtepi32_epi16(kAll16, _mm512_maskz_srli_epi32(kAll16, rounded, 16));
+}
+
+// RowToOutputPortable in one pass: symbols to values to the dtype, 16 channels at a time.
+void RowToOutput(const RowOutput& o, const uint8_t* rel, float step, const float* add, float* save, std::byte* dst) {
+  const __m512 vstep = _mm512_set1_ps(step);
+  const uint32_t n16 = o.width & ~15u;
+  for (uint32_t c = 0; c < n16; c += 16) {
+    const __m512 f = SixteenValues(o, rel, c, vstep, add, save);
+    switch (o.dtype) {
+      case DType::kFp16:
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 2 * c), _mm512_maskz_cvtps_ph(kAll16, f, _MM_FROUND_TO_NEAREST_INT));
+        break;
+      case DType::kBf16:
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 2 * c), ToBf16(f));
+        break;
+      default:
+        _mm512_storeu_ps(reinterpret_cast<float*>(dst + 4 * c), f);
+        break;
+    }
+  }
+  if (n16 == o.width) return;
+  const size_t bytes = DTypeBytes(o.dtype);
+  const RowOutput tail{o.lo + n16, o.width - n16, o.center, o.max_out, o.dtype, o.scratch};
+  RowToOutputPortable(tail, rel + n16, step, add == nullptr ? nullptr : add + n16,
+                      save == nullptr ? nullptr : save + n16, dst + n16 * bytes);
+}
 }  // namespace row_avx512
 #if defined(__clang__)
 #pragma clang attribute pop
@@ -242,42 +337,18 @@ inline uint32_t FindSymbolAvx512(const FreqTable& t, uint32_t slot) {
 #endif
 
 using RowDecoder = void (*)(RansDecoder&, const FreqTable*, const TableInfo*, uint32_t, uint32_t, uint8_t*);
+using RowWriter = void (*)(const RowOutput&, const uint8_t*, float, const float*, float*, std::byte*);
+struct RowCodecs {
+  RowDecoder decode;
+  RowWriter write;
+};
 
-RowDecoder PickRowDecoder() {
+RowCodecs PickRowCodecs() {
 #if defined(__x86_64__) && defined(__GNUC__)
-  if (__builtin_cpu_supports("avx512bw")) return row_avx512::DecodeRow;
-  if (__builtin_cpu_supports("avx2")) return row_avx2::DecodeRow;
+  if (__builtin_cpu_supports("avx512bw")) return {row_avx512::DecodeRow, row_avx512::RowToOutput};
+  if (__builtin_cpu_supports("avx2")) return {row_avx2::DecodeRow, RowToOutputPortable};
 #endif
-  return row_sse2::DecodeRow;
-}
-
-// row[c] = (add ? add[c] : 0) + (uint8(rel[c] + lo[c]) - center) * step, clamped to +-max_out; `save`
-// (if set) receives the unclamped plain value (the anchor, for the encoder's identical reconstruction).
-void SymbolsToFloats(const uint8_t* rel, const uint8_t* lo, uint32_t w, int center, float step, float max_out,
-                     const float* add, float* save, float* row) {
-  uint32_t c = 0;
-#if defined(__SSE2__)
-  const __m128 vstep = _mm_set1_ps(step), vmax = _mm_set1_ps(max_out), vmin = _mm_set1_ps(-max_out);
-  const __m128i vcenter = _mm_set1_epi32(center), zero = _mm_setzero_si128();
-  for (; c + 16 <= w; c += 16) {
-    const __m128i b = _mm_add_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rel + c)),
-                                   _mm_loadu_si128(reinterpret_cast<const __m128i*>(lo + c)));
-    const __m128i h[2] = {_mm_unpacklo_epi8(b, zero), _mm_unpackhi_epi8(b, zero)};
-    for (int k = 0; k < 4; ++k) {
-      const __m128i i32 = (k & 1) ? _mm_unpackhi_epi16(h[k >> 1], zero) : _mm_unpacklo_epi16(h[k >> 1], zero);
-      __m128 f = _mm_mul_ps(_mm_cvtepi32_ps(_mm_sub_epi32(i32, vcenter)), vstep);
-      if (save != nullptr) _mm_storeu_ps(save + c + 4 * k, f);
-      if (add != nullptr) f = _mm_add_ps(_mm_loadu_ps(add + c + 4 * k), f);
-      _mm_storeu_ps(row + c + 4 * k, _mm_min_ps(_mm_max_ps(f, vmin), vmax));
-    }
-  }
-#endif
-  for (; c < w; ++c) {
-    float f = static_cast<float>(int{static_cast<uint8_t>(rel[c] + lo[c])} - center) * step;
-    if (save != nullptr) save[c] = f;
-    if (add != nullptr) f = add[c] + f;
-    row[c] = std::clamp(f, -max_out, max_out);
-  }
+  return {row_sse2::DecodeRow, RowToOutputPortable};
 }
 
 // Per-thread scratch of DecodeDataStream, reused across streams and calls (grows to the widest row).
@@ -311,23 +382,22 @@ Status DecodeDataStream(std::span<const std::byte> bytes, uint32_t index, const 
   const float b = static_cast<float>(bins);
   const int center = static_cast<int>(bins);
   const float max_out = MaxFinite(dtype);
-  static const RowDecoder decode_row = PickRowDecoder();
+  static const RowCodecs codecs = PickRowCodecs();
   scratch.sym.resize(w);
   scratch.row.resize(w);
   scratch.anchor.assign(w, 0.0f);
   uint8_t* const sym = scratch.sym.data();
-  float* const row = scratch.row.data();
   float* const anchor = scratch.anchor.data();
   for (uint32_t t = t0; t < t1; ++t) {
     const bool delta = IsDeltaRow(anchor_delta, t - t0);
     const size_t k = size_t{delta ? kKindDelta : kKindPlain} * w;
-    decode_row(dec, tabs.tables.data() + k, tabs.info.data() + k, w, alphabet, sym);
+    codecs.decode(dec, tabs.tables.data() + k, tabs.info.data() + k, w, alphabet, sym);
     if (dec.error) return corrupt("entropy-coded data is truncated or corrupt");
     const float step = scales[t - t0] / b;
     // A reconstruction may pass the largest finite value by up to half a step: keep it finite.
-    SymbolsToFloats(sym, tabs.lo.data() + k, w, center, step, max_out, delta ? anchor : nullptr,
-                    !delta && anchor_delta ? anchor : nullptr, row);
-    FromFloat(row, w, dtype, out.data() + g.RowOffset(lk, t));
+    const RowOutput o{tabs.lo.data() + k, w, center, max_out, dtype, scratch.row.data()};
+    codecs.write(o, sym, step, delta ? anchor : nullptr, !delta && anchor_delta ? anchor : nullptr,
+                 out.data() + g.RowOffset(lk, t));
   }
   if (!dec.Finish()) return corrupt("entropy-coded data does not end where the stream ends");
   return Status::Ok();
