@@ -20,6 +20,8 @@ PACKAGES=(
   redis-server libhiredis-dev curl
   # NVMe tier benchmark peer
   fio
+  # certificates for the TLS tests
+  openssl
 )
 
 missing=()

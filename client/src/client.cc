@@ -32,6 +32,12 @@ Status ClientOptions::Validate() const {
   }
   if (max_message_bytes > (1ull << 31) - 1) return InvalidArgument("ClientOptions.max_message_bytes must be < 2 GiB");
   if (async_threads == 0) return InvalidArgument("ClientOptions.async_threads must be >= 1");
+  if (tls.cert_chain_pem.empty() != tls.private_key_pem.empty()) {
+    return InvalidArgument("ClientOptions.tls: cert_chain_pem and private_key_pem go together");
+  }
+  if (!tls.enabled() && !tls.cert_chain_pem.empty()) {
+    return InvalidArgument("ClientOptions.tls: a client certificate needs root_ca_pem (TLS on)");
+  }
   if (codec::CodecName(encode.codec) == "unknown") return InvalidArgument("ClientOptions.encode.codec is unknown");
   if (encode.profile != nullptr &&
       (encode.profile->num_layers() != fingerprint.num_layers ||
@@ -75,8 +81,16 @@ Result<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   args.SetMaxSendMessageSize(static_cast<int>(o.max_message_bytes));
   // Each Client gets its own connection instead of sharing one with every channel to the same address.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  client->impl_ = std::make_unique<Impl>(
-      o.async_threads, grpc::CreateCustomChannel(o.endpoint, grpc::InsecureChannelCredentials(), args));
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (o.tls.enabled()) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = o.tls.root_ca_pem;
+    ssl.pem_cert_chain = o.tls.cert_chain_pem;
+    ssl.pem_private_key = o.tls.private_key_pem;
+    credentials = grpc::SslCredentials(ssl);
+    if (!o.tls.server_name.empty()) args.SetSslTargetNameOverride(o.tls.server_name);
+  }
+  client->impl_ = std::make_unique<Impl>(o.async_threads, grpc::CreateCustomChannel(o.endpoint, credentials, args));
   client->impl_->context.set_namespace_(o.name_space);
   ToProto(o.fingerprint, client->impl_->context.mutable_fingerprint());
   return client;

@@ -105,6 +105,17 @@ Status ParseDisk(const YAML::Node& node, ServerConfig* c) {
   return Status::Ok();
 }
 
+Status ParseTls(const YAML::Node& node, ServerConfig* c) {
+  if (!node.IsMap()) return KeyError("tls", "expected a mapping");
+  KVTIER_RETURN_IF_ERROR(CheckKeys(node, "tls.", {"cert_file", "key_file", "client_ca_file"}));
+  if (node["cert_file"]) KVTIER_RETURN_IF_ERROR(ReadString(node["cert_file"], "tls.cert_file", &c->tls.cert_file));
+  if (node["key_file"]) KVTIER_RETURN_IF_ERROR(ReadString(node["key_file"], "tls.key_file", &c->tls.key_file));
+  if (node["client_ca_file"]) {
+    KVTIER_RETURN_IF_ERROR(ReadString(node["client_ca_file"], "tls.client_ca_file", &c->tls.client_ca_file));
+  }
+  return Status::Ok();
+}
+
 Status ParseLimits(const YAML::Node& node, ServerConfig* c) {
   if (!node.IsMap()) return KeyError("limits", "expected a mapping");
   KVTIER_RETURN_IF_ERROR(CheckKeys(node, "limits.",
@@ -170,6 +181,12 @@ Status ServerConfig::Validate() const {
   if (metrics_listen == listen && !listen.ends_with(":0")) {
     return InvalidArgument("config key 'metrics_listen': same address as 'listen'");
   }
+  if (tls.enabled() != !tls.key_file.empty()) {
+    return InvalidArgument("config keys 'tls.cert_file' and 'tls.key_file' must be set together");
+  }
+  if (!tls.client_ca_file.empty() && !tls.enabled()) {
+    return InvalidArgument("config key 'tls.client_ca_file' needs tls.cert_file and tls.key_file");
+  }
   KVTIER_RETURN_IF_ERROR(store.Validate());
   KVTIER_RETURN_IF_ERROR(service.Validate());
   if (service.max_frame_bytes > store.max_chunk_bytes) {
@@ -184,6 +201,10 @@ std::string ServerConfig::ToYaml() const {
       << "metrics_listen: \"" << metrics_listen << "\"\n"
       << "log_level: " << LogLevelName(log_level) << "\n"
       << "shutdown_grace_ms: " << shutdown_grace_ms << "\n"
+      << "tls:\n"
+      << "  cert_file: \"" << tls.cert_file << "\"\n"
+      << "  key_file: \"" << tls.key_file << "\"\n"
+      << "  client_ca_file: \"" << tls.client_ca_file << "\"\n"
       << "host_tier:\n"
       << "  capacity: " << FormatByteSize(store.host_capacity_bytes) << "\n"
       << "  huge_pages: " << (store.host_huge_pages ? "true" : "false") << "\n"
@@ -223,8 +244,8 @@ Status ParseServerConfigYaml(std::string_view yaml, ServerConfig* config) {
   if (!root.IsMap()) return InvalidArgument("config must be a YAML mapping at the top level");
   try {
     KVTIER_RETURN_IF_ERROR(
-        CheckKeys(root, "", {"listen", "metrics_listen", "log_level", "shutdown_grace_ms", "host_tier", "disk",
-                             "limits"}));
+        CheckKeys(root, "", {"listen", "metrics_listen", "log_level", "shutdown_grace_ms", "tls", "host_tier",
+                             "disk", "limits"}));
     if (root["shutdown_grace_ms"]) {
       KVTIER_RETURN_IF_ERROR(ReadU32(root["shutdown_grace_ms"], "shutdown_grace_ms", &config->shutdown_grace_ms));
     }
@@ -239,6 +260,7 @@ Status ParseServerConfigYaml(std::string_view yaml, ServerConfig* config) {
         return KeyError("log_level", "expected debug, info, warning or error, got '" + level + "'");
       }
     }
+    if (root["tls"]) KVTIER_RETURN_IF_ERROR(ParseTls(root["tls"], config));
     if (root["host_tier"]) KVTIER_RETURN_IF_ERROR(ParseHostTier(root["host_tier"], config));
     if (root["disk"]) KVTIER_RETURN_IF_ERROR(ParseDisk(root["disk"], config));
     if (root["limits"]) KVTIER_RETURN_IF_ERROR(ParseLimits(root["limits"], config));

@@ -6,12 +6,48 @@
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
 
+#include <fstream>
+#include <iterator>
+
 #include "kvtier/kvstore/service.h"
 
 namespace kvtier {
+namespace {
+
+Result<std::string> ReadPem(const std::string& path, const char* key) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return InvalidArgument(std::string("config key '") + key + "': cannot read " + path);
+  std::string pem((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (pem.find("-----BEGIN") == std::string::npos) {
+    return InvalidArgument(std::string("config key '") + key + "': " + path + " is not a PEM file");
+  }
+  return pem;
+}
+
+// Plaintext unless TLS is configured; with a client CA, clients must present a certificate it signed.
+Result<std::shared_ptr<grpc::ServerCredentials>> Credentials(const TlsConfig& tls) {
+  if (!tls.enabled()) return grpc::InsecureServerCredentials();
+  auto cert = ReadPem(tls.cert_file, "tls.cert_file");
+  if (!cert.ok()) return cert.status();
+  auto key = ReadPem(tls.key_file, "tls.key_file");
+  if (!key.ok()) return key.status();
+  grpc::SslServerCredentialsOptions options(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  options.pem_key_cert_pairs.push_back({*key, *cert});
+  if (!tls.client_ca_file.empty()) {
+    auto ca = ReadPem(tls.client_ca_file, "tls.client_ca_file");
+    if (!ca.ok()) return ca.status();
+    options.pem_root_certs = *ca;
+    options.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(options);
+}
+
+}  // namespace
 
 Result<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
   KVTIER_RETURN_IF_ERROR(config.Validate());
+  auto credentials = Credentials(config.tls);  // before the arena: a bad file fails fast
+  if (!credentials.ok()) return credentials.status();
   std::unique_ptr<Server> server(new Server());
   server->config_ = config;
   auto store = Store::Open(config.store);
@@ -23,7 +59,7 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(config.listen, *credentials, &server->port_);
   builder.RegisterService(server->service_.get());
   // A put header carries up to chunk_tokens token ids next to a frame-sized limit; 1 MiB of slack
   // covers 65536 of them. Larger messages are refused by gRPC itself with RESOURCE_EXHAUSTED.

@@ -27,6 +27,16 @@
 
 namespace kvtier {
 
+// TLS to the server. Off when root_ca_pem is empty (plaintext).
+struct ClientTls {
+  std::string root_ca_pem;      // PEM CA that signed the server's certificate
+  std::string cert_chain_pem;   // client certificate, for servers that require one (mTLS)
+  std::string private_key_pem;  // its key
+  std::string server_name;      // name to verify in the server's certificate; empty = the endpoint's host
+
+  bool enabled() const { return !root_ca_pem.empty(); }
+};
+
 struct ClientOptions {
   std::string endpoint = "127.0.0.1:7070";         // host:port of the server
   std::string name_space = "default";             // tenant; 1..128 bytes
@@ -39,6 +49,7 @@ struct ClientOptions {
   uint64_t frame_bytes = 1ull << 20;              // put data frame size; must not exceed the server's
   bool verify_checksum = true;                    // re-hash received payloads (end-to-end integrity)
   size_t async_threads = 4;                       // workers for the *Async calls
+  ClientTls tls;                                  // TLS / mTLS; plaintext when tls.root_ca_pem is empty
   // How puts are encoded (codec kRaw: sent as they are). A cachegen profile referenced here must
   // outlive the client and be on the server first (PutProfile). The executor, if any, is also used
   // to decode gets.

@@ -12,6 +12,16 @@
 
 namespace kvtier {
 
+// TLS for the gRPC port (the metrics port stays plain HTTP; bind it to a private address). Off when
+// cert_file is empty. With client_ca_file, clients must present a certificate that CA signed (mTLS).
+struct TlsConfig {
+  std::string cert_file;       // PEM server certificate chain
+  std::string key_file;        // PEM private key of that certificate
+  std::string client_ca_file;  // PEM CA bundle that client certificates must chain to; empty = no client certs
+
+  bool enabled() const { return !cert_file.empty(); }
+};
+
 struct ServerConfig {
   std::string listen = "127.0.0.1:7070";          // gRPC address; port 0 picks a free port
   std::string metrics_listen = "127.0.0.1:9090";  // Prometheus /metrics; empty disables it
@@ -19,6 +29,7 @@ struct ServerConfig {
   // On SIGTERM/SIGINT: how long in-flight calls may run before they are cancelled. A second signal
   // exits at once.
   uint32_t shutdown_grace_ms = 10000;
+  TlsConfig tls;
   StoreOptions store;
   ServiceOptions service;
 
