@@ -68,7 +68,7 @@ struct Progress {
   size_t current = SIZE_MAX;    // chunk whose data is arriving
   uint64_t expected = 0;
   uint64_t received = 0;
-  bool encoded = false;         // arriving into `encoded_bytes`, decoded into the destination at the end
+  bool encoded = false;         // arriving into EncodedScratch(), decoded into the destination at the end
   ChecksumStream hash;
 };
 
