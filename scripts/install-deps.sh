@@ -22,6 +22,9 @@ PACKAGES=(
   fio
   # certificates for the TLS tests
   openssl
+  # Helm chart check without helm (deploy/tools/check_chart.sh): Go + sprig render it offline, PyYAML and
+  # yamllint check the result
+  golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev python3-yaml yamllint
 )
 
 missing=()
