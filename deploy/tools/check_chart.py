@@ -33,6 +33,7 @@ CASES = {
         "data_path": "/var/lib/kvtier",
         "tls_secret": None,
         "mutual_tls": False,
+        "auth_secret": None,
         "gpus": None,
         "anti_affinity": "soft",
         "pdb_max_unavailable": 1,
@@ -55,6 +56,7 @@ CASES = {
         "data_path": "/mnt/kvtier",
         "tls_secret": "cache-kvtier-tls",
         "mutual_tls": True,
+        "auth_secret": "cache-kvtier-tokens",
         "gpus": 2,
         "anti_affinity": "hard",
         "pdb_max_unavailable": 2,
@@ -74,6 +76,7 @@ CASES = {
         "data_path": None,
         "tls_secret": None,
         "mutual_tls": False,
+        "auth_secret": None,
         "gpus": None,
         "anti_affinity": "none",
         "pdb_max_unavailable": None,
@@ -87,7 +90,9 @@ CONFIG_PATH = "/etc/kvtier/kvtier.yaml"
 TLS_DIR = "/etc/kvtier/tls"
 ARGS = ["/usr/local/bin/kvtier", "serve", "--config", CONFIG_PATH]
 # Keys the chart sets itself; everything else in the ConfigMap comes from `config` values.
-CHART_OWNED_KEYS = {"listen", "metrics_listen", "disk.path", "tls.cert_file", "tls.key_file", "tls.client_ca_file"}
+AUTH_DIR = "/etc/kvtier/auth"
+CHART_OWNED_KEYS = {"listen", "metrics_listen", "disk.path", "tls.cert_file", "tls.key_file", "tls.client_ca_file",
+                    "auth.tokens_file"}
 REQUIRED_ALERTS = {
     # alert name -> metric names its expression must use (from kvstore/src/metrics.cc, or Prometheus' own `up`)
     "KvtierNodeDown": {"up"},
@@ -241,6 +246,9 @@ def check_config(cm, case, repo):
             want_tls["tls.client_ca_file"] = f"{TLS_DIR}/ca.crt"
     got_tls = {k: v for k, v in flat.items() if k.startswith("tls.")}
     check(got_tls == want_tls, f"config tls keys {got_tls}, want {want_tls} (the mounted Secret's files)")
+    want_auth = {} if case["auth_secret"] is None else {"auth.tokens_file": f"{AUTH_DIR}/tokens.yaml"}
+    got_auth = {k: v for k, v in flat.items() if k.startswith("auth.")}
+    check(got_auth == want_auth, f"config auth keys {got_auth}, want {want_auth} (the mounted Secret's file)")
     if case["values"] is None:
         # The chart's defaults are kvtier's: same keys (all of them) and same values as docs/config.md.
         for key, want in documented.items():
@@ -386,6 +394,14 @@ def check_statefulset(sts, config, case, repo):
               f"tls mount {tls}, want read-only {TLS_DIR}")
         check((volumes.get("tls") or {}).get("secret", {}).get("secretName") == case["tls_secret"],
               f"tls volume {volumes.get('tls')}, want Secret {case['tls_secret']!r}")
+    auth = mounts.get("auth")
+    if case["auth_secret"] is None:
+        check(auth is None and "auth" not in volumes, "token Secret mounted while auth is off")
+    elif check(auth is not None, "auth on but no auth mount"):
+        check(auth.get("mountPath") == AUTH_DIR and auth.get("readOnly") is True,
+              f"auth mount {auth}, want read-only {AUTH_DIR}")
+        check((volumes.get("auth") or {}).get("secret", {}).get("secretName") == case["auth_secret"],
+              f"auth volume {volumes.get('auth')}, want Secret {case['auth_secret']!r}")
 
     anti = (pod.get("affinity") or {}).get("podAntiAffinity") or {}
     want = {"hard": "requiredDuringSchedulingIgnoredDuringExecution",

@@ -116,6 +116,13 @@ Status ParseTls(const YAML::Node& node, ServerConfig* c) {
   return Status::Ok();
 }
 
+Status ParseAuth(const YAML::Node& node, ServerConfig* c) {
+  if (!node.IsMap()) return KeyError("auth", "expected a mapping");
+  KVTIER_RETURN_IF_ERROR(CheckKeys(node, "auth.", {"tokens_file"}));
+  if (node["tokens_file"]) KVTIER_RETURN_IF_ERROR(ReadString(node["tokens_file"], "auth.tokens_file", &c->auth_tokens_file));
+  return Status::Ok();
+}
+
 Status ParseLimits(const YAML::Node& node, ServerConfig* c) {
   if (!node.IsMap()) return KeyError("limits", "expected a mapping");
   KVTIER_RETURN_IF_ERROR(CheckKeys(node, "limits.",
@@ -205,6 +212,8 @@ std::string ServerConfig::ToYaml() const {
       << "  cert_file: \"" << tls.cert_file << "\"\n"
       << "  key_file: \"" << tls.key_file << "\"\n"
       << "  client_ca_file: \"" << tls.client_ca_file << "\"\n"
+      << "auth:\n"
+      << "  tokens_file: \"" << auth_tokens_file << "\"\n"
       << "host_tier:\n"
       << "  capacity: " << FormatByteSize(store.host_capacity_bytes) << "\n"
       << "  huge_pages: " << (store.host_huge_pages ? "true" : "false") << "\n"
@@ -244,8 +253,8 @@ Status ParseServerConfigYaml(std::string_view yaml, ServerConfig* config) {
   if (!root.IsMap()) return InvalidArgument("config must be a YAML mapping at the top level");
   try {
     KVTIER_RETURN_IF_ERROR(
-        CheckKeys(root, "", {"listen", "metrics_listen", "log_level", "shutdown_grace_ms", "tls", "host_tier",
-                             "disk", "limits"}));
+        CheckKeys(root, "", {"listen", "metrics_listen", "log_level", "shutdown_grace_ms", "tls", "auth",
+                             "host_tier", "disk", "limits"}));
     if (root["shutdown_grace_ms"]) {
       KVTIER_RETURN_IF_ERROR(ReadU32(root["shutdown_grace_ms"], "shutdown_grace_ms", &config->shutdown_grace_ms));
     }
@@ -261,6 +270,7 @@ Status ParseServerConfigYaml(std::string_view yaml, ServerConfig* config) {
       }
     }
     if (root["tls"]) KVTIER_RETURN_IF_ERROR(ParseTls(root["tls"], config));
+    if (root["auth"]) KVTIER_RETURN_IF_ERROR(ParseAuth(root["auth"], config));
     if (root["host_tier"]) KVTIER_RETURN_IF_ERROR(ParseHostTier(root["host_tier"], config));
     if (root["disk"]) KVTIER_RETURN_IF_ERROR(ParseDisk(root["disk"], config));
     if (root["limits"]) KVTIER_RETURN_IF_ERROR(ParseLimits(root["limits"], config));

@@ -64,6 +64,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 /etc/kvtier/tls
 {{- end }}
 
+{{/* Fixed mount point of the bearer-token Secret; auth.tokens_file names the file under it. */}}
+{{- define "kvtier.authDir" -}}
+/etc/kvtier/auth
+{{- end }}
+
 {{/*
 kvtier's config file: the `config` values plus the keys the chart owns (listen addresses on the pod IP,
 disk.path on the data volume, tls.* on the mounted Secret). Rendered as YAML for the ConfigMap.
@@ -86,6 +91,9 @@ disk.path on the data volume, tls.* on the mounted Secret). Rendered as YAML for
 {{- $_ = set $tls "client_ca_file" (printf "%s/ca.crt" $dir) }}
 {{- end }}
 {{- $_ = set $cfg "tls" $tls }}
+{{- end }}
+{{- if .Values.auth.enabled }}
+{{- $_ = set $cfg "auth" (dict "tokens_file" (printf "%s/%s" (include "kvtier.authDir" .) .Values.auth.secretKey)) }}
 {{- end }}
 {{- toYaml $cfg }}
 {{- end }}
@@ -115,6 +123,9 @@ headless Service).
 {{- end }}
 {{- if hasKey .Values.config "tls" }}
 {{- fail "config.tls is set by the chart from the Secret it mounts: use tls.enabled, tls.secretName and tls.clientAuth" }}
+{{- end }}
+{{- if hasKey .Values.config "auth" }}
+{{- fail "config.auth is set by the chart from the Secret it mounts: use auth.enabled, auth.secretName and auth.secretKey" }}
 {{- end }}
 {{- if and .Values.tls.clientAuth (not .Values.tls.enabled) }}
 {{- fail "tls.clientAuth needs tls.enabled" }}

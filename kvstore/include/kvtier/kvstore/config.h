@@ -30,6 +30,8 @@ struct ServerConfig {
   // exits at once.
   uint32_t shutdown_grace_ms = 10000;
   TlsConfig tls;
+  // Per-namespace bearer tokens (auth.h); empty = no authentication (trusted network only).
+  std::string auth_tokens_file;
   StoreOptions store;
   ServiceOptions service;
 
