@@ -19,6 +19,11 @@
 
 namespace kvtier {
 
+void PrepareContext(const ClientOptions& o, grpc::ClientContext* ctx) {
+  ctx->set_deadline(std::chrono::system_clock::now() + o.deadline);
+  if (!o.bearer_token.empty()) ctx->AddMetadata("authorization", "Bearer " + o.bearer_token);
+}
+
 Status ClientOptions::Validate() const {
   if (endpoint.empty()) return InvalidArgument("ClientOptions.endpoint is empty");
   if (name_space.empty() || name_space.size() > 128) {
@@ -113,10 +118,6 @@ auto WithRetry(const ClientOptions& o, Fn&& attempt) -> decltype(attempt()) {
   }
 }
 
-void SetDeadline(const ClientOptions& o, grpc::ClientContext* ctx) {
-  ctx->set_deadline(std::chrono::system_clock::now() + o.deadline);
-}
-
 }  // namespace
 
 Result<PutResult> Client::Put(const ChunkKey& key, std::span<const uint32_t> token_ids, std::span<const std::byte> kv,
@@ -164,7 +165,7 @@ Result<std::vector<PutResult>> Client::PutBatch(std::span<const ChunkPut> chunks
   for (const auto& payload : payloads) checksums.push_back(Checksum64(payload));
   return WithRetry(options_, [&]() -> Result<std::vector<PutResult>> {
     grpc::ClientContext ctx;
-    SetDeadline(options_, &ctx);
+    PrepareContext(options_, &ctx);
     v1::PutResponse response;
     auto writer = impl_->stub->Put(&ctx, &response);
     v1::PutRequest msg;
@@ -241,7 +242,7 @@ Result<Response> CallUnary(const ClientOptions& o, v1::KvTier::Stub* stub,
                            const Request& request) {
   return WithRetry(o, [&]() -> Result<Response> {
     grpc::ClientContext ctx;
-    SetDeadline(o, &ctx);
+    PrepareContext(o, &ctx);
     Response response;
     const grpc::Status status = (stub->*method)(&ctx, request, &response);
     if (!status.ok()) return FromGrpc(status);

@@ -114,7 +114,7 @@ Result<std::vector<GetResult>> RunGetStream(grpc::Channel* channel, const grpc::
                                             std::span<const ChunkKey> keys, std::span<const std::span<std::byte>> dests,
                                             const codec::DecodeOptions& decode) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + o.deadline);
+  PrepareContext(o, &ctx);
   std::unique_ptr<grpc::ClientReader<RawGetMessage>> reader(
       grpc::internal::ClientReaderFactory<RawGetMessage>::Create(channel, method, &ctx, request));
   std::vector<GetResult> results(keys.size());

@@ -50,6 +50,9 @@ class grpc::SerializationTraits<kvtier::RawGetMessage> {
 
 namespace kvtier {
 
+// Deadline and credentials every call of this client carries (client.cc).
+void PrepareContext(const ClientOptions& options, grpc::ClientContext* ctx);
+
 // Runs one Get for `request` (keys already filled) into `dests` (one per key).
 Result<std::vector<GetResult>> RunGetStream(grpc::Channel* channel, const grpc::internal::RpcMethod& method,
                                             const ClientOptions& options, const v1::GetRequest& request,

@@ -50,6 +50,9 @@ struct ClientOptions {
   bool verify_checksum = true;                    // re-hash received payloads (end-to-end integrity)
   size_t async_threads = 4;                       // workers for the *Async calls
   ClientTls tls;                                  // TLS / mTLS; plaintext when tls.root_ca_pem is empty
+  // Sent as `authorization: Bearer <token>` with every call, for servers with auth.tokens_file.
+  // Use TLS with it: over plaintext anyone on the path can read the token.
+  std::string bearer_token;
   // How puts are encoded (codec kRaw: sent as they are). A cachegen profile referenced here must
   // outlive the client and be on the server first (PutProfile). The executor, if any, is also used
   // to decode gets.
