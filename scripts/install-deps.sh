@@ -18,6 +18,8 @@ PACKAGES=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # benchmark peer (Redis 7) and its client library; curl for metric scrapes in tests
   redis-server libhiredis-dev curl
+  # promtool and a Prometheus server for the metrics tests (tests/integration/prometheus_test.cc)
+  prometheus
   # NVMe tier benchmark peer
   fio
   # certificates for the TLS tests

@@ -30,11 +30,14 @@ struct GetReactor::SharedHold {
   std::span<const std::byte> payload;  // what is sent: ref.payload() or decoded
   uint8_t codec = 0;
   uint64_t checksum = 0;
+  Metrics* metrics = nullptr;   // payload.size() is counted in kvtier_inflight_bytes{op="get"} while set
   std::atomic<int> holders{1};  // the reactor, plus one per slice gRPC still holds
 
   static void Release(void* p) {
     auto* hold = static_cast<SharedHold*>(p);
-    if (hold->holders.fetch_sub(1, std::memory_order_acq_rel) == 1) delete hold;
+    if (hold->holders.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    if (hold->metrics != nullptr) hold->metrics->ReleaseGetBytes(hold->payload.size());
+    delete hold;
   }
 };
 
@@ -92,11 +95,19 @@ GetReactor::SharedHold* GetReactor::Hold(ChunkRef& ref) {
   return hold;
 }
 
+GetReactor::SharedHold* GetReactor::Counted(SharedHold* hold) {
+  if (hold != nullptr && metrics_ != nullptr) {
+    hold->metrics = metrics_;
+    metrics_->HoldGetBytes(hold->payload.size());
+  }
+  return hold;
+}
+
 void GetReactor::WriteHeader(ChunkRef& ref) {
   v1::GetResponse msg;
   v1::ChunkHeader* h = msg.mutable_header();
   h->set_index(static_cast<uint32_t>(index_));
-  hold_ = ref ? Hold(ref) : nullptr;
+  hold_ = ref ? Counted(Hold(ref)) : nullptr;
   h->set_found(hold_ != nullptr);
   if (hold_ != nullptr) {
     const ChunkEntry& e = hold_->ref.entry();
@@ -133,6 +144,7 @@ void GetReactor::WriteNext() {
   buffer_ = grpc::ByteBuffer(slices, 2);
   offset_ += n;
   if (offset_ == payload.size()) {
+    if (metrics_ != nullptr) metrics_->AddCodecBytes(CodecDirection::kOut, hold_->codec, payload.size());
     SharedHold::Release(hold_);  // the slices keep it alive until gRPC is done with them
     hold_ = nullptr;
     header_sent_ = false;

@@ -6,6 +6,8 @@
 // One write is outstanding at a time (the callback API's rule); the reactor deletes itself in OnDone.
 // When the client asked for raw payloads, an encoded chunk is decoded into a buffer the hold owns and
 // that buffer is sent instead; a chunk that cannot be decoded (its profile is gone) is answered as a miss.
+// Metrics: a hold's payload counts as in-flight get bytes while it lives; a chunk's payload counts in
+// kvtier_codec_bytes_total{direction="out"} (by the codec sent) once its last frame is handed to gRPC.
 #pragma once
 
 #include <grpcpp/support/byte_buffer.h>
@@ -38,6 +40,8 @@ class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   void WriteHeader(ChunkRef& ref);
   // The hold for a hit: the stored bytes, or their decoding when raw was asked for (null: undecodable).
   SharedHold* Hold(ChunkRef& ref);
+  // Counts a hold's payload in kvtier_inflight_bytes{op="get"} until the hold is released.
+  SharedHold* Counted(SharedHold* hold);
   void Done(const Status& status);
 
   Metrics* const metrics_;

@@ -3,12 +3,14 @@
 #include <prometheus/collectable.h>
 #include <prometheus/counter.h>
 #include <prometheus/exposer.h>
+#include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
 #include <exception>
 
+#include "kvtier/codec/codec.h"
 #include "kvtier/kvstore/store.h"
 
 namespace kvtier {
@@ -31,7 +33,8 @@ std::string_view OpName(Op op) {
 // Turns a Store::Stats() snapshot into metric families at scrape time.
 class StoreCollector final : public prometheus::Collectable {
  public:
-  explicit StoreCollector(const Store* store) : store_(store) {}
+  StoreCollector(const Store* store, const std::atomic<uint64_t>* inflight_get_bytes)
+      : store_(store), inflight_get_bytes_(inflight_get_bytes) {}
 
   std::vector<prometheus::MetricFamily> Collect() const override {
     const StoreStats stats = store_->Stats();
@@ -73,6 +76,22 @@ class StoreCollector final : public prometheus::Collectable {
            MetricType::Counter, static_cast<double>(stats.token_mismatches));
     single("kvtier_namespaces", "Namespaces known to the server.", MetricType::Gauge,
            static_cast<double>(stats.namespaces));
+    single("kvtier_leases_held", "Chunks whose lease (from a Lookup with lease_ttl_ms) has not expired.",
+           MetricType::Gauge, static_cast<double>(stats.leases_held));
+    prometheus::MetricFamily inflight{
+        "kvtier_inflight_bytes",
+        "Bytes held by requests in flight: host bytes reserved by uncommitted puts, payload bytes held by "
+        "streaming gets.",
+        MetricType::Gauge,
+        {}};
+    for (const auto& [op, value] :
+         {std::pair{"put", stats.inflight_put_bytes}, {"get", inflight_get_bytes_->load(std::memory_order_relaxed)}}) {
+      prometheus::ClientMetric m;
+      m.label.push_back({"op", op});
+      m.gauge.value = static_cast<double>(value);
+      inflight.metric.push_back(std::move(m));
+    }
+    out.push_back(std::move(inflight));
     if (stats.disk.enabled) CollectDisk(stats.disk, &out);
     return out;
   }
@@ -119,11 +138,12 @@ class StoreCollector final : public prometheus::Collectable {
   }
 
   const Store* store_;
+  const std::atomic<uint64_t>* inflight_get_bytes_;
 };
 
 Metrics::Metrics(const Store* store)
     : registry_(std::make_shared<prometheus::Registry>()),
-      store_collector_(std::make_shared<StoreCollector>(store)) {
+      store_collector_(std::make_shared<StoreCollector>(store, &inflight_get_bytes_)) {
   requests_ = &prometheus::BuildCounter()
                    .Name("kvtier_requests_total")
                    .Help("RPCs finished, by operation and gRPC status code.")
@@ -138,6 +158,31 @@ Metrics::Metrics(const Store* store)
   for (size_t i = 0; i < durations_.size(); ++i) {
     durations_[i] = &durations.Add({{"op", std::string(OpName(static_cast<Op>(i)))}}, buckets);
   }
+  // Every codec and direction exists from the start, so rates and dashboards see zeros, not gaps.
+  auto& codec_bytes = prometheus::BuildCounter()
+                          .Name("kvtier_codec_bytes_total")
+                          .Help("Chunk payload bytes by codec: in = committed by puts (a put of a key already "
+                                "present is not counted), out = sent by gets, in the codec sent.")
+                          .Register(*registry_);
+  static_assert(std::size(codec::kAllCodecs) == kCodecs);
+  for (size_t d = 0; d < codec_bytes_.size(); ++d) {
+    for (codec::CodecId id : codec::kAllCodecs) {
+      codec_bytes_[d][static_cast<size_t>(id) - 1] =
+          &codec_bytes.Add({{"codec", std::string(codec::CodecName(id))},
+                            {"direction", static_cast<CodecDirection>(d) == CodecDirection::kIn ? "in" : "out"}});
+    }
+  }
+#ifdef KVTIER_HAVE_CUDA
+  const char* cuda = "on";
+#else
+  const char* cuda = "off";
+#endif
+  prometheus::BuildGauge()
+      .Name("kvtier_build_info")
+      .Help("Always 1; the labels say which kvtier version is running and whether it was built with CUDA.")
+      .Register(*registry_)
+      .Add({{"version", KVTIER_VERSION}, {"cuda", cuda}})
+      .Set(1);
 }
 
 Metrics::~Metrics() = default;
@@ -159,6 +204,11 @@ prometheus::Counter* Metrics::RequestCounter(Op op, StatusCode code) {
 void Metrics::ObserveRequest(Op op, StatusCode code, double seconds) {
   RequestCounter(op, code)->Increment();
   durations_[static_cast<size_t>(op)]->Observe(seconds);
+}
+
+void Metrics::AddCodecBytes(CodecDirection direction, uint8_t codec, uint64_t bytes) {
+  if (codec < 1 || codec > kCodecs) return;
+  codec_bytes_[static_cast<size_t>(direction)][codec - 1]->Increment(static_cast<double>(bytes));
 }
 
 Result<int> Metrics::Serve(const std::string& address) {

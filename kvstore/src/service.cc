@@ -63,6 +63,7 @@ Status KvTierService::DoPut(grpc::ServerContext* ctx, grpc::ServerReader<v1::Put
   Scope scope;
   std::string scope_namespace;
   int chunks = 0;
+  CodecId pending_codec = CodecId::kRaw;
   while (reader->Read(&msg)) {
     if (msg.has_header()) {
       if (pending.active()) {
@@ -92,6 +93,7 @@ Status KvTierService::DoPut(grpc::ServerContext* ctx, grpc::ServerReader<v1::Put
       auto begun = store_->BeginPut(scope, spec);
       if (!begun.ok()) return begun.status();
       pending = std::move(begun).value();
+      pending_codec = spec.codec;
       ++chunks;
     } else if (msg.msg_case() == v1::PutRequest::kData) {
       if (!pending.active()) return InvalidArgument("data frame before any chunk header");
@@ -106,9 +108,13 @@ Status KvTierService::DoPut(grpc::ServerContext* ctx, grpc::ServerReader<v1::Put
     }
     if (pending.active() && pending.complete()) {
       const ChunkKey key = pending.key();
+      const uint64_t bytes = pending.expected_bytes();
       auto outcome = pending.Commit();
       pending = PendingPut();
       if (!outcome.ok()) return outcome.status();
+      if (metrics_ != nullptr && !outcome->already_present) {
+        metrics_->AddCodecBytes(CodecDirection::kIn, static_cast<uint8_t>(pending_codec), bytes);
+      }
       v1::PutResult* result = response->add_results();
       result->set_key(KeyToWire(key));
       result->set_already_present(outcome->already_present);

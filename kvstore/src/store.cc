@@ -295,6 +295,7 @@ Result<PendingPut> Store::BeginPut(const Scope& scope, const PutSpec& spec) {
     e->in_host = true;
     e->payload_offset = tokens_bytes;
     ++reservations_;
+    reserved_bytes_ += e->host.length;
     put.entry_ = e;
     break;
   }
@@ -312,6 +313,7 @@ Result<PutOutcome> Store::CommitPut(PendingPut* put) {
   ChunkEntry* e = put->entry_;
   std::lock_guard lock(mu_);
   --reservations_;
+  reserved_bytes_ -= e->host.length;
   if (table_->Find(e->ns_id, e->key) != nullptr) {
     // A concurrent put of the same key committed first; ours is redundant (chunks are immutable).
     ReleaseEntryLocked(e);
@@ -334,6 +336,7 @@ Result<PutOutcome> Store::CommitPut(PendingPut* put) {
 void Store::AbortPut(PendingPut* put) {
   std::lock_guard lock(mu_);
   --reservations_;
+  reserved_bytes_ -= put->entry_->host.length;
   ReleaseEntryLocked(put->entry_);
 }
 
@@ -391,6 +394,7 @@ Status Store::CheckFingerprintLocked(const Scope& scope, const ChunkEntry& e) co
 void Store::RemoveLocked(ChunkEntry* e) {
   table_->Erase(e);
   e->indexed = false;
+  UnlistLeaseLocked(e);
   dirty_->Remove(e);
   if (e->in_host) {
     if (e->pinned) --host_pinned_chunks_;
@@ -436,7 +440,23 @@ void Store::Unref(ChunkEntry* e) {
   }
 }
 
+void Store::ListLeaseLocked(ChunkEntry* e) {
+  if (e->lease_slot != ChunkEntry::kNoLeaseSlot) return;
+  e->lease_slot = static_cast<uint32_t>(leased_.size());
+  leased_.push_back(e);
+}
+
+void Store::UnlistLeaseLocked(ChunkEntry* e) const {
+  if (e->lease_slot == ChunkEntry::kNoLeaseSlot) return;
+  ChunkEntry* last = leased_.back();
+  leased_[e->lease_slot] = last;
+  last->lease_slot = e->lease_slot;
+  leased_.pop_back();
+  e->lease_slot = ChunkEntry::kNoLeaseSlot;
+}
+
 void Store::ReleaseEntryLocked(ChunkEntry* e) {
+  UnlistLeaseLocked(e);
   if (e->in_host) host_->Free(e->host);
   if (e->on_disk && nvme_ != nullptr) nvme_->Free(e->disk);
   pool_->Release(e);
@@ -527,6 +547,7 @@ Result<uint32_t> Store::Lookup(const Scope& scope, std::span<const ChunkKey> key
     ++leading;
     if (ttl > 0 && e->lease_until_ns.load(std::memory_order_relaxed) < lease_until) {
       e->lease_until_ns.store(lease_until, std::memory_order_relaxed);
+      ListLeaseLocked(e);
     }
   }
   return leading;
@@ -578,6 +599,19 @@ StoreStats Store::Stats() const {
     stats.namespaces = static_cast<uint32_t>(namespaces_.size());
     stats.disk.failed = disk_failed_;
     stats.disk.full = disk_full_;
+    stats.inflight_put_bytes = reserved_bytes_;
+    // Only chunks ever leased are walked; expired ones leave the list here (leases are never renewed
+    // without a Lookup, which lists the chunk again).
+    const int64_t now = NowNs();
+    for (size_t i = 0; i < leased_.size();) {
+      ChunkEntry* e = leased_[i];
+      if (e->lease_until_ns.load(std::memory_order_relaxed) > now) {
+        ++stats.leases_held;
+        ++i;
+      } else {
+        UnlistLeaseLocked(e);  // moves the last entry into slot i
+      }
+    }
   }
   host.hits = host_hits_.load(std::memory_order_relaxed);
   host.evictions = host_evictions_.load(std::memory_order_relaxed);

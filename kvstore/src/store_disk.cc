@@ -238,6 +238,7 @@ void Store::DisableDiskLocked(const std::string& why) {
   for (ChunkEntry* e : disk_only) {
     table_->Erase(e);
     e->indexed = false;
+    UnlistLeaseLocked(e);
     e->on_disk = false;
     --disk_chunks_;
     UnrefLocked(e);

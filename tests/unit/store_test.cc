@@ -260,6 +260,61 @@ TEST_F(StoreTest, LeasesProtectUntilTheyExpire) {
   EXPECT_TRUE(Has({11, 1}));
 }
 
+TEST_F(StoreTest, LeasesHeldCountsLiveLeasesOnly) {
+  Open();
+  for (uint64_t k = 0; k < 4; ++k) ASSERT_TRUE(Put(scope_, {12, k}, Payload(16, 1)).ok());
+  std::vector<TierKind> tiers;
+  EXPECT_EQ(store_->Stats().leases_held, 0u);
+  ASSERT_TRUE(store_->Lookup(scope_, std::vector<ChunkKey>{{12, 0}, {12, 1}, {12, 2}}, 0, &tiers).ok());
+  EXPECT_EQ(store_->Stats().leases_held, 0u);  // no lease asked for
+  ASSERT_TRUE(store_->Lookup(scope_, std::vector<ChunkKey>{{12, 0}, {12, 1}, {12, 2}}, 1000, &tiers).ok());
+  ASSERT_TRUE(store_->Lookup(scope_, std::vector<ChunkKey>{{12, 0}}, 1000, &tiers).ok());  // renewal: same chunk
+  EXPECT_EQ(store_->Stats().leases_held, 3u);
+  ASSERT_EQ(*store_->Delete(scope_, std::vector<ChunkKey>{{12, 1}}), 1u);  // a deleted chunk holds no lease
+  EXPECT_EQ(store_->Stats().leases_held, 2u);
+  now_ += 500'000'000;
+  ASSERT_TRUE(store_->Lookup(scope_, std::vector<ChunkKey>{{12, 3}}, 1000, &tiers).ok());
+  EXPECT_EQ(store_->Stats().leases_held, 3u);
+  now_ += 500'000'000;  // 0 and 2 expire now (a lease is held while now < until)
+  EXPECT_EQ(store_->Stats().leases_held, 1u);
+  EXPECT_EQ(store_->Stats().leases_held, 1u);  // pruning the expired ones changed nothing else
+  ASSERT_TRUE(store_->Lookup(scope_, std::vector<ChunkKey>{{12, 0}}, 1000, &tiers).ok());  // leased again
+  EXPECT_EQ(store_->Stats().leases_held, 2u);
+  now_ += 2'000'000'000;
+  EXPECT_EQ(store_->Stats().leases_held, 0u);
+  // Deleting leased and formerly leased chunks leaves nothing counted (or listed).
+  ASSERT_TRUE(store_->Lookup(scope_, std::vector<ChunkKey>{{12, 2}}, 1000, &tiers).ok());
+  ASSERT_EQ(*store_->Delete(scope_, std::vector<ChunkKey>{{12, 0}, {12, 2}, {12, 3}}), 3u);
+  EXPECT_EQ(store_->Stats().leases_held, 0u);
+}
+
+TEST_F(StoreTest, InflightPutBytesAreTheReservationsNotYetCommitted) {
+  Open();
+  const auto payload = Payload(64, 1);
+  std::vector<uint32_t> tokens(64, 1);
+  EXPECT_EQ(store_->Stats().inflight_put_bytes, 0u);
+  auto first = store_->BeginPut(scope_, {{13, 1}, tokens, CodecId::kRaw, payload.size(), Checksum64(payload), 0, false});
+  ASSERT_TRUE(first.ok());
+  const uint64_t one = store_->host_tier().used_bytes();
+  EXPECT_EQ(store_->Stats().inflight_put_bytes, one);
+  {
+    auto second =
+        store_->BeginPut(scope_, {{13, 2}, tokens, CodecId::kRaw, payload.size(), Checksum64(payload), 0, false});
+    ASSERT_TRUE(second.ok());
+    EXPECT_EQ(store_->Stats().inflight_put_bytes, 2 * one);
+  }  // abandoned
+  EXPECT_EQ(store_->Stats().inflight_put_bytes, one);
+  ASSERT_TRUE(first->Append(payload).ok());
+  ASSERT_TRUE(first->Commit().ok());
+  EXPECT_EQ(store_->Stats().inflight_put_bytes, 0u);
+  // A reservation that fails its checksum is released too.
+  auto bad = store_->BeginPut(scope_, {{13, 3}, tokens, CodecId::kRaw, payload.size(), 12345, 0, false});
+  ASSERT_TRUE(bad.ok());
+  ASSERT_TRUE(bad->Append(payload).ok());
+  EXPECT_EQ(bad->Commit().status().code(), StatusCode::kDataLoss);
+  EXPECT_EQ(store_->Stats().inflight_put_bytes, 0u);
+}
+
 TEST_F(StoreTest, AllLeasedMeansResourceExhaustedNamingLeases) {
   Open(1 * kMiB);
   std::vector<ChunkKey> keys;

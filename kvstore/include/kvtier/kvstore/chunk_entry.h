@@ -49,6 +49,9 @@ struct ChunkEntry {
   ChunkEntry* dirty_prev = nullptr;   // the Store's list of host chunks with no disk copy yet
   ChunkEntry* dirty_next = nullptr;
   bool dirty = false;                 // linked in that list
+  uint32_t lease_slot = kNoLeaseSlot;  // index in the Store's list of leased chunks, if listed
+
+  static constexpr uint32_t kNoLeaseSlot = UINT32_MAX;
 
   // Where a read is served from: host DRAM when there is a copy there.
   TierKind tier() const { return in_host ? TierKind::kHost : on_disk ? TierKind::kNvme : TierKind::kNone; }
@@ -67,6 +70,7 @@ struct ChunkEntry {
     policy_prev = policy_next = nullptr;
     dirty_prev = dirty_next = nullptr;
     dirty = false;
+    lease_slot = kNoLeaseSlot;
   }
 };
 

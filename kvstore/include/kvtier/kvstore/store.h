@@ -207,6 +207,8 @@ struct StoreStats {
   uint64_t checksum_failures = 0;
   uint64_t token_mismatches = 0;
   uint32_t namespaces = 0;
+  uint64_t leases_held = 0;         // indexed chunks whose lease has not expired
+  uint64_t inflight_put_bytes = 0;  // host bytes reserved by puts not yet committed or aborted
   DiskStats disk;
 };
 
@@ -279,6 +281,8 @@ class Store {
   void RemoveLocked(ChunkEntry* e);
   void DropHostCopyLocked(ChunkEntry* e);
   void DropDiskCopyLocked(ChunkEntry* e);
+  void ListLeaseLocked(ChunkEntry* e);
+  void UnlistLeaseLocked(ChunkEntry* e) const;
   void UnrefLocked(ChunkEntry* e);
   void ReleaseEntryLocked(ChunkEntry* e);
   void Unref(ChunkEntry* e);
@@ -315,6 +319,11 @@ class Store {
   uint64_t host_pinned_chunks_ = 0;                               // guarded by mu_
   uint64_t disk_chunks_ = 0;                                      // guarded by mu_
   uint64_t reservations_ = 0;                                     // puts in flight; guarded by mu_
+  uint64_t reserved_bytes_ = 0;                                   // their host bytes; guarded by mu_
+  // Chunks that were given a lease, so Stats() counts live leases without walking the whole index.
+  // Entered on Lookup, left when the chunk leaves the index, and pruned by Stats() once expired
+  // (mutable for that). Guarded by mu_.
+  mutable std::vector<ChunkEntry*> leased_;
   bool disk_failed_ = false;                                      // guarded by mu_
   bool disk_full_ = false;                                        // guarded by mu_
   uint32_t disk_consecutive_errors_ = 0;                          // guarded by mu_
