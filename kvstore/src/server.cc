@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "kvtier/kvstore/auth.h"
 #include "kvtier/kvstore/service.h"
 
 namespace kvtier {
@@ -49,12 +50,18 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
   auto credentials = Credentials(config.tls);  // before the arena: a bad file fails fast
   if (!credentials.ok()) return credentials.status();
   std::unique_ptr<Server> server(new Server());
+  if (!config.auth_tokens_file.empty()) {
+    auto auth = Authorizer::Load(config.auth_tokens_file);
+    if (!auth.ok()) return InvalidArgument("config key 'auth.tokens_file': " + auth.status().message());
+    server->auth_ = std::make_unique<Authorizer>(std::move(auth).value());
+  }
   server->config_ = config;
   auto store = Store::Open(config.store);
   if (!store.ok()) return store.status();
   server->store_ = std::move(store).value();
   server->metrics_ = std::make_unique<Metrics>(server->store_.get());
-  server->service_ = std::make_unique<KvTierService>(server->store_.get(), server->metrics_.get(), config.service);
+  server->service_ = std::make_unique<KvTierService>(server->store_.get(), server->metrics_.get(), config.service,
+                                                    server->auth_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -25,6 +25,13 @@ std::span<const uint32_t> TokensOf(const google::protobuf::RepeatedField<uint32_
 
 std::span<const std::byte> BytesOf(const std::string& s) { return AsBytes(s); }
 
+// The `authorization` metadata of a call; empty when absent.
+std::string_view AuthorizationOf(const grpc::ServerContextBase& ctx) {
+  const auto& metadata = ctx.client_metadata();
+  auto it = metadata.find("authorization");
+  return it == metadata.end() ? std::string_view() : std::string_view(it->second.data(), it->second.size());
+}
+
 }  // namespace
 
 Status ServiceOptions::Validate() const {
@@ -34,8 +41,8 @@ Status ServiceOptions::Validate() const {
   return Status::Ok();
 }
 
-KvTierService::KvTierService(Store* store, Metrics* metrics, ServiceOptions options)
-    : store_(store), metrics_(metrics), options_(options), started_(std::chrono::steady_clock::now()) {}
+KvTierService::KvTierService(Store* store, Metrics* metrics, ServiceOptions options, const Authorizer* auth)
+    : store_(store), metrics_(metrics), options_(options), auth_(auth), started_(std::chrono::steady_clock::now()) {}
 
 template <typename Fn>
 grpc::Status KvTierService::Timed(Op op, Fn&& fn) {
@@ -46,7 +53,9 @@ grpc::Status KvTierService::Timed(Op op, Fn&& fn) {
   return ToGrpc(status);
 }
 
-Result<Scope> KvTierService::ScopeOf(const v1::RequestContext& context, bool for_write) {
+Result<Scope> KvTierService::ScopeOf(const grpc::ServerContextBase& ctx, const v1::RequestContext& context,
+                                     Access access, bool for_write) {
+  if (auth_ != nullptr) KVTIER_RETURN_IF_ERROR(auth_->Check(AuthorizationOf(ctx), context.namespace_(), access));
   if (!context.has_fingerprint()) return InvalidArgument("request context has no model fingerprint");
   return store_->OpenScope(context.namespace_(), FromProto(context.fingerprint()), for_write);
 }
@@ -77,7 +86,7 @@ Status KvTierService::DoPut(grpc::ServerContext* ctx, grpc::ServerReader<v1::Put
       // Streams usually carry many chunks of one namespace and model: resolve the scope once.
       if (chunks == 0 || h.context().namespace_() != scope_namespace ||
           FromProto(h.context().fingerprint()) != scope.fingerprint) {
-        auto s = ScopeOf(h.context(), /*for_write=*/true);
+        auto s = ScopeOf(*ctx, h.context(), Access::kWrite, /*for_write=*/true);
         if (!s.ok()) return s.status();
         scope = std::move(s).value();
         scope_namespace = h.context().namespace_();
@@ -131,13 +140,14 @@ Status KvTierService::DoPut(grpc::ServerContext* ctx, grpc::ServerReader<v1::Put
   return Status::Ok();
 }
 
-Result<KvTierService::AcquiredGet> KvTierService::AcquireForGet(const grpc::ByteBuffer& raw) {
+Result<KvTierService::AcquiredGet> KvTierService::AcquireForGet(const grpc::ServerContextBase& ctx,
+                                                                const grpc::ByteBuffer& raw) {
   v1::GetRequest request;
   grpc::ByteBuffer copy(raw);  // shares the slices; Deserialize consumes its argument
   if (!grpc::SerializationTraits<v1::GetRequest>::Deserialize(&copy, &request).ok()) {
     return InvalidArgument("get request does not parse");
   }
-  auto scope = ScopeOf(request.context(), /*for_write=*/false);
+  auto scope = ScopeOf(ctx, request.context(), Access::kRead, /*for_write=*/false);
   if (!scope.ok()) return scope.status();
   auto keys = KeysOf(request.keys());
   if (!keys.ok()) return keys.status();
@@ -162,20 +172,20 @@ Result<KvTierService::AcquiredGet> KvTierService::AcquireForGet(const grpc::Byte
   return out;
 }
 
-grpc::ServerWriteReactor<grpc::ByteBuffer>* KvTierService::Get(grpc::CallbackServerContext*,
+grpc::ServerWriteReactor<grpc::ByteBuffer>* KvTierService::Get(grpc::CallbackServerContext* ctx,
                                                                const grpc::ByteBuffer* request) {
   const auto start = std::chrono::steady_clock::now();
-  auto acquired = AcquireForGet(*request);
+  auto acquired = AcquireForGet(*ctx, *request);
   auto* reactor = new GetReactor(metrics_, options_.max_frame_bytes, start);
   if (!acquired.ok()) reactor->Fail(acquired.status());
   else reactor->Start(std::move(acquired->refs), std::move(acquired->decode_profiles));
   return reactor;
 }
 
-grpc::Status KvTierService::Lookup(grpc::ServerContext*, const v1::LookupRequest* request,
+grpc::Status KvTierService::Lookup(grpc::ServerContext* ctx, const v1::LookupRequest* request,
                                    v1::LookupResponse* response) {
   return Timed(Op::kLookup, [&]() -> Status {
-    auto scope = ScopeOf(request->context(), /*for_write=*/false);
+    auto scope = ScopeOf(*ctx, request->context(), Access::kRead, /*for_write=*/false);
     if (!scope.ok()) return scope.status();
     auto keys = KeysOf(request->keys());
     if (!keys.ok()) return keys.status();
@@ -189,10 +199,10 @@ grpc::Status KvTierService::Lookup(grpc::ServerContext*, const v1::LookupRequest
   });
 }
 
-grpc::Status KvTierService::Exists(grpc::ServerContext*, const v1::ExistsRequest* request,
+grpc::Status KvTierService::Exists(grpc::ServerContext* ctx, const v1::ExistsRequest* request,
                                    v1::ExistsResponse* response) {
   return Timed(Op::kExists, [&]() -> Status {
-    auto scope = ScopeOf(request->context(), /*for_write=*/false);
+    auto scope = ScopeOf(*ctx, request->context(), Access::kRead, /*for_write=*/false);
     if (!scope.ok()) return scope.status();
     auto keys = KeysOf(request->keys());
     if (!keys.ok()) return keys.status();
@@ -203,10 +213,10 @@ grpc::Status KvTierService::Exists(grpc::ServerContext*, const v1::ExistsRequest
   });
 }
 
-grpc::Status KvTierService::Delete(grpc::ServerContext*, const v1::DeleteRequest* request,
+grpc::Status KvTierService::Delete(grpc::ServerContext* ctx, const v1::DeleteRequest* request,
                                    v1::DeleteResponse* response) {
   return Timed(Op::kDelete, [&]() -> Status {
-    auto scope = ScopeOf(request->context(), /*for_write=*/false);
+    auto scope = ScopeOf(*ctx, request->context(), Access::kWrite, /*for_write=*/false);
     if (!scope.ok()) return scope.status();
     auto keys = KeysOf(request->keys());
     if (!keys.ok()) return keys.status();
@@ -217,8 +227,9 @@ grpc::Status KvTierService::Delete(grpc::ServerContext*, const v1::DeleteRequest
   });
 }
 
-grpc::Status KvTierService::Stats(grpc::ServerContext*, const v1::StatsRequest*, v1::StatsResponse* response) {
+grpc::Status KvTierService::Stats(grpc::ServerContext* ctx, const v1::StatsRequest*, v1::StatsResponse* response) {
   return Timed(Op::kStats, [&]() -> Status {
+    if (auth_ != nullptr) KVTIER_RETURN_IF_ERROR(auth_->CheckAnyToken(AuthorizationOf(*ctx)));
     const StoreStats stats = store_->Stats();
     response->set_version(KVTIER_VERSION);
     response->set_uptime_seconds(static_cast<uint64_t>(
@@ -244,10 +255,10 @@ grpc::Status KvTierService::Stats(grpc::ServerContext*, const v1::StatsRequest*,
   });
 }
 
-grpc::Status KvTierService::PutProfile(grpc::ServerContext*, const v1::PutProfileRequest* request,
+grpc::Status KvTierService::PutProfile(grpc::ServerContext* ctx, const v1::PutProfileRequest* request,
                                        v1::PutProfileResponse* response) {
   return Timed(Op::kPutProfile, [&]() -> Status {
-    auto scope = ScopeOf(request->context(), /*for_write=*/true);
+    auto scope = ScopeOf(*ctx, request->context(), Access::kWrite, /*for_write=*/true);
     if (!scope.ok()) return scope.status();
     auto stored = store_->PutProfile(*scope, request->name(), BytesOf(request->profile()));
     if (!stored.ok()) return stored.status();
@@ -257,10 +268,10 @@ grpc::Status KvTierService::PutProfile(grpc::ServerContext*, const v1::PutProfil
   });
 }
 
-grpc::Status KvTierService::GetProfile(grpc::ServerContext*, const v1::GetProfileRequest* request,
+grpc::Status KvTierService::GetProfile(grpc::ServerContext* ctx, const v1::GetProfileRequest* request,
                                        v1::GetProfileResponse* response) {
   return Timed(Op::kGetProfile, [&]() -> Status {
-    auto scope = ScopeOf(request->context(), /*for_write=*/false);
+    auto scope = ScopeOf(*ctx, request->context(), Access::kRead, /*for_write=*/false);
     if (!scope.ok()) return scope.status();
     if (request->name().empty() && request->profile_id() == 0) {
       return InvalidArgument("get profile needs a name or a profile id");

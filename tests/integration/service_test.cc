@@ -144,26 +144,9 @@ TEST_F(ServiceTest, StatsReportTiersAndLimits) {
 
 TEST_F(ServiceTest, HealthServiceAnswersServing) {
   StartServer();
-  auto channel = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
-  grpc::ClientContext ctx;
-  grpc::Slice empty_message("");
-  grpc::ByteBuffer request_bytes(&empty_message, 1);
-  // grpc.health.v1.HealthCheckRequest{service: ""} is the empty message.
-  grpc::GenericStub generic(channel);
-  grpc::CompletionQueue cq;
-  auto call = generic.PrepareUnaryCall(&ctx, "/grpc.health.v1.Health/Check", request_bytes, &cq);
-  call->StartCall();
-  grpc::ByteBuffer response;
-  grpc::Status status;
-  call->Finish(&response, &status, reinterpret_cast<void*>(1));
-  void* tag = nullptr;
-  bool ok = false;
-  ASSERT_TRUE(cq.Next(&tag, &ok));
-  ASSERT_TRUE(status.ok()) << status.error_message();
-  std::vector<grpc::Slice> slices;
-  ASSERT_TRUE(response.Dump(&slices).ok());
   std::string bytes;
-  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  const grpc::Status status = CheckHealth(server_->address(), &bytes);
+  ASSERT_TRUE(status.ok()) << status.error_message();
   // HealthCheckResponse{status: SERVING (1)} encodes as field 1 varint 1.
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));
 }

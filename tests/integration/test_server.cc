@@ -1,6 +1,7 @@
 #include "integration/test_server.h"
 
 #include <grpcpp/create_channel.h>
+#include <grpcpp/generic/generic_stub.h>
 
 #include "kvtier/api/convert.h"
 
@@ -36,6 +37,30 @@ std::vector<uint32_t> TokensFor(const ChunkKey& key, size_t n) {
   std::vector<uint32_t> out(n);
   for (size_t i = 0; i < n; ++i) out[i] = static_cast<uint32_t>((key.lo + i) % 32000);
   return out;
+}
+
+grpc::Status CheckHealth(const std::string& address, std::string* response) {
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  grpc::ClientContext ctx;
+  grpc::Slice empty_message("");
+  grpc::ByteBuffer request_bytes(&empty_message, 1);
+  // grpc.health.v1.HealthCheckRequest{service: ""} is the empty message.
+  grpc::GenericStub generic(channel);
+  grpc::CompletionQueue cq;
+  auto call = generic.PrepareUnaryCall(&ctx, "/grpc.health.v1.Health/Check", request_bytes, &cq);
+  call->StartCall();
+  grpc::ByteBuffer reply;
+  grpc::Status status;
+  call->Finish(&reply, &status, reinterpret_cast<void*>(1));
+  void* tag = nullptr;
+  bool ok = false;
+  if (!cq.Next(&tag, &ok)) return grpc::Status(grpc::StatusCode::INTERNAL, "completion queue shut down");
+  if (!status.ok()) return status;
+  std::vector<grpc::Slice> slices;
+  if (!reply.Dump(&slices).ok()) return grpc::Status(grpc::StatusCode::INTERNAL, "cannot read the response");
+  response->clear();
+  for (const auto& s : slices) response->append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return status;
 }
 
 void ServerFixture::StartServer(uint64_t capacity, const std::function<void(ServerConfig&)>& tweak) {

@@ -39,6 +39,7 @@ class Server {
   ServerConfig config_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<class Authorizer> auth_;  // null: no authentication
   std::unique_ptr<class KvTierService> service_;
   std::unique_ptr<grpc::Server> grpc_;
   int port_ = 0;

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <string>
 
+#include "kvtier/kvstore/auth.h"
 #include "kvtier/kvstore/metrics.h"
 #include "kvtier/kvstore/store.h"
 #include "kvtier/v1/kvtier.grpc.pb.h"
@@ -25,7 +26,8 @@ struct ServiceOptions {
 
 class KvTierService final : public v1::KvTier::WithRawCallbackMethod_Get<v1::KvTier::Service> {
  public:
-  KvTierService(Store* store, Metrics* metrics, ServiceOptions options);
+  // `auth` (owned by the caller, may be null = no authentication) checks every call's bearer token.
+  KvTierService(Store* store, Metrics* metrics, ServiceOptions options, const Authorizer* auth = nullptr);
 
   grpc::Status Put(grpc::ServerContext* ctx, grpc::ServerReader<v1::PutRequest>* reader,
                    v1::PutResponse* response) override;
@@ -47,18 +49,22 @@ class KvTierService final : public v1::KvTier::WithRawCallbackMethod_Get<v1::KvT
  private:
   template <typename Fn>
   grpc::Status Timed(Op op, Fn&& fn);
-  Result<Scope> ScopeOf(const v1::RequestContext& context, bool for_write);
+  // Checks the caller's token for the namespace and `access`, then resolves the scope; `for_write`
+  // registers a namespace or fingerprint seen for the first time.
+  Result<Scope> ScopeOf(const grpc::ServerContextBase& ctx, const v1::RequestContext& context, Access access,
+                        bool for_write);
   Status DoPut(grpc::ServerContext* ctx, grpc::ServerReader<v1::PutRequest>* reader, v1::PutResponse* response);
   // Validates a get and takes a reference on every chunk (misses are empty refs).
   struct AcquiredGet {
     std::vector<ChunkRef> refs;
     codec::ProfileResolver decode_profiles;  // set when the client asked for raw payloads
   };
-  Result<AcquiredGet> AcquireForGet(const grpc::ByteBuffer& request);
+  Result<AcquiredGet> AcquireForGet(const grpc::ServerContextBase& ctx, const grpc::ByteBuffer& request);
 
   Store* const store_;
   Metrics* const metrics_;
   const ServiceOptions options_;
+  const Authorizer* const auth_;
   const std::chrono::steady_clock::time_point started_;
 };
 
