@@ -52,9 +52,13 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-# Debian enables and starts redis-server on install; the benchmark starts its own instance on a free
-# port, so a system-wide one is only in the way.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then
-  $SUDO systemctl stop redis-server || true
-fi
+# Debian enables and starts redis-server and prometheus on install; the benchmark and the tests start
+# their own instances on free ports, and a system-wide Prometheus would hold kvtier's default metrics
+# port 9090.
+for service in redis-server prometheus; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$service" 2>/dev/null; then
+    $SUDO systemctl stop "$service" || true
+    $SUDO systemctl disable "$service" >/dev/null 2>&1 || true
+  fi
+done
 echo "install-deps: done"
