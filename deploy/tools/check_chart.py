@@ -152,10 +152,10 @@ def flatten(d, prefix=""):
     out = {}
     for k, v in d.items():
         path = f"{prefix}{k}"
-        if isinstance(v, dict):
+        if isinstance(v, dict) and v:
             out.update(flatten(v, path + "."))
         else:
-            out[path] = v
+            out[path] = v  # a scalar, or an empty map such as quotas.namespaces: {}
     return out
 
 

@@ -123,6 +123,24 @@ Status ParseAuth(const YAML::Node& node, ServerConfig* c) {
   return Status::Ok();
 }
 
+Status ParseQuotas(const YAML::Node& node, ServerConfig* c) {
+  if (!node.IsMap()) return KeyError("quotas", "expected a mapping");
+  KVTIER_RETURN_IF_ERROR(CheckKeys(node, "quotas.", {"default_bytes", "namespaces"}));
+  if (node["default_bytes"]) {
+    KVTIER_RETURN_IF_ERROR(ReadBytes(node["default_bytes"], "quotas.default_bytes", &c->store.default_quota_bytes));
+  }
+  if (const YAML::Node ns = node["namespaces"]; ns) {
+    if (!ns.IsMap()) return KeyError("quotas.namespaces", "expected a mapping of namespace to size");
+    for (const auto& kv : ns) {
+      const std::string name = kv.first.as<std::string>();
+      uint64_t bytes = 0;
+      KVTIER_RETURN_IF_ERROR(ReadBytes(kv.second, "quotas.namespaces." + name, &bytes));
+      c->store.namespace_quota_bytes[name] = bytes;
+    }
+  }
+  return Status::Ok();
+}
+
 Status ParseLimits(const YAML::Node& node, ServerConfig* c) {
   if (!node.IsMap()) return KeyError("limits", "expected a mapping");
   KVTIER_RETURN_IF_ERROR(CheckKeys(node, "limits.",
@@ -238,7 +256,17 @@ std::string ServerConfig::ToYaml() const {
       << "  max_namespaces: " << store.max_namespaces << "\n"
       << "  max_fingerprints: " << store.max_fingerprints << "\n"
       << "  max_profiles_per_namespace: " << store.profiles.max_per_namespace << "\n"
-      << "  max_profile_bytes: " << FormatByteSize(store.profiles.max_profile_bytes) << "\n";
+      << "  max_profile_bytes: " << FormatByteSize(store.profiles.max_profile_bytes) << "\n"
+      << "quotas:\n"
+      << "  default_bytes: " << FormatByteSize(store.default_quota_bytes) << "\n";
+  if (store.namespace_quota_bytes.empty()) {
+    out << "  namespaces: {}\n";
+  } else {
+    out << "  namespaces:\n";
+    for (const auto& [name, bytes] : store.namespace_quota_bytes) {
+      out << "    \"" << name << "\": " << FormatByteSize(bytes) << "\n";
+    }
+  }
   return out.str();
 }
 
@@ -254,7 +282,7 @@ Status ParseServerConfigYaml(std::string_view yaml, ServerConfig* config) {
   try {
     KVTIER_RETURN_IF_ERROR(
         CheckKeys(root, "", {"listen", "metrics_listen", "log_level", "shutdown_grace_ms", "tls", "auth",
-                             "host_tier", "disk", "limits"}));
+                             "host_tier", "disk", "limits", "quotas"}));
     if (root["shutdown_grace_ms"]) {
       KVTIER_RETURN_IF_ERROR(ReadU32(root["shutdown_grace_ms"], "shutdown_grace_ms", &config->shutdown_grace_ms));
     }
@@ -274,6 +302,7 @@ Status ParseServerConfigYaml(std::string_view yaml, ServerConfig* config) {
     if (root["host_tier"]) KVTIER_RETURN_IF_ERROR(ParseHostTier(root["host_tier"], config));
     if (root["disk"]) KVTIER_RETURN_IF_ERROR(ParseDisk(root["disk"], config));
     if (root["limits"]) KVTIER_RETURN_IF_ERROR(ParseLimits(root["limits"], config));
+    if (root["quotas"]) KVTIER_RETURN_IF_ERROR(ParseQuotas(root["quotas"], config));
   } catch (const YAML::Exception& e) {
     return InvalidArgument(std::string("config: ") + e.what());
   }

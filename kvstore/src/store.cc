@@ -193,7 +193,7 @@ Result<Scope> Store::OpenScope(std::string_view name_space, const ModelFingerpri
     }
     scope.ns_id = static_cast<uint32_t>(namespaces_.size() + 1);
     if (meta_ != nullptr) KVTIER_RETURN_IF_ERROR(meta_->PutNamespace(scope.ns_id, std::string(name_space)));
-    namespaces_.emplace(std::string(name_space), scope.ns_id);
+    RegisterNamespaceLocked(std::string(name_space), scope.ns_id);
   }
   if (auto it = fingerprint_ids_.find(digest); it != fingerprint_ids_.end()) {
     if (fingerprints_[it->second - 1] != fingerprint) {
@@ -269,9 +269,14 @@ Result<PendingPut> Store::BeginPut(const Scope& scope, const PutSpec& spec) {
       KVTIER_RETURN_IF_ERROR(CheckFingerprintLocked(scope, *existing));
       return put;  // already present: the caller drains the payload, nothing is written
     }
+    if (Status quota = ChargeLocked(scope.ns_id, spec.payload_bytes, /*enforce=*/true); !quota.ok()) {
+      put.store_ = nullptr;
+      return quota;
+    }
     // Room is made by demoting cold chunks to disk first (this thread does the I/O, which is the
     // backpressure when puts outrun the demoter); only if that fails are undemoted chunks dropped.
     auto placement = AllocateHostLocked(total, /*may_drop=*/attempt >= 4);
+    if (!placement.ok()) namespace_bytes_[scope.ns_id - 1] -= spec.payload_bytes;  // charged again next try
     if (!placement.ok() && placement.status().code() == StatusCode::kAborted) {
       lock.unlock();
       if (DemoteBatch(/*force=*/true) == 0) attempt = 4;
@@ -457,6 +462,7 @@ void Store::UnlistLeaseLocked(ChunkEntry* e) const {
 
 void Store::ReleaseEntryLocked(ChunkEntry* e) {
   UnlistLeaseLocked(e);
+  if (e->ns_id >= 1 && e->ns_id <= namespace_bytes_.size()) namespace_bytes_[e->ns_id - 1] -= e->payload_bytes;
   if (e->in_host) host_->Free(e->host);
   if (e->on_disk && nvme_ != nullptr) nvme_->Free(e->disk);
   pool_->Release(e);
@@ -692,6 +698,39 @@ Result<StoredProfile> Store::PutProfile(const Scope& scope, std::string_view nam
 Result<StoredProfile> Store::GetProfile(const Scope& scope, std::string_view name, uint64_t id) const {
   if (!name.empty()) return profiles_.FindByName(scope.ns_id, name);
   return profiles_.FindById(scope.ns_id, id);
+}
+
+}  // namespace kvtier
+
+namespace kvtier {
+
+void Store::RegisterNamespaceLocked(const std::string& name, uint32_t id) {
+  namespaces_.emplace(name, id);
+  if (namespace_names_.size() < id) {
+    namespace_names_.resize(id);
+    namespace_bytes_.resize(id, 0);
+  }
+  namespace_names_[id - 1] = name;
+}
+
+uint64_t Store::QuotaOf(const std::string& name_space) const {
+  auto it = options_.namespace_quota_bytes.find(name_space);
+  return it != options_.namespace_quota_bytes.end() ? it->second : options_.default_quota_bytes;
+}
+
+Status Store::ChargeLocked(uint32_t ns_id, uint64_t bytes, bool enforce) {
+  uint64_t& held = namespace_bytes_[ns_id - 1];
+  const std::string& name = namespace_names_[ns_id - 1];
+  const uint64_t quota = QuotaOf(name);
+  if (enforce && quota != 0 && held + bytes > quota) {
+    const bool own = options_.namespace_quota_bytes.contains(name);
+    return ResourceExhausted("namespace '" + name + "' holds " + std::to_string(held) + " bytes; a chunk of " +
+                             std::to_string(bytes) + " would pass its quota of " + std::to_string(quota) + " bytes (" +
+                             (own ? "quotas.namespaces." + name : std::string("quotas.default_bytes")) +
+                             "); delete chunks or raise the quota");
+  }
+  held += bytes;
+  return Status::Ok();
 }
 
 }  // namespace kvtier

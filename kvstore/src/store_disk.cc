@@ -131,7 +131,7 @@ Status Store::OpenDisk() {
   else admission_ = MakeAdmitAll();
 
   // Warm start: namespaces and fingerprints keep their ids; chunks whose region moved on are stale.
-  for (const auto& [id, name] : snapshot->namespaces) namespaces_.emplace(name, id);
+  for (const auto& [id, name] : snapshot->namespaces) RegisterNamespaceLocked(name, id);
   for (const MetaStore::ProfileRecord& p : snapshot->profiles) {
     const Status s = profiles_.Restore(p.ns_id, p.name, p.sequence, AsBytes(p.bytes));
     // Its chunks then decode nowhere but still serve clients that have the profile.
@@ -153,6 +153,8 @@ Status Store::OpenDisk() {
       stale.emplace_back(d.ns_id, d.key);
       continue;
     }
+    // What was stored before a restart counts, even past a quota lowered since.
+    (void)ChargeLocked(d.ns_id, d.payload_bytes, /*enforce=*/false);
     ChunkEntry* e = pool_->Acquire();
     e->key = d.key;
     e->ns_id = d.ns_id;

@@ -65,6 +65,10 @@ limits:
   max_fingerprints: 3
   max_profiles_per_namespace: 5
   max_profile_bytes: 1MiB
+quotas:
+  default_bytes: 1GiB
+  namespaces:
+    tenant-a: 2GiB
 )", &config);
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(config.listen, "0.0.0.0:8000");
@@ -82,6 +86,8 @@ limits:
   EXPECT_EQ(config.store.max_fingerprints, 3u);
   EXPECT_EQ(config.store.profiles.max_per_namespace, 5u);
   EXPECT_EQ(config.store.profiles.max_profile_bytes, 1ull << 20);
+  EXPECT_EQ(config.store.default_quota_bytes, 1ull << 30);
+  EXPECT_EQ(config.store.namespace_quota_bytes.at("tenant-a"), 2ull << 30);
   const DiskOptions& d = config.store.disk;
   EXPECT_EQ(d.path, "/var/lib/kvtier");
   EXPECT_EQ(d.capacity_bytes, 2ull << 30);
@@ -145,7 +151,8 @@ namespace {
 void Flatten(const YAML::Node& node, const std::string& prefix, std::map<std::string, std::string>& out) {
   for (const auto& kv : node) {
     const std::string key = prefix + kv.first.as<std::string>();
-    if (kv.second.IsMap()) Flatten(kv.second, key + ".", out);
+    if (kv.second.IsMap() && kv.second.size() > 0) Flatten(kv.second, key + ".", out);
+    else if (kv.second.IsMap()) out[key] = "{}";
     else out[key] = kv.second.Scalar();
   }
 }

@@ -384,3 +384,55 @@ TEST_F(StoreTest, NamespaceLimit) {
 
 }  // namespace
 }  // namespace kvtier
+
+namespace kvtier {
+namespace {
+
+// Per-namespace quotas: a put past its namespace's quota is RESOURCE_EXHAUSTED naming the quota, other
+// namespaces are not affected, and deleting frees quota (also when an aborted put gave its bytes back).
+TEST(StoreQuotaTest, PutsPastTheQuotaAreRefusedNamingItAndDeletesFreeIt) {
+  StoreOptions options;
+  options.host_capacity_bytes = 8 * kMiB;
+  options.host_prefault = false;
+  options.host_huge_pages = false;
+  options.default_quota_bytes = 3 * 64 * 2048;              // three 64-token chunks
+  options.namespace_quota_bytes["small"] = 64 * 2048;       // one
+  options.namespace_quota_bytes["unlimited"] = 0;
+  auto store = Store::Open(options);
+  ASSERT_TRUE(store.ok());
+  auto put = [&](const std::string& ns, uint64_t k) -> Status {
+    auto scope = (*store)->OpenScope(ns, Fp(), true);
+    if (!scope.ok()) return scope.status();
+    std::vector<std::byte> payload(64 * 2048, std::byte{7});
+    std::vector<uint32_t> tokens(64, 1);
+    auto p = (*store)->BeginPut(*scope, {{1, k}, tokens, CodecId::kRaw, payload.size(), Checksum64(payload), 0, false});
+    if (!p.ok()) return p.status();
+    KVTIER_RETURN_IF_ERROR(p->Append(payload));
+    return p->Commit().status();
+  };
+  ASSERT_TRUE(put("small", 1).ok());
+  const Status refused = put("small", 2);
+  EXPECT_EQ(refused.code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(refused.message().find("quotas.namespaces.small"), std::string::npos) << refused.message();
+  EXPECT_NE(refused.message().find("namespace 'small' holds 131072 bytes"), std::string::npos) << refused.message();
+
+  for (uint64_t k = 1; k <= 3; ++k) ASSERT_TRUE(put("tenant", k).ok()) << k;
+  const Status by_default = put("tenant", 4);
+  EXPECT_EQ(by_default.code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(by_default.message().find("quotas.default_bytes"), std::string::npos) << by_default.message();
+  for (uint64_t k = 1; k <= 10; ++k) ASSERT_TRUE(put("unlimited", k).ok()) << k;
+
+  // An abandoned put gives its reservation back.
+  {
+    auto scope = (*store)->OpenScope("small", Fp(), true);
+    auto deleted = (*store)->Delete(*scope, std::vector<ChunkKey>{{1, 1}});
+    ASSERT_TRUE(deleted.ok() && *deleted == 1u);
+    std::vector<uint32_t> tokens(64, 1);
+    auto abandoned = (*store)->BeginPut(*scope, {{1, 5}, tokens, CodecId::kRaw, 64 * 2048, 0, 0, false});
+    ASSERT_TRUE(abandoned.ok());
+  }
+  EXPECT_TRUE(put("small", 2).ok());  // the delete and the abort freed the quota
+}
+
+}  // namespace
+}  // namespace kvtier

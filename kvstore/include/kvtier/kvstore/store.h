@@ -21,6 +21,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -85,6 +86,11 @@ struct StoreOptions {
   uint32_t max_namespaces = 4096;             // distinct namespaces ever written; bounds memory
   uint32_t max_fingerprints = 4096;           // distinct model fingerprints ever written
   ProfileLimits profiles;                     // shared cachegen profiles per namespace
+  // Payload bytes one namespace may hold (all tiers, puts in flight included); 0 = no quota. A put past
+  // its namespace's quota is RESOURCE_EXHAUSTED naming the quota; the namespace's chunks still leave by
+  // eviction and deletion, which frees its quota.
+  uint64_t default_quota_bytes = 0;
+  std::map<std::string, uint64_t> namespace_quota_bytes;  // per namespace, overriding the default
   // Monotonic clock in nanoseconds, for leases. Empty: std::chrono::steady_clock. Tests inject one.
   std::function<int64_t()> now_ns;
   DiskOptions disk;
@@ -277,6 +283,10 @@ class Store {
   bool DemotableLocked(const ChunkEntry& e) const;
   bool EvictableLocked(const ChunkEntry& e, int64_t now) const;
   Status ExhaustedLocked(uint64_t bytes) const;
+  void RegisterNamespaceLocked(const std::string& name, uint32_t id);
+  uint64_t QuotaOf(const std::string& name_space) const;
+  // Charges a new entry's payload to its namespace; RESOURCE_EXHAUSTED past the quota (nothing charged).
+  Status ChargeLocked(uint32_t ns_id, uint64_t bytes, bool enforce);
   Status CheckFingerprintLocked(const Scope& scope, const ChunkEntry& e) const;
   void RemoveLocked(ChunkEntry* e);
   void DropHostCopyLocked(ChunkEntry* e);
@@ -313,6 +323,8 @@ class Store {
   std::unique_ptr<EvictionPolicy> policy_;                        // host LRU; guarded by mu_
   std::unique_ptr<DirtyList> dirty_;                              // host chunks not on disk; guarded by mu_
   std::unordered_map<std::string, uint32_t> namespaces_;          // guarded by mu_
+  std::vector<std::string> namespace_names_;                      // by id - 1; guarded by mu_
+  std::vector<uint64_t> namespace_bytes_;                         // payload held, by id - 1; guarded by mu_
   std::unordered_map<ChunkKey, uint32_t, ChunkKeyHasher> fingerprint_ids_;  // by digest; guarded by mu_
   std::vector<ModelFingerprint> fingerprints_;                    // by id - 1; guarded by mu_
   uint64_t host_chunks_ = 0;                                      // guarded by mu_
