@@ -204,4 +204,27 @@ Result<std::span<const std::byte>> StreamBytes(const ParsedContainer& container,
   return bytes;
 }
 
+void RecomputeChecksums(std::span<std::byte> c) {
+  if (c.size() < sizeof(ContainerHeader)) return;
+  ContainerHeader h;
+  std::memcpy(&h, c.data(), sizeof(h));
+  const uint64_t table = uint64_t{h.num_streams} * sizeof(StreamEntry);
+  if (h.num_streams <= kMaxStreams && c.size() >= sizeof(h) + table) {
+    uint64_t off = sizeof(h) + table;
+    for (uint32_t i = 0; i < h.num_streams; ++i) {
+      StreamEntry e;
+      std::memcpy(&e, c.data() + sizeof(h) + sizeof(e) * i, sizeof(e));
+      if (e.length > c.size() - off) break;
+      e.checksum = Checksum64(c.subspan(off, e.length));
+      std::memcpy(c.data() + sizeof(h) + sizeof(e) * i, &e, sizeof(e));
+      off += e.length;
+    }
+    h.table_checksum = static_cast<uint32_t>(Checksum64(c.subspan(sizeof(h), table)));
+  }
+  h.header_checksum = 0;
+  std::memcpy(c.data() + offsetof(ContainerHeader, table_checksum), &h.table_checksum, 4);
+  const uint32_t header_checksum = static_cast<uint32_t>(Checksum64(c.first(offsetof(ContainerHeader, header_checksum))));
+  std::memcpy(c.data() + offsetof(ContainerHeader, header_checksum), &header_checksum, 4);
+}
+
 }  // namespace kvtier::codec::internal

@@ -85,6 +85,11 @@ Status WriteContainer(CodecId codec, const KvShape& shape, const EncodedStreams&
 // that lengths add up to exactly the input size. Does not read the streams' bytes.
 Result<ParsedContainer> ParseContainer(std::span<const std::byte> encoded);
 
+// Recomputes every stream checksum, the table checksum and the header checksum of `container`, as far
+// as its header and table parse. For tests and fuzzers that damage a container's body on purpose and
+// want the damage to reach the codec's own parsing instead of stopping at a checksum.
+void RecomputeChecksums(std::span<std::byte> container);
+
 // Stream i's bytes after verifying its checksum (DATA_LOSS naming the stream when it does not match).
 Result<std::span<const std::byte>> StreamBytes(const ParsedContainer& container, uint32_t index);
 

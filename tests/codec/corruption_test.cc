@@ -90,26 +90,7 @@ class Corruption : public ::testing::Test {
 };
 
 // Recomputes every checksum so damage reaches the codec's own parsing.
-void FixChecksums(std::vector<std::byte>& c) {
-  if (c.size() < 64) return;
-  internal::ContainerHeader h;
-  std::memcpy(&h, c.data(), 64);
-  const uint64_t table = uint64_t{h.num_streams} * 16;
-  if (h.num_streams > internal::kMaxStreams || c.size() < 64 + table) return;
-  uint64_t off = 64 + table;
-  for (uint32_t i = 0; i < h.num_streams; ++i) {
-    internal::StreamEntry e;
-    std::memcpy(&e, c.data() + 64 + 16 * i, 16);
-    if (e.length > c.size() - off) break;
-    e.checksum = Checksum64({c.data() + off, e.length});
-    std::memcpy(c.data() + 64 + 16 * i, &e, 16);
-    off += e.length;
-  }
-  const uint32_t table_checksum = static_cast<uint32_t>(Checksum64({c.data() + 64, table}));
-  std::memcpy(c.data() + 56, &table_checksum, 4);
-  const uint32_t header_checksum = static_cast<uint32_t>(Checksum64({c.data(), 60}));
-  std::memcpy(c.data() + 60, &header_checksum, 4);
-}
+void FixChecksums(std::vector<std::byte>& c) { internal::RecomputeChecksums(c); }
 
 TEST_F(Corruption, ValidContainersDecode) {
   for (const Variant& v : Variants()) {

@@ -55,27 +55,7 @@ inline DecodeOptions FuzzDecodeOptions() {
 }
 
 // Recomputes the stream, table and header checksums of whatever lies in `c` (as far as it parses).
-inline void FixChecksums(std::vector<std::byte>& c) {
-  if (c.size() < sizeof(internal::ContainerHeader)) return;
-  internal::ContainerHeader h;
-  std::memcpy(&h, c.data(), sizeof(h));
-  const uint64_t table = uint64_t{h.num_streams} * sizeof(internal::StreamEntry);
-  if (h.num_streams <= internal::kMaxStreams && c.size() >= 64 + table) {
-    uint64_t off = 64 + table;
-    for (uint32_t i = 0; i < h.num_streams; ++i) {
-      internal::StreamEntry e;
-      std::memcpy(&e, c.data() + 64 + 16 * i, 16);
-      if (e.length > c.size() - off) break;
-      e.checksum = Checksum64({c.data() + off, e.length});
-      std::memcpy(c.data() + 64 + 16 * i, &e, 16);
-      off += e.length;
-    }
-    const uint32_t table_checksum = static_cast<uint32_t>(Checksum64({c.data() + 64, table}));
-    std::memcpy(c.data() + 56, &table_checksum, 4);
-  }
-  const uint32_t header_checksum = static_cast<uint32_t>(Checksum64({c.data(), 60}));
-  std::memcpy(c.data() + 60, &header_checksum, 4);
-}
+inline void FixChecksums(std::vector<std::byte>& c) { internal::RecomputeChecksums(c); }
 
 // Decodes into an exactly sized heap buffer when the container is small enough, otherwise into a
 // tiny one (which must be refused). Aborts on a status code Decode must never return.
