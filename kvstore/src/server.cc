@@ -66,6 +66,9 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  // gRPC sets SO_REUSEPORT by default: a second server on the same port (or a port-0 bind the kernel
+  // hands out twice) would then silently share connections with this one. Refuse instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(config.listen, *credentials, &server->port_);
   builder.RegisterService(server->service_.get());
   // A put header carries up to chunk_tokens token ids next to a frame-sized limit; 1 MiB of slack

@@ -189,3 +189,23 @@ TEST_F(ServiceTest, ReflectionListsTheServices) {
 
 }  // namespace
 }  // namespace kvtier::testing
+
+namespace kvtier::testing {
+namespace {
+
+// Two servers never share a port (gRPC's default SO_REUSEPORT would let them split the connections).
+TEST_F(ServiceTest, ASecondServerOnTheSamePortIsRefused) {
+  StartServer();
+  ServerConfig second;
+  second.listen = server_->address();
+  second.metrics_listen = "";
+  second.store.host_capacity_bytes = 4ull << 20;
+  second.store.host_prefault = false;
+  auto clash = Server::Start(second);
+  ASSERT_FALSE(clash.ok());
+  EXPECT_EQ(clash.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(clash.status().message().find("address in use"), std::string::npos) << clash.status().message();
+}
+
+}  // namespace
+}  // namespace kvtier::testing
