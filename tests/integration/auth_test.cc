@@ -91,11 +91,7 @@ TEST_F(AuthTest, HealthChecksNeedNoToken) {
 }
 
 TEST_F(AuthTest, BadTokensFileStopsTheStart) {
-  ServerConfig c;
-  c.listen = "127.0.0.1:0";
-  c.metrics_listen = "";
-  c.store.host_capacity_bytes = 4ull << 20;
-  c.store.host_prefault = false;
+  ServerConfig c = SmallServerConfig();
   c.auth_tokens_file = "/nonexistent/tokens.yaml";
   auto missing = Server::Start(c);
   ASSERT_FALSE(missing.ok());

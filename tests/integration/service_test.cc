@@ -196,11 +196,8 @@ namespace {
 // Two servers never share a port (gRPC's default SO_REUSEPORT would let them split the connections).
 TEST_F(ServiceTest, ASecondServerOnTheSamePortIsRefused) {
   StartServer();
-  ServerConfig second;
+  ServerConfig second = SmallServerConfig();
   second.listen = server_->address();
-  second.metrics_listen = "";
-  second.store.host_capacity_bytes = 4ull << 20;
-  second.store.host_prefault = false;
   auto clash = Server::Start(second);
   ASSERT_FALSE(clash.ok());
   EXPECT_EQ(clash.status().code(), StatusCode::kUnavailable);

@@ -39,6 +39,15 @@ std::vector<uint32_t> TokensFor(const ChunkKey& key, size_t n) {
   return out;
 }
 
+ServerConfig SmallServerConfig() {
+  ServerConfig c;
+  c.listen = "127.0.0.1:0";
+  c.metrics_listen = "";
+  c.store.host_capacity_bytes = 4ull << 20;
+  c.store.host_prefault = false;
+  return c;
+}
+
 grpc::Status CheckHealth(const std::string& address, std::string* response) {
   auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
   grpc::ClientContext ctx;

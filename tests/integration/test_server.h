@@ -21,6 +21,10 @@ ModelFingerprint TestFingerprint(uint32_t chunk_tokens = 16);  // 1 KiB of KV pe
 std::vector<std::byte> PayloadFor(const ChunkKey& key, size_t bytes);
 std::vector<uint32_t> TokensFor(const ChunkKey& key, size_t n);
 
+// A config for servers a test starts by hand (to see them refused): loopback port 0, no metrics, a small
+// arena that is not pre-faulted.
+ServerConfig SmallServerConfig();
+
 // grpc.health.v1.Health/Check with the empty request, over a generic stub (no token, no TLS). On
 // success `response` holds the serialized HealthCheckResponse.
 grpc::Status CheckHealth(const std::string& address, std::string* response);

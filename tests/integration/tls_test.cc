@@ -116,11 +116,7 @@ TEST_F(TlsTest, MutualTlsAdmitsOnlyCertificatesTheClientCaSigned) {
 }
 
 TEST_F(TlsTest, BadTlsConfigIsRefusedNamingTheKey) {
-  ServerConfig c;
-  c.listen = "127.0.0.1:0";
-  c.metrics_listen = "";
-  c.store.host_capacity_bytes = 4ull << 20;
-  c.store.host_prefault = false;
+  ServerConfig c = SmallServerConfig();
   c.tls.cert_file = (dir_ / "server.pem").string();
   auto no_key = Server::Start(c);
   ASSERT_FALSE(no_key.ok());
