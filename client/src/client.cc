@@ -15,6 +15,7 @@
 #include "kvtier/api/convert.h"
 #include "kvtier/v1/kvtier.grpc.pb.h"
 #include "get_stream.h"
+#include "local_path.h"
 #include "thread_pool.h"
 
 namespace kvtier {
@@ -37,6 +38,10 @@ Status ClientOptions::Validate() const {
   }
   if (max_message_bytes > (1ull << 31) - 1) return InvalidArgument("ClientOptions.max_message_bytes must be < 2 GiB");
   if (async_threads == 0) return InvalidArgument("ClientOptions.async_threads must be >= 1");
+  if (local_retry.count() < 0) return InvalidArgument("ClientOptions.local_retry must be >= 0");
+  if (local_lease.count() <= 0 || local_lease.count() > 600000) {
+    return InvalidArgument("ClientOptions.local_lease must be in (0, 10 min]");
+  }
   if (tls.cert_chain_pem.empty() != tls.private_key_pem.empty()) {
     return InvalidArgument("ClientOptions.tls: cert_chain_pem and private_key_pem go together");
   }
@@ -60,6 +65,7 @@ struct Client::Impl {
   ThreadPool pool;
   std::mutex profiles_mu;
   std::map<uint64_t, std::unique_ptr<codec::ModelProfile>> profiles;  // by id; guarded by profiles_mu
+  std::unique_ptr<LocalPath> local;  // null when ClientOptions.local_path is kOff
 
   Impl(size_t threads, std::shared_ptr<grpc::Channel> ch)
       : channel(std::move(ch)),
@@ -98,7 +104,23 @@ Result<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   client->impl_ = std::make_unique<Impl>(o.async_threads, grpc::CreateCustomChannel(o.endpoint, credentials, args));
   client->impl_->context.set_namespace_(o.name_space);
   ToProto(o.fingerprint, client->impl_->context.mutable_fingerprint());
+  if (o.local_path != LocalPathMode::kOff) {
+    Client* c = client.get();
+    client->impl_->local = std::make_unique<LocalPath>(o, client->impl_->context, [c] { return c->LocalInfo(); });
+  }
   return client;
+}
+
+LocalPathStats Client::local_stats() const { return impl_->local ? impl_->local->stats() : LocalPathStats{}; }
+
+std::string Client::local_fallback_reason() const {
+  if (!impl_->local) return "ClientOptions.local_path is off";
+  return impl_->local->last_fallback_reason();
+}
+
+Status Client::LocalUnavailable() const {
+  return FailedPrecondition("the shared-memory path cannot be used (ClientOptions.local_path = kRequire): " +
+                            local_fallback_reason());
 }
 
 namespace {
@@ -163,6 +185,12 @@ Result<std::vector<PutResult>> Client::PutBatch(std::span<const ChunkPut> chunks
   std::vector<uint64_t> checksums;
   checksums.reserve(chunks.size());
   for (const auto& payload : payloads) checksums.push_back(Checksum64(payload));
+  if (impl_->local) {
+    auto local = impl_->local->PutBatch(chunks, payloads, checksums, options_.encode.codec);
+    if (!local.ok()) return local.status();
+    if (*local) return std::move(**local);
+    if (options_.local_path == LocalPathMode::kRequire) return LocalUnavailable();
+  }
   return WithRetry(options_, [&]() -> Result<std::vector<PutResult>> {
     grpc::ClientContext ctx;
     PrepareContext(options_, &ctx);
@@ -202,7 +230,23 @@ Result<std::vector<PutResult>> Client::PutBatch(std::span<const ChunkPut> chunks
   });
 }
 
+Result<std::optional<std::vector<GetResult>>> Client::LocalGet(std::span<const ChunkKey> keys,
+                                                               std::span<const std::span<std::byte>> dests,
+                                                               std::span<const std::span<const uint32_t>> expected) {
+  if (!impl_->local || options_.server_decode) return std::optional<std::vector<GetResult>>();
+  auto local = impl_->local->GetBatch(keys, dests, expected, DecodeOptions());
+  if (!local.ok() || *local || options_.local_path != LocalPathMode::kRequire) return local;
+  return LocalUnavailable();
+}
+
 Result<GetResult> Client::Get(const ChunkKey& key, std::span<std::byte> dest, std::span<const uint32_t> expected_tokens) {
+  {
+    const std::span<std::byte> dests[1] = {dest};
+    auto local = LocalGet({&key, 1}, dests, expected_tokens.empty() ? std::span<const std::span<const uint32_t>>()
+                                                                    : std::span(&expected_tokens, 1));
+    if (!local.ok()) return local.status();
+    if (*local) return (**local).front();
+  }
   v1::GetRequest request;
   *request.mutable_context() = impl_->context;
   request.add_keys(KeyToWire(key));
@@ -223,6 +267,11 @@ Result<std::vector<GetResult>> Client::GetBatch(std::span<const ChunkKey> keys,
                                                 std::span<const std::span<std::byte>> dests) {
   if (keys.size() != dests.size()) return InvalidArgument("GetBatch needs one destination per key");
   if (keys.empty()) return InvalidArgument("GetBatch of no keys");
+  {
+    auto local = LocalGet(keys, dests, {});
+    if (!local.ok()) return local.status();
+    if (*local) return std::move(**local);
+  }
   v1::GetRequest request;
   *request.mutable_context() = impl_->context;
   for (const ChunkKey& k : keys) request.add_keys(KeyToWire(k));
@@ -288,6 +337,10 @@ Result<uint32_t> Client::Delete(std::span<const ChunkKey> keys) {
 
 Result<v1::StatsResponse> Client::Stats() {
   return CallUnary(options_, impl_->stub.get(), &v1::KvTier::Stub::Stats, v1::StatsRequest());
+}
+
+Result<v1::LocalInfoResponse> Client::LocalInfo() {
+  return CallUnary(options_, impl_->stub.get(), &v1::KvTier::Stub::LocalInfo, v1::LocalInfoRequest());
 }
 
 Result<uint64_t> Client::PutProfile(std::string_view name, const codec::ModelProfile& profile) {

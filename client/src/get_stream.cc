@@ -78,20 +78,6 @@ std::vector<std::byte>& EncodedScratch() {
   return scratch;
 }
 
-Status DecodeInto(std::span<const std::byte> encoded, std::span<std::byte> dest, const ChunkKey& key,
-                  const codec::DecodeOptions& decode, GetResult& result) {
-  auto info = codec::Inspect(encoded);
-  if (!info.ok()) return DataLoss("chunk " + key.ToHex() + " is not a valid container: " + info.status().message());
-  const uint64_t raw = info->shape.RawBytes();
-  if (raw > dest.size()) {
-    return InvalidArgument("destination of " + std::to_string(dest.size()) + " bytes is smaller than chunk " +
-                           key.ToHex() + " of " + std::to_string(raw) + " bytes (decoded)");
-  }
-  Status s = codec::Decode(encoded, dest.first(raw), decode);
-  if (!s.ok()) return Status(s.code(), "chunk " + key.ToHex() + ": " + s.message());
-  result.bytes = raw;
-  return Status::Ok();
-}
 
 Status FinishChunk(const ClientOptions& o, Progress& p, std::span<const ChunkKey> keys, std::vector<GetResult>& results,
                    std::vector<uint64_t>& checksums, std::span<const std::span<std::byte>> dests,
@@ -108,6 +94,21 @@ Status FinishChunk(const ClientOptions& o, Progress& p, std::span<const ChunkKey
 }
 
 }  // namespace
+
+Status DecodeInto(std::span<const std::byte> encoded, std::span<std::byte> dest, const ChunkKey& key,
+                  const codec::DecodeOptions& decode, GetResult& result) {
+  auto info = codec::Inspect(encoded);
+  if (!info.ok()) return DataLoss("chunk " + key.ToHex() + " is not a valid container: " + info.status().message());
+  const uint64_t raw = info->shape.RawBytes();
+  if (raw > dest.size()) {
+    return InvalidArgument("destination of " + std::to_string(dest.size()) + " bytes is smaller than chunk " +
+                           key.ToHex() + " of " + std::to_string(raw) + " bytes (decoded)");
+  }
+  Status s = codec::Decode(encoded, dest.first(raw), decode);
+  if (!s.ok()) return Status(s.code(), "chunk " + key.ToHex() + ": " + s.message());
+  result.bytes = raw;
+  return Status::Ok();
+}
 
 Result<std::vector<GetResult>> RunGetStream(grpc::Channel* channel, const grpc::internal::RpcMethod& method,
                                             const ClientOptions& o, const v1::GetRequest& request,

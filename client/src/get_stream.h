@@ -53,6 +53,11 @@ namespace kvtier {
 // Deadline and credentials every call of this client carries (client.cc).
 void PrepareContext(const ClientOptions& options, grpc::ClientContext* ctx);
 
+// Decodes an encoded chunk into `dest`, setting result.bytes. DATA_LOSS for a container that does not
+// parse, INVALID_ARGUMENT when `dest` is too small.
+Status DecodeInto(std::span<const std::byte> encoded, std::span<std::byte> dest, const ChunkKey& key,
+                  const codec::DecodeOptions& decode, GetResult& result);
+
 // Runs one Get for `request` (keys already filled) into `dests` (one per key).
 Result<std::vector<GetResult>> RunGetStream(grpc::Channel* channel, const grpc::internal::RpcMethod& method,
                                             const ClientOptions& options, const v1::GetRequest& request,

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <fstream>
 #include <limits>
 #include <set>
@@ -141,6 +142,40 @@ Status ParseQuotas(const YAML::Node& node, ServerConfig* c) {
   return Status::Ok();
 }
 
+Status ParseSharedMemory(const YAML::Node& node, ServerConfig* c) {
+  if (!node.IsMap()) return KeyError("shared_memory", "expected a mapping");
+  KVTIER_RETURN_IF_ERROR(CheckKeys(node, "shared_memory.", {"socket", "socket_mode", "namespaces", "put_window",
+                                                           "max_connections", "default_lease_ms",
+                                                           "max_leases_per_connection"}));
+  LocalServerOptions& o = c->shared_memory;
+  if (node["socket"]) KVTIER_RETURN_IF_ERROR(ReadString(node["socket"], "shared_memory.socket", &o.socket_path));
+  if (node["socket_mode"]) {
+    std::string mode;
+    KVTIER_RETURN_IF_ERROR(ReadString(node["socket_mode"], "shared_memory.socket_mode", &mode));
+    if (mode.empty() || mode.size() > 4 || mode.find_first_not_of("01234567") != std::string::npos) {
+      return KeyError("shared_memory.socket_mode", "expected an octal file mode such as \"0660\", got '" + mode + "'");
+    }
+    o.socket_mode = static_cast<uint32_t>(std::stoul(mode, nullptr, 8));
+  }
+  if (node["put_window"]) KVTIER_RETURN_IF_ERROR(ReadBytes(node["put_window"], "shared_memory.put_window", &o.put_window_bytes));
+  if (node["max_connections"]) KVTIER_RETURN_IF_ERROR(ReadU32(node["max_connections"], "shared_memory.max_connections", &o.max_connections));
+  if (node["default_lease_ms"]) KVTIER_RETURN_IF_ERROR(ReadU32(node["default_lease_ms"], "shared_memory.default_lease_ms", &o.default_lease_ms));
+  if (node["max_leases_per_connection"]) {
+    KVTIER_RETURN_IF_ERROR(ReadU32(node["max_leases_per_connection"], "shared_memory.max_leases_per_connection",
+                                   &o.max_leases_per_connection));
+  }
+  if (const YAML::Node ns = node["namespaces"]; ns) {
+    if (!ns.IsMap()) return KeyError("shared_memory.namespaces", "expected a mapping of namespace to arena size");
+    for (const auto& kv : ns) {
+      const std::string name = kv.first.as<std::string>();
+      uint64_t bytes = 0;
+      KVTIER_RETURN_IF_ERROR(ReadBytes(kv.second, "shared_memory.namespaces." + name, &bytes));
+      c->store.shared_arena_bytes[name] = bytes;
+    }
+  }
+  return Status::Ok();
+}
+
 Status ParseLimits(const YAML::Node& node, ServerConfig* c) {
   if (!node.IsMap()) return KeyError("limits", "expected a mapping");
   KVTIER_RETURN_IF_ERROR(CheckKeys(node, "limits.",
@@ -214,6 +249,10 @@ Status ServerConfig::Validate() const {
   }
   KVTIER_RETURN_IF_ERROR(store.Validate());
   KVTIER_RETURN_IF_ERROR(service.Validate());
+  if (Status s = shared_memory.Validate(); !s.ok()) return InvalidArgument("config key " + s.message());
+  if (!store.shared_arena_bytes.empty() && !shared_memory.enabled()) {
+    return InvalidArgument("config key 'shared_memory.namespaces': set shared_memory.socket too, or nobody can map them");
+  }
   if (service.max_frame_bytes > store.max_chunk_bytes) {
     return InvalidArgument("config key 'limits.max_frame_bytes': larger than limits.max_chunk_bytes");
   }
@@ -267,6 +306,23 @@ std::string ServerConfig::ToYaml() const {
       out << "    \"" << name << "\": " << FormatByteSize(bytes) << "\n";
     }
   }
+  char mode[8];
+  std::snprintf(mode, sizeof(mode), "%04o", shared_memory.socket_mode);
+  out << "shared_memory:\n"
+      << "  socket: \"" << shared_memory.socket_path << "\"\n"
+      << "  socket_mode: \"" << mode << "\"\n"
+      << "  put_window: " << FormatByteSize(shared_memory.put_window_bytes) << "\n"
+      << "  max_connections: " << shared_memory.max_connections << "\n"
+      << "  default_lease_ms: " << shared_memory.default_lease_ms << "\n"
+      << "  max_leases_per_connection: " << shared_memory.max_leases_per_connection << "\n";
+  if (store.shared_arena_bytes.empty()) {
+    out << "  namespaces: {}\n";
+  } else {
+    out << "  namespaces:\n";
+    for (const auto& [name, bytes] : store.shared_arena_bytes) {
+      out << "    \"" << name << "\": " << FormatByteSize(bytes) << "\n";
+    }
+  }
   return out.str();
 }
 
@@ -282,7 +338,7 @@ Status ParseServerConfigYaml(std::string_view yaml, ServerConfig* config) {
   try {
     KVTIER_RETURN_IF_ERROR(
         CheckKeys(root, "", {"listen", "metrics_listen", "log_level", "shutdown_grace_ms", "tls", "auth",
-                             "host_tier", "disk", "limits", "quotas"}));
+                             "host_tier", "disk", "limits", "quotas", "shared_memory"}));
     if (root["shutdown_grace_ms"]) {
       KVTIER_RETURN_IF_ERROR(ReadU32(root["shutdown_grace_ms"], "shutdown_grace_ms", &config->shutdown_grace_ms));
     }
@@ -303,6 +359,7 @@ Status ParseServerConfigYaml(std::string_view yaml, ServerConfig* config) {
     if (root["disk"]) KVTIER_RETURN_IF_ERROR(ParseDisk(root["disk"], config));
     if (root["limits"]) KVTIER_RETURN_IF_ERROR(ParseLimits(root["limits"], config));
     if (root["quotas"]) KVTIER_RETURN_IF_ERROR(ParseQuotas(root["quotas"], config));
+    if (root["shared_memory"]) KVTIER_RETURN_IF_ERROR(ParseSharedMemory(root["shared_memory"], config));
   } catch (const YAML::Exception& e) {
     return InvalidArgument(std::string("config: ") + e.what());
   }

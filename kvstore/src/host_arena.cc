@@ -1,5 +1,6 @@
 #include "kvtier/kvstore/host_arena.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -25,13 +26,50 @@ void Prefault(std::byte* data, uint64_t size) {
   for (uint64_t off = 0; off < size; off += page) p[off] = std::byte{0};
 }
 
+// A sealed memfd of `size` bytes mapped shared, or MAP_FAILED (fd stays -1).
+void* MapSharedMemfd(const std::string& name, uint64_t size, unsigned extra_flags, int* fd) {
+  *fd = memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING | extra_flags);
+  if (*fd < 0) return MAP_FAILED;
+  void* mem = MAP_FAILED;
+  if (ftruncate(*fd, static_cast<off_t>(size)) == 0 &&
+      fcntl(*fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) == 0) {
+    mem = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
+  }
+  if (mem == MAP_FAILED) {
+    close(*fd);
+    *fd = -1;
+  }
+  return mem;
+}
+
 }  // namespace
 
 Result<HostArena> HostArena::Create(const HostArenaOptions& options) {
   if (options.bytes == 0) return InvalidArgument("host arena size must be > 0");
   HostArena arena;
   void* mem = MAP_FAILED;
-  if (options.try_huge_pages) {
+  if (options.shareable) {
+    if (options.try_huge_pages) {
+      const uint64_t size = RoundUp(options.bytes, kHugePage);
+      mem = MapSharedMemfd(options.name, size, MFD_HUGETLB, &arena.fd_);
+      if (mem != MAP_FAILED) {
+        arena.size_ = size;
+        arena.backing_ = "memfd-hugetlb";
+      }
+    }
+    if (mem == MAP_FAILED) {
+      const uint64_t size = RoundUp(options.bytes, options.try_huge_pages ? kHugePage : 4096);
+      mem = MapSharedMemfd(options.name, size, 0, &arena.fd_);
+      if (mem == MAP_FAILED) {
+        return ResourceExhausted("cannot create shared arena '" + options.name + "' of " + std::to_string(size) +
+                                 " bytes: " + std::strerror(errno));
+      }
+      arena.size_ = size;
+      arena.backing_ = "memfd";
+      if (options.try_huge_pages && madvise(mem, size, MADV_HUGEPAGE) == 0) arena.backing_ = "memfd-thp";
+    }
+  }
+  if (mem == MAP_FAILED && options.try_huge_pages) {
     // Without MAP_NORESERVE the kernel refuses the mapping unless enough huge pages are reserved,
     // instead of answering a later page fault with SIGBUS.
     const uint64_t size = RoundUp(options.bytes, kHugePage);
@@ -61,11 +99,22 @@ Result<HostArena> HostArena::Create(const HostArenaOptions& options) {
   return arena;
 }
 
+Result<int> HostArena::ReadOnlyFd() const {
+  if (fd_ < 0) return FailedPrecondition("the host arena is not shareable");
+  // Reopening through /proc gives a new open file description with its own (read-only) access mode.
+  const std::string path = "/proc/self/fd/" + std::to_string(fd_);
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Internal("cannot reopen the shared arena read-only: " + std::string(std::strerror(errno)));
+  return fd;
+}
+
 HostArena::HostArena(HostArena&& other) noexcept { *this = std::move(other); }
 
 HostArena& HostArena::operator=(HostArena&& other) noexcept {
   if (this != &other) {
     if (data_ != nullptr) munmap(data_, size_);
+    if (fd_ >= 0) close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
     backing_ = std::move(other.backing_);
@@ -76,6 +125,7 @@ HostArena& HostArena::operator=(HostArena&& other) noexcept {
 
 HostArena::~HostArena() {
   if (data_ != nullptr) munmap(data_, size_);
+  if (fd_ >= 0) close(fd_);
 }
 
 }  // namespace kvtier

@@ -25,6 +25,7 @@ std::string_view OpName(Op op) {
     case Op::kStats: return "stats";
     case Op::kPutProfile: return "put_profile";
     case Op::kGetProfile: return "get_profile";
+    case Op::kLocalInfo: return "local_info";
     case Op::kCount: break;
   }
   return "unknown";

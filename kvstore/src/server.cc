@@ -8,8 +8,11 @@
 
 #include <fstream>
 #include <iterator>
+#include <random>
 
 #include "kvtier/kvstore/auth.h"
+#include "kvtier/kvstore/local_server.h"
+#include "kvtier/kvstore/log.h"
 #include "kvtier/kvstore/service.h"
 
 namespace kvtier {
@@ -43,6 +46,20 @@ Result<std::shared_ptr<grpc::ServerCredentials>> Credentials(const TlsConfig& tl
   return grpc::SslServerCredentials(options);
 }
 
+// Identifies this host's boot to local clients; empty when unreadable (then no client uses the local path).
+std::string BootId() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  std::getline(in, id);
+  return id;
+}
+
+uint64_t RandomInstanceId() {
+  std::random_device rd;
+  const uint64_t id = (uint64_t{rd()} << 32) ^ rd();
+  return id == 0 ? 1 : id;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
@@ -62,6 +79,19 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
   server->metrics_ = std::make_unique<Metrics>(server->store_.get());
   server->service_ = std::make_unique<KvTierService>(server->store_.get(), server->metrics_.get(), config.service,
                                                     server->auth_.get());
+  if (config.shared_memory.enabled()) {
+    auto local = LocalServer::Start(server->store_.get(), server->metrics_.get(), server->auth_.get(),
+                                    config.shared_memory, RandomInstanceId(), config.store.max_lease_ttl_ms);
+    if (!local.ok()) return local.status();
+    server->local_ = std::move(local).value();
+    v1::LocalInfoResponse info;
+    info.set_socket_path(server->local_->socket_path());
+    info.set_boot_id(BootId());
+    info.set_instance_id(server->local_->instance_id());
+    server->service_->SetLocalInfo(std::move(info));
+    KVTIER_LOG(kInfo) << "shared memory: " << config.store.shared_arena_bytes.size() << " namespace(s) on "
+                      << server->local_->socket_path();
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -105,6 +135,7 @@ std::string Server::address() const {
 }
 
 void Server::Shutdown(std::chrono::milliseconds grace) {
+  if (local_ != nullptr) local_->Stop();
   grpc_->Shutdown(std::chrono::system_clock::now() + grace);
 }
 

@@ -227,6 +227,15 @@ grpc::Status KvTierService::Delete(grpc::ServerContext* ctx, const v1::DeleteReq
   });
 }
 
+grpc::Status KvTierService::LocalInfo(grpc::ServerContext* ctx, const v1::LocalInfoRequest*,
+                                      v1::LocalInfoResponse* response) {
+  return Timed(Op::kLocalInfo, [&]() -> Status {
+    if (auth_ != nullptr) KVTIER_RETURN_IF_ERROR(auth_->CheckAnyToken(AuthorizationOf(*ctx)));
+    *response = local_info_;
+    return Status::Ok();
+  });
+}
+
 grpc::Status KvTierService::Stats(grpc::ServerContext* ctx, const v1::StatsRequest*, v1::StatsResponse* response) {
   return Timed(Op::kStats, [&]() -> Status {
     if (auth_ != nullptr) KVTIER_RETURN_IF_ERROR(auth_->CheckAnyToken(AuthorizationOf(*ctx)));

@@ -41,6 +41,13 @@ Status StoreOptions::Validate() const {
   if (max_fingerprints == 0) return InvalidArgument("max_fingerprints must be > 0");
   if (profiles.max_per_namespace == 0) return InvalidArgument("max_profiles_per_namespace must be > 0");
   if (profiles.max_profile_bytes == 0) return InvalidArgument("max_profile_bytes must be > 0");
+  if (shared_arena_bytes.size() > 64) return InvalidArgument("at most 64 namespaces may have a shared arena");
+  for (const auto& [name, bytes] : shared_arena_bytes) {
+    if (name.empty() || name.size() > kMaxNamespaceBytes) {
+      return InvalidArgument("shared arena namespace '" + name + "' must be 1..128 bytes");
+    }
+    if (bytes < (1ull << 20)) return InvalidArgument("shared arena of namespace '" + name + "' must be at least 1 MiB");
+  }
   return Status::Ok();
 }
 
@@ -81,7 +88,9 @@ Status PendingPut::Append(std::span<const std::byte> data) {
   }
   if (entry_ != nullptr) {
     std::memcpy(payload_ + received_, data.data(), data.size());
-    checksum_.Update(data);
+    // Hash what landed, not the source: a source another process can still write (a shared-memory
+    // put window) cannot then change the bytes after they were checked.
+    checksum_.Update({payload_ + received_, data.size()});
   }
   received_ += data.size();
   return Status::Ok();
@@ -144,10 +153,20 @@ void ChunkRef::Reset() {
 
 Result<std::unique_ptr<Store>> Store::Open(StoreOptions options) {
   KVTIER_RETURN_IF_ERROR(options.Validate());
-  auto host = HostTier::Create({options.host_capacity_bytes, options.host_huge_pages, options.host_prefault});
-  if (!host.ok()) return host.status();
   std::unique_ptr<Store> store(new Store(std::move(options)));
-  store->host_ = std::move(host).value();
+  const StoreOptions& o = store->options_;
+  auto host = HostTier::Create({o.host_capacity_bytes, o.host_huge_pages, o.host_prefault});
+  if (!host.ok()) return host.status();
+  store->hosts_.push_back(std::move(host).value());
+  store->policies_.push_back(MakeLruPolicy());
+  for (const auto& [name, bytes] : o.shared_arena_bytes) {
+    HostArenaOptions arena{bytes, o.host_huge_pages, o.host_prefault, /*shareable=*/true, "kvtier-ns-" + name};
+    auto shared = HostTier::Create(arena);
+    if (!shared.ok()) return shared.status();
+    store->shared_pools_.emplace(name, static_cast<uint8_t>(store->hosts_.size()));
+    store->hosts_.push_back(std::move(shared).value());
+    store->policies_.push_back(MakeLruPolicy());
+  }
   if (store->options_.disk.enabled()) KVTIER_RETURN_IF_ERROR(store->OpenDisk());
   return store;
 }
@@ -157,10 +176,27 @@ Store::Store(StoreOptions options)
       profiles_(options_.profiles),
       table_(std::make_unique<ChunkTable>()),
       pool_(std::make_unique<EntryPool>()),
-      policy_(MakeLruPolicy()),
       dirty_(std::make_unique<DirtyList>()) {}
 
 Store::~Store() { Stop(); }
+
+const Tier& Store::host_tier() const { return *hosts_[0]; }
+
+const HostArena* Store::SharedArenaOf(std::string_view name_space) const {
+  auto it = shared_pools_.find(name_space);
+  return it == shared_pools_.end() ? nullptr : &hosts_[it->second]->arena();
+}
+
+uint8_t Store::PoolOfLocked(uint32_t ns_id) const {
+  return ns_id >= 1 && ns_id <= namespace_pools_.size() ? namespace_pools_[ns_id - 1] : 0;
+}
+
+bool Store::AboveDemoteWatermark() const {
+  for (const auto& host : hosts_) {
+    if (host->used_bytes() > static_cast<uint64_t>(options_.disk.demote_watermark * host->capacity_bytes())) return true;
+  }
+  return false;
+}
 
 int64_t Store::NowNs() const {
   if (options_.now_ns) return options_.now_ns();
@@ -275,11 +311,12 @@ Result<PendingPut> Store::BeginPut(const Scope& scope, const PutSpec& spec) {
     }
     // Room is made by demoting cold chunks to disk first (this thread does the I/O, which is the
     // backpressure when puts outrun the demoter); only if that fails are undemoted chunks dropped.
-    auto placement = AllocateHostLocked(total, /*may_drop=*/attempt >= 4);
+    const uint8_t pool = PoolOfLocked(scope.ns_id);
+    auto placement = AllocateHostLocked(total, /*may_drop=*/attempt >= 4, pool);
     if (!placement.ok()) namespace_bytes_[scope.ns_id - 1] -= spec.payload_bytes;  // charged again next try
     if (!placement.ok() && placement.status().code() == StatusCode::kAborted) {
       lock.unlock();
-      if (DemoteBatch(/*force=*/true) == 0) attempt = 4;
+      if (DemoteBatch(/*force=*/true, PoolOfLocked(scope.ns_id)) == 0) attempt = 4;
       continue;
     }
     if (!placement.ok()) {
@@ -294,6 +331,7 @@ Result<PendingPut> Store::BeginPut(const Scope& scope, const PutSpec& spec) {
     e->base_position = spec.base_position;
     e->codec = static_cast<uint8_t>(spec.codec);
     e->pinned = spec.pin;
+    e->host_pool = pool;
     e->payload_bytes = spec.payload_bytes;
     e->checksum = spec.checksum;
     e->host = *placement;
@@ -304,7 +342,7 @@ Result<PendingPut> Store::BeginPut(const Scope& scope, const PutSpec& spec) {
     put.entry_ = e;
     break;
   }
-  std::span<std::byte> mem = host_->Map(put.entry_->host);
+  std::span<std::byte> mem = HostOf(put.entry_->host_pool).Map(put.entry_->host);
   std::memcpy(mem.data(), spec.token_ids.data(), spec.token_ids.size_bytes());
   // Zero the padding so the body written to disk carries no stale bytes.
   std::memset(mem.data() + spec.token_ids.size_bytes(), 0, tokens_bytes - spec.token_ids.size_bytes());
@@ -328,13 +366,10 @@ Result<PutOutcome> Store::CommitPut(PendingPut* put) {
   e->indexed = true;
   table_->Insert(e);
   if (e->pinned) ++host_pinned_chunks_;
-  else policy_->OnInsert(e);
+  else PolicyOf(*e).OnInsert(e);
   ++host_chunks_;
   if (nvme_ != nullptr && !e->pinned) dirty_->PushFront(e);
-  if (nvme_ != nullptr && options_.disk.background_demotion &&
-      host_->used_bytes() > static_cast<uint64_t>(options_.disk.demote_watermark * host_->capacity_bytes())) {
-    demote_cv_.notify_one();
-  }
+  if (nvme_ != nullptr && options_.disk.background_demotion && AboveDemoteWatermark()) demote_cv_.notify_one();
   return PutOutcome{false, TierKind::kHost};
 }
 
@@ -350,21 +385,24 @@ bool Store::EvictableLocked(const ChunkEntry& e, int64_t now) const {
          e.refs.load(std::memory_order_acquire) == 1;
 }
 
-Result<Placement> Store::AllocateHostLocked(uint64_t bytes, bool may_drop) {
-  if (bytes > host_->capacity_bytes()) {
-    return ResourceExhausted("chunk needs " + Bytes(bytes) + ", more than the host tier capacity of " +
-                             Bytes(host_->capacity_bytes()));
+Result<Placement> Store::AllocateHostLocked(uint64_t bytes, bool may_drop, uint8_t pool) {
+  HostTier& host = HostOf(pool);
+  if (bytes > host.capacity_bytes()) {
+    return ResourceExhausted("chunk needs " + Bytes(bytes) + ", more than the " +
+                             (pool == 0 ? "host tier" : "namespace's shared arena") + " capacity of " +
+                             Bytes(host.capacity_bytes()));
   }
   const int64_t now = NowNs();
+  EvictionPolicy& policy = *policies_[pool];
   for (;;) {
-    auto placement = host_->Allocate(bytes);
+    auto placement = host.Allocate(bytes);
     if (placement.ok()) return placement;
     // Prefer victims whose bytes survive on disk; drop a chunk that could still be demoted only if allowed.
-    ChunkEntry* victim = policy_->PickVictim(
+    ChunkEntry* victim = policy.PickVictim(
         [&](const ChunkEntry& e) { return EvictableLocked(e, now) && (e.on_disk || !DemotableLocked(e)); });
     if (victim == nullptr) {
-      victim = policy_->PickVictim([&](const ChunkEntry& e) { return EvictableLocked(e, now); });
-      if (victim == nullptr) return ExhaustedLocked(bytes);
+      victim = policy.PickVictim([&](const ChunkEntry& e) { return EvictableLocked(e, now); });
+      if (victim == nullptr) return ExhaustedLocked(bytes, pool);
       if (!may_drop) return Status(StatusCode::kAborted, "demote before evicting");
     }
     host_evictions_.fetch_add(1, std::memory_order_relaxed);
@@ -374,16 +412,18 @@ Result<Placement> Store::AllocateHostLocked(uint64_t bytes, bool may_drop) {
   }
 }
 
-Status Store::ExhaustedLocked(uint64_t bytes) const {
+Status Store::ExhaustedLocked(uint64_t bytes, uint8_t pool) const {
   const int64_t now = NowNs();
+  const HostTier& host = HostOf(pool);
   uint64_t leased = 0, reading = 0;
   table_->ForEach([&](const ChunkEntry& e) {
-    if (e.pinned) return;
+    if (e.pinned || e.host_pool != pool) return;
     if (e.lease_until_ns.load(std::memory_order_relaxed) > now) ++leased;
     else if (e.refs.load(std::memory_order_relaxed) > 1) ++reading;
   });
-  return ResourceExhausted("host tier full: no room for " + Bytes(bytes) + " (capacity " +
-                           Bytes(host_->capacity_bytes()) + ", used " + Bytes(host_->used_bytes()) +
+  return ResourceExhausted(std::string(pool == 0 ? "host tier" : "namespace's shared arena") + " full: no room for " +
+                           Bytes(bytes) + " (capacity " + Bytes(host.capacity_bytes()) + ", used " +
+                           Bytes(host.used_bytes()) +
                            ") and nothing evictable: " + std::to_string(host_pinned_chunks_) + " chunks pinned, " +
                            std::to_string(leased) + " leased, " + std::to_string(reading) + " being read, " +
                            std::to_string(reservations_) + " puts in flight");
@@ -403,7 +443,7 @@ void Store::RemoveLocked(ChunkEntry* e) {
   dirty_->Remove(e);
   if (e->in_host) {
     if (e->pinned) --host_pinned_chunks_;
-    else policy_->OnRemove(e);
+    else PolicyOf(*e).OnRemove(e);
     --host_chunks_;
   }
   if (e->on_disk) {
@@ -416,10 +456,10 @@ void Store::RemoveLocked(ChunkEntry* e) {
 
 void Store::DropHostCopyLocked(ChunkEntry* e) {
   dirty_->Remove(e);
-  if (!e->pinned) policy_->OnRemove(e);
+  if (!e->pinned) PolicyOf(*e).OnRemove(e);
   else --host_pinned_chunks_;
   --host_chunks_;
-  host_->Free(e->host);
+  HostOf(e->host_pool).Free(e->host);
   e->host = {};
   e->in_host = false;
 }
@@ -463,13 +503,13 @@ void Store::UnlistLeaseLocked(ChunkEntry* e) const {
 void Store::ReleaseEntryLocked(ChunkEntry* e) {
   UnlistLeaseLocked(e);
   if (e->ns_id >= 1 && e->ns_id <= namespace_bytes_.size()) namespace_bytes_[e->ns_id - 1] -= e->payload_bytes;
-  if (e->in_host) host_->Free(e->host);
+  if (e->in_host) HostOf(e->host_pool).Free(e->host);
   if (e->on_disk && nvme_ != nullptr) nvme_->Free(e->disk);
   pool_->Release(e);
 }
 
 void Store::BindLocked(ChunkRef* ref, ChunkEntry* e) {
-  std::span<std::byte> mem = host_->Map(e->host);
+  std::span<std::byte> mem = HostOf(e->host_pool).Map(e->host);
   ref->store_ = this;
   ref->entry_ = e;
   ref->tokens_ = {reinterpret_cast<const uint32_t*>(mem.data()), e->num_tokens};
@@ -491,7 +531,7 @@ Result<ChunkRef> Store::Get(const Scope& scope, const ChunkKey& key, std::span<c
     ++e->hits;
     from_disk = !e->in_host;
     if (!from_disk && !e->pinned) {
-      policy_->OnAccess(e);
+      PolicyOf(*e).OnAccess(e);
       if (e->admission_refused && !e->on_disk && nvme_ != nullptr) dirty_->PushFront(e);
       dirty_->Touch(e);
     }
@@ -592,9 +632,11 @@ Result<uint32_t> Store::Delete(const Scope& scope, std::span<const ChunkKey> key
 StoreStats Store::Stats() const {
   StoreStats stats;
   TierSnapshot host;
-  host.kind = host_->kind();
-  host.capacity_bytes = host_->capacity_bytes();
-  host.used_bytes = host_->used_bytes();
+  host.kind = TierKind::kHost;
+  for (const auto& pool : hosts_) {
+    host.capacity_bytes += pool->capacity_bytes();
+    host.used_bytes += pool->used_bytes();
+  }
   TierSnapshot disk;
   disk.kind = TierKind::kNvme;
   {
@@ -711,6 +753,9 @@ void Store::RegisterNamespaceLocked(const std::string& name, uint32_t id) {
     namespace_bytes_.resize(id, 0);
   }
   namespace_names_[id - 1] = name;
+  namespace_pools_.resize(namespace_names_.size(), 0);
+  auto pool = shared_pools_.find(name);
+  namespace_pools_[id - 1] = pool == shared_pools_.end() ? 0 : pool->second;
 }
 
 uint64_t Store::QuotaOf(const std::string& name_space) const {

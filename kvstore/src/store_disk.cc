@@ -113,8 +113,10 @@ Status Store::OpenDisk() {
   file_options.try_direct = o.direct_io;
   auto file = OpenUringFile(o.path + "/kvtier.data", file_options);
   if (!file.ok()) return file.status();
-  if (auto* arena = dynamic_cast<HostTier*>(host_.get()); arena != nullptr) {
-    const Status s = RegisterUringBuffers(file->get(), {arena->arena().data(), arena->arena().size()});
+  {
+    // Only the main arena is registered (fixed buffers); shared arenas use plain reads and writes.
+    const HostArena& arena = hosts_[0]->arena();
+    const Status s = RegisterUringBuffers(file->get(), {arena.data(), arena.size()});
     if (!s.ok()) KVTIER_LOG(kWarning) << "nvme tier: host arena not registered with io_uring: " << s.message();
   }
   std::unique_ptr<BlockFile> data = std::move(file).value();
@@ -162,6 +164,7 @@ Status Store::OpenDisk() {
     e->num_tokens = d.num_tokens;
     e->base_position = d.base_position;
     e->codec = d.codec;
+    e->host_pool = PoolOfLocked(d.ns_id);
     e->payload_bytes = d.payload_bytes;
     e->checksum = d.payload_checksum;
     e->payload_offset = disk::AlignUp(uint64_t{d.num_tokens} * 4, kPayloadAlign);
@@ -257,14 +260,15 @@ Result<bool> Store::Promote(ChunkEntry* e) {
     disk_placement = e->disk;
     // Reads never wait for disk writes: a promotion may drop a cold chunk the demoter has not reached.
     auto placement = AllocateHostLocked(disk::AlignUp(e->payload_offset + e->payload_bytes, kDiskAlign),
-                                        /*may_drop=*/true);
+                                        /*may_drop=*/true, e->host_pool);
     if (!placement.ok()) {
       nvme_->EndRead(disk_placement);
       return placement.status();
     }
     host_placement = *placement;
   }
-  std::span<std::byte> body = host_->Map(host_placement);
+  HostTier& host = HostOf(e->host_pool);
+  std::span<std::byte> body = host.Map(host_placement);
   disk::RecordHeader header{};
   Status s = nvme_->ReadRecord(disk_placement, &header, body);
   nvme_->EndRead(disk_placement);
@@ -274,7 +278,7 @@ Result<bool> Store::Promote(ChunkEntry* e) {
   std::lock_guard lock(mu_);
   NoteDiskResult(s, /*write=*/false);
   if (!verified.ok()) {
-    host_->Free(host_placement);
+    host.Free(host_placement);
     if (s.ok()) {
       checksum_failures_.fetch_add(1, std::memory_order_relaxed);
       KVTIER_LOG(kWarning) << "nvme tier: chunk " << e->key.ToHex() << " dropped: " << verified.message();
@@ -283,7 +287,7 @@ Result<bool> Store::Promote(ChunkEntry* e) {
     return false;
   }
   if (e->in_host) {
-    host_->Free(host_placement);  // another reader promoted it first
+    host.Free(host_placement);  // another reader promoted it first
     return true;
   }
   e->host = host_placement;
@@ -292,7 +296,7 @@ Result<bool> Store::Promote(ChunkEntry* e) {
   e->hit_on_disk = true;
   ++host_chunks_;
   if (e->pinned) ++host_pinned_chunks_;
-  else policy_->OnInsert(e);
+  else PolicyOf(*e).OnInsert(e);
   nvme_->NoteHit(disk_placement);
   promotions_.fetch_add(1, std::memory_order_relaxed);
   return true;
@@ -327,7 +331,7 @@ Result<Placement> Store::AllocateDisk(uint64_t bytes) {
   return ResourceExhausted("nvme tier: no region could be reclaimed");
 }
 
-uint64_t Store::DemoteBatch(bool force) {
+uint64_t Store::DemoteBatch(bool force, int pool) {
   struct Item {
     ChunkEntry* entry;
     Placement placement;
@@ -336,12 +340,11 @@ uint64_t Store::DemoteBatch(bool force) {
   {
     std::lock_guard lock(mu_);
     if (!DiskWritableLocked()) return 0;
-    const uint64_t watermark = static_cast<uint64_t>(options_.disk.demote_watermark * host_->capacity_bytes());
-    if (!force && host_->used_bytes() <= watermark) return 0;
+    if (!force && !AboveDemoteWatermark()) return 0;
     uint64_t bytes = 0;
     for (ChunkEntry* e = dirty_->coldest(); e != nullptr && bytes < options_.disk.demote_batch_bytes;) {
       ChunkEntry* next = DirtyList::warmer(e);
-      if (e->demoting) {
+      if (e->demoting || (pool >= 0 && e->host_pool != pool)) {
         e = next;
         continue;
       }
@@ -376,7 +379,7 @@ uint64_t Store::DemoteBatch(bool force) {
     }
     item.placement = *placement;
     // The host copy is [tokens][pad][payload] zero-padded to a block: exactly the record body.
-    std::span<const std::byte> body = host_->Map(e.host).subspan(0, item.placement.length - disk::kHeaderBlock);
+    std::span<const std::byte> body = HostOf(e.host_pool).Map(e.host).subspan(0, item.placement.length - disk::kHeaderBlock);
     const uint32_t region = nvme_->RegionOf(item.placement);
     writes.push_back({item.placement, HeaderFor(e, item.placement, region, nvme_->next_sequence(), body), body});
   }

@@ -169,7 +169,7 @@ std::map<std::string, std::string> DocumentedKeys() {
     const size_t def_begin = line.find('`', key_end + 1);
     const size_t def_end = line.find('`', def_begin + 1);
     std::string def = line.substr(def_begin + 1, def_end - def_begin - 1);
-    if (def == "\"\"") def.clear();
+    if (def.size() >= 2 && def.front() == '"' && def.back() == '"') def = def.substr(1, def.size() - 2);
     out[line.substr(3, key_end - 3)] = def;
   }
   return out;

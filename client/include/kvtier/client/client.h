@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <future>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -35,6 +36,13 @@ struct ClientTls {
   std::string server_name;      // name to verify in the server's certificate; empty = the endpoint's host
 
   bool enabled() const { return !root_ca_pem.empty(); }
+};
+
+// Whether calls may use the same-host shared-memory path (kvstore/SHM.md).
+enum class LocalPathMode {
+  kAuto,     // use it when the server offers it for this namespace on this host; else gRPC
+  kOff,      // always gRPC
+  kRequire,  // gets and puts fail (FAILED_PRECONDITION, with the reason) when it cannot be used
 };
 
 struct ClientOptions {
@@ -57,8 +65,12 @@ struct ClientOptions {
   // outlive the client and be on the server first (PutProfile). The executor, if any, is also used
   // to decode gets.
   codec::EncodeOptions encode;
-  // Gets ask the server to decode encoded chunks instead of decoding them here.
+  // Gets ask the server to decode encoded chunks instead of decoding them here (always over gRPC).
   bool server_decode = false;
+  // Same-host shared memory: chosen by itself in kAuto. Lookups, deletes, stats and profiles stay on gRPC.
+  LocalPathMode local_path = LocalPathMode::kAuto;
+  std::chrono::milliseconds local_retry{2000};   // after the path was unusable, gRPC only for this long
+  std::chrono::milliseconds local_lease{5000};   // how long a local get may take to copy its hits
 
   Status Validate() const;
 };
@@ -85,6 +97,14 @@ struct GetResult {
   uint32_t num_tokens = 0;
   uint32_t base_position = 0;
   uint8_t tier = 0;                // kvtier.v1.Tier of the hit
+};
+
+// How many calls took which path (Client::local_stats).
+struct LocalPathStats {
+  uint64_t local_gets = 0;        // GetBatch/Get calls served from shared memory
+  uint64_t local_puts = 0;        // PutBatch/Put calls written through the put window
+  uint64_t fallbacks = 0;         // calls that wanted the local path and went over gRPC
+  uint64_t expired_leases = 0;    // local gets redone over gRPC because a lease ended before the copy did
 };
 
 struct LookupResult {
@@ -121,6 +141,9 @@ class Client {
   Result<std::vector<bool>> Exists(std::span<const ChunkKey> keys);
   Result<uint32_t> Delete(std::span<const ChunkKey> keys);
   Result<v1::StatsResponse> Stats();
+  // Which path calls took, and why the shared-memory path was last unusable (empty if never).
+  LocalPathStats local_stats() const;
+  std::string local_fallback_reason() const;
 
   // Stores a shared cachegen profile on the server under `name` (its id is profile.id()) and keeps
   // it for decoding here.
@@ -141,6 +164,12 @@ class Client {
   explicit Client(ClientOptions options);
 
   Result<std::unique_ptr<codec::ModelProfile>> FetchProfile(std::string_view name, uint64_t id);
+  Result<v1::LocalInfoResponse> LocalInfo();
+  // The shared-memory attempt of a get: nullopt = go over gRPC.
+  Result<std::optional<std::vector<GetResult>>> LocalGet(std::span<const ChunkKey> keys,
+                                                         std::span<const std::span<std::byte>> dests,
+                                                         std::span<const std::span<const uint32_t>> expected);
+  Status LocalUnavailable() const;
   // For decoding gets: cached profiles, fetched from the server on first use.
   const codec::ModelProfile* ResolveProfile(uint64_t id);
   codec::DecodeOptions DecodeOptions();

@@ -26,6 +26,7 @@ struct ChunkEntry {
   uint32_t base_position = 0;
   uint8_t codec = 0;
   bool pinned = false;
+  uint8_t host_pool = 0;        // which host arena holds its host copy (the namespace's; 0 = main)
   uint64_t payload_bytes = 0;
   uint64_t checksum = 0;
   uint64_t payload_offset = 0;  // from the start of the body: [token ids, u32 each][pad to 64][payload]
@@ -61,6 +62,7 @@ struct ChunkEntry {
     ns_id = fp_id = num_tokens = base_position = 0;
     codec = 0;
     pinned = false;
+    host_pool = 0;
     payload_bytes = checksum = payload_offset = 0;
     refs.store(0, std::memory_order_relaxed);
     lease_until_ns.store(0, std::memory_order_relaxed);

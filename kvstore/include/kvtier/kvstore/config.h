@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "kvtier/kvstore/local_server.h"
 #include "kvtier/kvstore/log.h"
 #include "kvtier/kvstore/service.h"
 #include "kvtier/kvstore/store.h"
@@ -34,6 +35,9 @@ struct ServerConfig {
   std::string auth_tokens_file;
   StoreOptions store;
   ServiceOptions service;
+  // The same-host shared-memory path (kvstore/SHM.md); off unless a socket is set. Which namespaces may
+  // use it, and their arena sizes, are store.shared_arena_bytes (`shared_memory.namespaces`).
+  LocalServerOptions shared_memory;
 
   Status Validate() const;
   // The effective configuration as YAML (the same keys the file takes), for the start-up log.

@@ -30,7 +30,7 @@ namespace kvtier {
 
 class Store;
 
-enum class Op { kPut = 0, kGet, kLookup, kExists, kDelete, kStats, kPutProfile, kGetProfile, kCount };
+enum class Op { kPut = 0, kGet, kLookup, kExists, kDelete, kStats, kPutProfile, kGetProfile, kLocalInfo, kCount };
 std::string_view OpName(Op op);
 
 // kvtier_codec_bytes_total{direction}: "in" is payload committed by puts, "out" payload sent by gets.

@@ -28,6 +28,7 @@ class Server {
   std::string address() const;                        // "127.0.0.1:<port>"
   Store& store() { return *store_; }
   Metrics& metrics() { return *metrics_; }
+  LocalServer* local() { return local_.get(); }  // null when shared_memory.socket is not set
 
   // Stops accepting calls, lets in-flight calls finish for up to `grace`, then cancels the rest.
   void Shutdown(std::chrono::milliseconds grace = std::chrono::milliseconds(5000));
@@ -42,6 +43,7 @@ class Server {
   std::unique_ptr<class Authorizer> auth_;  // null: no authentication
   std::unique_ptr<class KvTierService> service_;
   std::unique_ptr<grpc::Server> grpc_;
+  std::unique_ptr<class LocalServer> local_;  // the shared-memory path; declared after store_: ends first
   int port_ = 0;
   int metrics_port_ = 0;
 };

@@ -45,6 +45,10 @@ class KvTierService final : public v1::KvTier::WithRawCallbackMethod_Get<v1::KvT
                           v1::PutProfileResponse* response) override;
   grpc::Status GetProfile(grpc::ServerContext* ctx, const v1::GetProfileRequest* request,
                           v1::GetProfileResponse* response) override;
+  grpc::Status LocalInfo(grpc::ServerContext* ctx, const v1::LocalInfoRequest* request,
+                         v1::LocalInfoResponse* response) override;
+  // What LocalInfo answers; set before the server starts serving (empty: no same-host path).
+  void SetLocalInfo(v1::LocalInfoResponse info) { local_info_ = std::move(info); }
 
  private:
   template <typename Fn>
@@ -66,6 +70,7 @@ class KvTierService final : public v1::KvTier::WithRawCallbackMethod_Get<v1::KvT
   const ServiceOptions options_;
   const Authorizer* const auth_;
   const std::chrono::steady_clock::time_point started_;
+  v1::LocalInfoResponse local_info_;
 };
 
 }  // namespace kvtier

@@ -37,6 +37,7 @@
 #include "kvtier/kvstore/block_file.h"
 #include "kvtier/kvstore/chunk_entry.h"
 #include "kvtier/kvstore/eviction_policy.h"
+#include "kvtier/kvstore/host_arena.h"
 #include "kvtier/kvstore/profile_registry.h"
 #include "kvtier/kvstore/tier.h"
 
@@ -45,6 +46,7 @@ namespace kvtier {
 class ChunkTable;
 class DirtyList;
 class EntryPool;
+class HostTier;
 class MetaStore;
 class NvmeTier;
 
@@ -91,6 +93,10 @@ struct StoreOptions {
   // eviction and deletion, which frees its quota.
   uint64_t default_quota_bytes = 0;
   std::map<std::string, uint64_t> namespace_quota_bytes;  // per namespace, overriding the default
+  // Namespaces whose host copies live in their own shareable arena (a sealed memfd) of this size
+  // instead of the main arena, so same-host clients of that namespace may map it (kvstore/SHM.md).
+  // Each arena is reserved and pre-faulted like the main one; at most 64.
+  std::map<std::string, uint64_t> shared_arena_bytes;
   // Monotonic clock in nanoseconds, for leases. Empty: std::chrono::steady_clock. Tests inject one.
   std::function<int64_t()> now_ns;
   DiskOptions disk;
@@ -226,7 +232,9 @@ class Store {
   Store& operator=(const Store&) = delete;
 
   const StoreOptions& options() const { return options_; }
-  const Tier& host_tier() const { return *host_; }
+  const Tier& host_tier() const;  // the main arena (namespaces without a shared one)
+  // The shareable arena of a namespace listed in shared_arena_bytes; nullptr for any other namespace.
+  const HostArena* SharedArenaOf(std::string_view name_space) const;
   // Writes every demotable host chunk to disk now instead of waiting for the watermark (tests, benchmarks,
   // a planned shutdown).
   // Returns the number of chunks demoted.
@@ -279,10 +287,15 @@ class Store {
   // Guarded: the caller holds mu_.
   // Frees host space by evicting LRU chunks. Chunks that have a disk copy just lose their DRAM copy.
   // Chunks that could still be demoted are only dropped when `may_drop` (else ABORTED: demote first).
-  Result<Placement> AllocateHostLocked(uint64_t bytes, bool may_drop);
+  // Allocates in host pool `pool` (0: the main arena, else a namespace's shared arena).
+  Result<Placement> AllocateHostLocked(uint64_t bytes, bool may_drop, uint8_t pool);
   bool DemotableLocked(const ChunkEntry& e) const;
   bool EvictableLocked(const ChunkEntry& e, int64_t now) const;
-  Status ExhaustedLocked(uint64_t bytes) const;
+  Status ExhaustedLocked(uint64_t bytes, uint8_t pool) const;
+  HostTier& HostOf(uint8_t pool) const { return *hosts_[pool]; }
+  EvictionPolicy& PolicyOf(const ChunkEntry& e) const { return *policies_[e.host_pool]; }
+  uint8_t PoolOfLocked(uint32_t ns_id) const;
+  bool AboveDemoteWatermark() const;
   void RegisterNamespaceLocked(const std::string& name, uint32_t id);
   uint64_t QuotaOf(const std::string& name_space) const;
   // Charges a new entry's payload to its namespace; RESOURCE_EXHAUSTED past the quota (nothing charged).
@@ -302,7 +315,8 @@ class Store {
   // The NVMe side (store_disk.cc).
   Result<bool> Promote(ChunkEntry* e);  // false: the record did not verify (dropped, counted)
   void DemoterLoop();
-  uint64_t DemoteBatch(bool force);
+  // Writes a batch of the coldest undemoted host chunks (of host pool `pool` only, when >= 0) to disk.
+  uint64_t DemoteBatch(bool force, int pool = -1);
   Result<Placement> AllocateDisk(uint64_t bytes);
   Status ReclaimRegion();
   void NoteDiskResult(const Status& status, bool write);  // device I/O: counts streaks, disables
@@ -311,7 +325,10 @@ class Store {
   bool DiskWritableLocked() const;
 
   const StoreOptions options_;
-  std::unique_ptr<Tier> host_;
+  // Host pools: [0] the main arena, then one shareable arena per namespace in shared_arena_bytes.
+  // Each has its own LRU list, so a full shared arena evicts only its own namespace's chunks.
+  std::vector<std::unique_ptr<HostTier>> hosts_;
+  std::map<std::string, uint8_t, std::less<>> shared_pools_;      // namespace -> pool; fixed after Open
   std::unique_ptr<MetaStore> meta_;
   std::unique_ptr<NvmeTier> nvme_;
   std::unique_ptr<AdmissionPolicy> admission_;
@@ -320,7 +337,8 @@ class Store {
   mutable std::mutex mu_;
   std::unique_ptr<ChunkTable> table_;                             // guarded by mu_
   std::unique_ptr<EntryPool> pool_;                               // guarded by mu_
-  std::unique_ptr<EvictionPolicy> policy_;                        // host LRU; guarded by mu_
+  std::vector<std::unique_ptr<EvictionPolicy>> policies_;         // host LRU per pool; guarded by mu_
+  std::vector<uint8_t> namespace_pools_;                          // host pool, by id - 1; guarded by mu_
   std::unique_ptr<DirtyList> dirty_;                              // host chunks not on disk; guarded by mu_
   std::unordered_map<std::string, uint32_t> namespaces_;          // guarded by mu_
   std::vector<std::string> namespace_names_;                      // by id - 1; guarded by mu_

@@ -62,6 +62,7 @@ inline Status Internal(std::string msg) { return {StatusCode::kInternal, std::mo
 inline Status Unavailable(std::string msg) { return {StatusCode::kUnavailable, std::move(msg)}; }
 inline Status NotFound(std::string msg) { return {StatusCode::kNotFound, std::move(msg)}; }
 inline Status Cancelled(std::string msg) { return {StatusCode::kCancelled, std::move(msg)}; }
+inline Status PermissionDenied(std::string msg) { return {StatusCode::kPermissionDenied, std::move(msg)}; }
 
 template <typename T>
 class [[nodiscard]] Result {

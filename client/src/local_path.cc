@@ -1,0 +1,253 @@
+#include "local_path.h"
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+
+#include "get_stream.h"
+#include "kvtier/api/convert.h"
+
+namespace kvtier {
+namespace {
+
+std::string ReadBootId() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  std::getline(in, id);
+  return id;
+}
+
+constexpr size_t kMaxIdleChannels = 8;
+
+}  // namespace
+
+LocalPath::LocalPath(const ClientOptions& options, v1::RequestContext context, InfoFn info)
+    : options_(options), context_(std::move(context)), info_(std::move(info)), boot_id_(ReadBootId()) {}
+
+LocalPath::~LocalPath() = default;
+
+LocalPathStats LocalPath::stats() const {
+  return {gets_.load(std::memory_order_relaxed), puts_.load(std::memory_order_relaxed),
+          fallbacks_.load(std::memory_order_relaxed), expired_.load(std::memory_order_relaxed)};
+}
+
+std::string LocalPath::last_fallback_reason() const {
+  std::lock_guard lock(mu_);
+  return reason_;
+}
+
+void LocalPath::Unusable(const Status& why, bool lasting) {
+  std::lock_guard lock(mu_);
+  server_.reset();
+  arena_.reset();
+  idle_.clear();
+  const auto wait = lasting ? std::max<std::chrono::milliseconds>(options_.local_retry, std::chrono::minutes(1))
+                            : options_.local_retry;
+  retry_at_ = std::chrono::steady_clock::now() + wait;
+  reason_ = why.ToString();
+}
+
+std::unique_ptr<LocalChannel> LocalPath::Acquire() {
+  std::optional<v1::LocalInfoResponse> server;
+  std::shared_ptr<SharedMapping> arena;
+  {
+    std::lock_guard lock(mu_);
+    if (!idle_.empty()) {
+      std::unique_ptr<LocalChannel> channel = std::move(idle_.back());
+      idle_.pop_back();
+      return channel;
+    }
+    if (std::chrono::steady_clock::now() < retry_at_) return nullptr;
+    server = server_;
+    arena = arena_;
+  }
+  if (!server) {
+    auto info = info_();
+    if (!info.ok()) {
+      Unusable(info.status());
+      return nullptr;
+    }
+    if (info->socket_path().empty()) {
+      Unusable(FailedPrecondition("the server offers no shared-memory path (shared_memory.socket)"), true);
+      return nullptr;
+    }
+    if (boot_id_.empty() || info->boot_id() != boot_id_) {
+      Unusable(FailedPrecondition("the server runs on another host"), true);
+      return nullptr;
+    }
+    server = std::move(info).value();
+  }
+  LocalChannel::Config config;
+  config.socket_path = server->socket_path();
+  config.instance_id = server->instance_id();
+  config.context = context_;
+  config.bearer_token = options_.bearer_token;
+  config.timeout_ms = static_cast<int>(options_.deadline.count());
+  auto channel = LocalChannel::Open(config, std::move(arena));
+  if (!channel.ok()) {
+    Unusable(channel.status());
+    return nullptr;
+  }
+  std::lock_guard lock(mu_);
+  server_ = std::move(server);
+  arena_ = (*channel)->arena();
+  return std::move(channel).value();
+}
+
+void LocalPath::Return(std::unique_ptr<LocalChannel> channel) {
+  if (channel->broken()) {
+    Unusable(Unavailable("the local connection broke (server stopped or restarted?)"));
+    return;
+  }
+  std::lock_guard lock(mu_);
+  if (idle_.size() < kMaxIdleChannels && channel->arena() == arena_) idle_.push_back(std::move(channel));
+}
+
+Result<std::optional<std::vector<GetResult>>> LocalPath::GetBatch(std::span<const ChunkKey> keys,
+                                                                  std::span<const std::span<std::byte>> dests,
+                                                                  std::span<const std::span<const uint32_t>> expected,
+                                                                  const codec::DecodeOptions& decode) {
+  using Out = std::optional<std::vector<GetResult>>;
+  std::unique_ptr<LocalChannel> channel = Acquire();
+  if (channel == nullptr) {
+    fallbacks_.fetch_add(1, std::memory_order_relaxed);
+    return Out();
+  }
+  v1::LocalRequest request;
+  v1::LocalGet* get = request.mutable_get();
+  for (const ChunkKey& key : keys) get->add_keys(KeyToWire(key));
+  for (size_t i = 0; i < expected.size(); ++i) {
+    get->add_expected_tokens()->mutable_ids()->Assign(expected[i].begin(), expected[i].end());
+  }
+  get->set_lease_ms(static_cast<uint32_t>(options_.local_lease.count()));
+  auto reply = channel->Call(request);
+  if (!reply.ok()) {
+    if (!channel->broken()) {
+      Return(std::move(channel));
+      return reply.status();  // the server's answer to the request itself, as gRPC would give it
+    }
+    Return(std::move(channel));
+    fallbacks_.fetch_add(1, std::memory_order_relaxed);
+    return Out();
+  }
+  const v1::LocalGetReply& chunks = (*reply)->get();
+  if (static_cast<size_t>(chunks.chunks_size()) != keys.size()) {
+    Unusable(Internal("local get answered " + std::to_string(chunks.chunks_size()) + " of " +
+                      std::to_string(keys.size()) + " keys"));
+    fallbacks_.fetch_add(1, std::memory_order_relaxed);
+    return Out();
+  }
+  // Copy every hit while its lease holds, then release them all in one message.
+  const SharedMapping& arena = *channel->arena();
+  std::vector<GetResult> results(keys.size());
+  v1::LocalRequest release;
+  Status copied;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const v1::LocalChunk& c = chunks.chunks(static_cast<int>(i));
+    if (!c.found()) continue;
+    release.mutable_release()->add_leases(c.lease());
+    if (!copied.ok()) continue;
+    if (c.offset() > arena.size() || c.payload_bytes() > arena.size() - c.offset()) {
+      copied = DataLoss("local get pointed outside the shared arena");
+      continue;
+    }
+    const std::span<const std::byte> payload{arena.data() + c.offset(), c.payload_bytes()};
+    GetResult& r = results[i];
+    r.found = true;
+    r.num_tokens = c.num_tokens();
+    r.base_position = c.base_position();
+    r.tier = static_cast<uint8_t>(c.tier());
+    if (c.codec() != v1::CODEC_RAW) {
+      copied = DecodeInto(payload, dests[i], keys[i], decode, r);
+    } else if (payload.size() > dests[i].size()) {
+      copied = InvalidArgument("destination of " + std::to_string(dests[i].size()) + " bytes is smaller than chunk " +
+                               keys[i].ToHex() + " of " + std::to_string(payload.size()) + " bytes");
+    } else {
+      std::memcpy(dests[i].data(), payload.data(), payload.size());
+      r.bytes = payload.size();
+    }
+  }
+  uint32_t expired = 0;
+  if (release.release().leases_size() > 0) {
+    auto released = channel->Call(release);
+    if (!released.ok()) {
+      // A lost connection also ended the leases, possibly before the copy finished: redo over gRPC.
+      Return(std::move(channel));
+      fallbacks_.fetch_add(1, std::memory_order_relaxed);
+      return Out();
+    }
+    expired = (*released)->release().expired();
+  }
+  Return(std::move(channel));
+  if (!copied.ok() && copied.code() != StatusCode::kDataLoss) return copied;
+  if (expired > 0 || !copied.ok()) {
+    // Bytes read under an ended lease may belong to another chunk by now: never hand them out.
+    if (expired > 0) expired_.fetch_add(1, std::memory_order_relaxed);
+    fallbacks_.fetch_add(1, std::memory_order_relaxed);
+    return Out();
+  }
+  gets_.fetch_add(1, std::memory_order_relaxed);
+  return Out(std::move(results));
+}
+
+Result<std::optional<std::vector<PutResult>>> LocalPath::PutBatch(std::span<const ChunkPut> chunks,
+                                                                  std::span<const std::span<const std::byte>> payloads,
+                                                                  std::span<const uint64_t> checksums,
+                                                                  codec::CodecId codec) {
+  using Out = std::optional<std::vector<PutResult>>;
+  std::unique_ptr<LocalChannel> channel = Acquire();
+  if (channel == nullptr || channel->window() == nullptr) {
+    if (channel != nullptr) Return(std::move(channel));  // e.g. a read-only token: puts use gRPC
+    fallbacks_.fetch_add(1, std::memory_order_relaxed);
+    return Out();
+  }
+  SharedMapping& window = *channel->window();
+  std::vector<PutResult> results(chunks.size());
+  v1::LocalRequest request;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const ChunkPut& c = chunks[i];
+    if (payloads[i].size() > window.size()) {  // larger than the window: this batch goes over gRPC
+      Return(std::move(channel));
+      fallbacks_.fetch_add(1, std::memory_order_relaxed);
+      return Out();
+    }
+    v1::PutHeader* h = request.mutable_reserve()->mutable_header();
+    h->set_key(KeyToWire(c.key));
+    h->mutable_token_ids()->Assign(c.token_ids.begin(), c.token_ids.end());
+    h->set_codec(static_cast<v1::Codec>(codec));
+    h->set_payload_bytes(payloads[i].size());
+    h->set_checksum(checksums[i]);
+    h->set_base_position(c.options.base_position);
+    h->set_pin(c.options.pin);
+    auto reserved = channel->Call(request);
+    if (reserved.ok() && !(*reserved)->reserve().already_present()) {
+      const v1::LocalReserveReply& r = (*reserved)->reserve();
+      if (r.window_offset() > window.size() || payloads[i].size() > window.size() - r.window_offset()) {
+        Unusable(Internal("local reserve pointed outside the put window"));
+        fallbacks_.fetch_add(1, std::memory_order_relaxed);
+        return Out();
+      }
+      std::memcpy(window.data() + r.window_offset(), payloads[i].data(), payloads[i].size());
+      v1::LocalRequest commit;
+      commit.mutable_commit()->set_reservation(r.reservation());
+      auto committed = channel->Call(commit);
+      if (committed.ok()) results[i].already_present = (*committed)->commit().already_present();
+      else reserved = committed.status();
+    } else if (reserved.ok()) {
+      results[i].already_present = true;
+    }
+    if (!reserved.ok()) {
+      const bool broken = channel->broken();
+      Return(std::move(channel));
+      if (!broken) return reserved.status();
+      // Chunks committed so far are stored; gRPC redoes the batch and finds them present.
+      fallbacks_.fetch_add(1, std::memory_order_relaxed);
+      return Out();
+    }
+  }
+  Return(std::move(channel));
+  puts_.fetch_add(1, std::memory_order_relaxed);
+  return Out(std::move(results));
+}
+
+}  // namespace kvtier
