@@ -136,6 +136,44 @@ TEST(ConfigTest, ErrorsNameTheKey) {
   EXPECT_NE(s.message().find("not valid YAML"), std::string::npos) << s.message();
 }
 
+TEST(ConfigTest, SharedMemoryKeys) {
+  ServerConfig config;
+  const Status ok = ParseServerConfigYaml(R"(
+shared_memory:
+  socket: /run/kvtier/kvtier.sock
+  socket_mode: "0600"
+  namespaces: {workers: 8GiB}
+  put_window: 16MiB
+  max_connections: 8
+  default_lease_ms: 2000
+  max_leases_per_connection: 100
+)", &config);
+  ASSERT_TRUE(ok.ok()) << ok.ToString();
+  EXPECT_EQ(config.shared_memory.socket_path, "/run/kvtier/kvtier.sock");
+  EXPECT_EQ(config.shared_memory.socket_mode, 0600u);
+  EXPECT_EQ(config.store.shared_arena_bytes.at("workers"), 8ull << 30);
+  EXPECT_EQ(config.shared_memory.put_window_bytes, 16ull << 20);
+  EXPECT_EQ(config.shared_memory.max_connections, 8u);
+  EXPECT_EQ(config.shared_memory.default_lease_ms, 2000u);
+  EXPECT_EQ(config.shared_memory.max_leases_per_connection, 100u);
+  ServerConfig again;
+  ASSERT_TRUE(ParseServerConfigYaml(config.ToYaml(), &again).ok());
+  EXPECT_EQ(again.ToYaml(), config.ToYaml());
+
+  auto error = [](const char* yaml) {
+    ServerConfig c;
+    return ParseServerConfigYaml(yaml, &c);
+  };
+  Status s = error("shared_memory:\n  namespaces: {a: 1GiB}\n");
+  EXPECT_NE(s.message().find("set shared_memory.socket too"), std::string::npos) << s.message();
+  s = error("shared_memory:\n  socket: /x.sock\n  socket_mode: \"rw\"\n");
+  EXPECT_NE(s.message().find("'shared_memory.socket_mode'"), std::string::npos) << s.message();
+  s = error("shared_memory:\n  socket: relative.sock\n");
+  EXPECT_NE(s.message().find("absolute path"), std::string::npos) << s.message();
+  s = error("shared_memory:\n  socket: /x.sock\n  put_window: 4KiB\n");
+  EXPECT_NE(s.message().find("put_window"), std::string::npos) << s.message();
+}
+
 TEST(ConfigTest, MissingFileIsNotFound) {
   ServerConfig config;
   EXPECT_EQ(LoadServerConfigFile("/nonexistent/kvtier.yaml", &config).code(), StatusCode::kNotFound);

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <map>
 #include <numeric>
 #include <vector>
 
@@ -32,8 +33,9 @@ ModelFingerprint Fp(uint32_t chunk_tokens = 256) {
 
 class StoreTest : public ::testing::Test {
  protected:
-  void Open(uint64_t capacity = 4 * kMiB) {
+  void Open(uint64_t capacity = 4 * kMiB, std::map<std::string, uint64_t> shared_arenas = {}) {
     StoreOptions options;
+    options.shared_arena_bytes = std::move(shared_arenas);
     options.host_capacity_bytes = capacity;
     options.host_prefault = false;
     options.host_huge_pages = false;
@@ -432,6 +434,41 @@ TEST(StoreQuotaTest, PutsPastTheQuotaAreRefusedNamingItAndDeletesFreeIt) {
     ASSERT_TRUE(abandoned.ok());
   }
   EXPECT_TRUE(put("small", 2).ok());  // the delete and the abort freed the quota
+}
+
+// A namespace with a shared arena keeps its chunks there, and filling it evicts only its own chunks.
+TEST_F(StoreTest, SharedArenaHoldsItsNamespaceAndEvictsOnlyWithinIt) {
+  Open(4 * kMiB, {{"shared", 2 * kMiB}});
+  const HostArena* arena = store_->SharedArenaOf("shared");
+  ASSERT_NE(arena, nullptr);
+  EXPECT_GE(arena->fd(), 0);
+  EXPECT_EQ(store_->SharedArenaOf("tenant-a"), nullptr);
+  auto shared = store_->OpenScope("shared", Fp(), true);
+  ASSERT_TRUE(shared.ok());
+  ASSERT_TRUE(Put(scope_, {7, 7}, Payload(256, 7)).ok());  // 512 KiB in the main arena
+  const uint64_t main_used = store_->host_tier().used_bytes();
+  for (uint64_t i = 0; i < 8; ++i) ASSERT_TRUE(Put(*shared, {1, i}, Payload(256, 1)).ok());  // 4 MiB into 2 MiB
+  EXPECT_EQ(store_->host_tier().used_bytes(), main_used);  // the main arena was not touched
+  EXPECT_TRUE(Has({7, 7}));                                 // nor was its chunk evicted
+  auto newest = store_->Get(*shared, {1, 7});
+  ASSERT_TRUE(newest.ok() && *newest);
+  const std::byte* at = newest->payload().data();
+  EXPECT_GE(at, arena->data());
+  EXPECT_LT(at, arena->data() + arena->size());
+  EXPECT_TRUE(std::equal(newest->payload().begin(), newest->payload().end(), Payload(256, 1).begin()));
+  auto oldest = store_->Exists(*shared, std::vector<ChunkKey>{{1, 0}});
+  ASSERT_TRUE(oldest.ok());
+  EXPECT_FALSE((*oldest)[0]);  // LRU within the shared arena
+  // Store statistics count both arenas.
+  EXPECT_EQ(store_->Stats().tiers[0].capacity_bytes, 6 * kMiB);
+}
+
+TEST_F(StoreTest, SharedArenaOptionsAreValidated) {
+  StoreOptions options;
+  options.shared_arena_bytes["tiny"] = 4096;
+  EXPECT_NE(options.Validate().message().find("at least 1 MiB"), std::string::npos);
+  options.shared_arena_bytes = {{"", kMiB}};
+  EXPECT_EQ(options.Validate().code(), StatusCode::kInvalidArgument);
 }
 
 }  // namespace

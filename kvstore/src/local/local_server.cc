@@ -216,6 +216,7 @@ void LocalServer::Serve(Connection* connection) {
       if (!sent.ok()) break;
     }
   }  // the session's leases and reservations end here; the fd is closed after the join (see Connection)
+  shutdown(connection->fd, SHUT_RDWR);  // the peer sees the end now, not when the thread is reaped
   connections_.fetch_sub(1, std::memory_order_relaxed);
   connection->done.store(true, std::memory_order_release);
 }
