@@ -1,4 +1,5 @@
-// Client: what an inference worker links to talk to a kvtier server over gRPC.
+// Client: what an inference worker links to talk to a kvtier server over gRPC, or, on the server's own
+// host, over shared memory (kvstore/SHM.md).
 //
 // One Client holds one channel to one server and is bound to one namespace and model fingerprint
 // (a worker serves one model). Chunk payloads are K and V in the canonical layout
@@ -7,6 +8,10 @@
 // codec before they leave (fewer bytes on the wire and on disk); gets decode whatever codec a chunk
 // was stored with, fetching shared cachegen profiles from the server once and caching them. Every call has a deadline and retries UNAVAILABLE with
 // exponential backoff (safe: chunks are immutable, so a repeated put is a no-op).
+//
+// Gets and puts take the same-host shared-memory path by themselves when the server offers it for this
+// namespace on this host (ClientOptions.local_path): a get is then one memcpy from the server's arena into
+// the caller's buffer, and anything that makes the path unusable falls back to gRPC with the same results.
 //
 // Thread-safe: share one Client among threads. Async variants run on an internal pool and return
 // futures; the spans passed to them must stay valid until the future is ready.
