@@ -6,6 +6,7 @@
 #include "flags.h"
 #include "kvtier/bench/codec_eval.h"
 #include "kvtier/bench/disk.h"
+#include "kvtier/bench/soak.h"
 #include "kvtier/bench/throughput.h"
 #include "kvtier/kvstore/config.h"
 
@@ -59,15 +60,23 @@ int PrintReport(const char* command, const Result<R>& report, Table table, Json 
 int BenchCommand(int argc, char** argv) {
   bench::BenchOptions options;
   bool json = false;
-  FlagSet flags("kvtier bench [--server ADDR] [--json]",
+  FlagSet flags("kvtier bench [--server ADDR] [--json] | kvtier bench --soak-seconds N [--json]",
                 "Measures put and get throughput (GB/s) and latency (p50/p99) of kvtier and of Redis storing the\n"
-                "same bytes, side by side in one run. Redis is a redis-server started on a free loopback port\n"
-                "with persistence off. Without --server, a kvtier server is started in-process.\n"
+                "same bytes, side by side in one run, per chunk size and client count. kvtier rows are gRPC only;\n"
+                "kvtier-shm rows move the same bytes through the same-host shared-memory path (the bench fails if\n"
+                "they fall back to gRPC); memcpy rows are one core copying chunk-sized blocks of the working set,\n"
+                "the ceiling for a get. Redis is a redis-server started on a free loopback port with persistence\n"
+                "off. Without --server, a kvtier server is started in-process with the shared-memory path on a\n"
+                "Unix socket in a temp directory; with --server, kvtier-shm rows are skipped unless that server\n"
+                "offers the path for namespace kvtier-bench-shm. Then lookup rows: Lookup of 64-key prefix chains\n"
+                "(all hits), keys per second and, in-process only, keys per second of server CPU time.\n"
+                "With --soak-seconds N: no cells; a steady mixed put/get/delete load on the in-process server for\n"
+                "N seconds, sampling the process RSS at rest, every max(1, N/20) s and at the end.\n"
                 "Prints a table, then (with --json) one JSON line as the last line of output.");
   flags.AddString("server", "ADDR", &options.server, "kvtier address host:port (default: start one in-process)");
   flags.AddCustom("chunk-sizes", "LIST", [&](const std::string& v) {
     return ParseList<uint64_t>(v, &options.chunk_bytes, [](const std::string& s) { return ParseByteSize(s); });
-  }, "chunk sizes, comma-separated (default 256KiB,2MiB)");
+  }, "chunk sizes, comma-separated (default 256KiB,2MiB); the soak alternates over them");
   flags.AddCustom("clients", "LIST", [&](const std::string& v) {
     return ParseList<int>(v, &options.clients, [](const std::string& s) -> Result<int> {
       try {
@@ -76,15 +85,26 @@ int BenchCommand(int argc, char** argv) {
         return InvalidArgument("'" + s + "' is not a client count");
       }
     });
-  }, "concurrent clients, comma-separated (default 1,4)");
-  flags.AddBytes("working-set", &options.working_set_bytes, "bytes put per cell (default 512MiB)");
+  }, "concurrent clients, comma-separated, for the cells and the lookup rows (default 1,4)");
+  flags.AddBytes("working-set", &options.working_set_bytes,
+                 "bytes put per cell and target; the soak's bound on live data (default 512MiB)");
   flags.AddInt("get-passes", &options.get_passes, "reads of each key per cell (default 2)");
-  flags.AddString("redis-server", "PATH", &options.redis_server, "redis-server binary; empty skips Redis (default redis-server)");
+  flags.AddString("redis-server", "PATH", &options.redis_server,
+                  "redis-server binary; empty skips Redis (default redis-server)");
+  flags.AddInt("lookups", &options.lookups,
+               "Lookup calls of 64-key chains per client count; 0 skips them (default 20000)");
+  flags.AddInt("soak-seconds", &options.soak_seconds,
+               "run the soak for N seconds instead of the cells; in-process server only (default 0: off)");
+  flags.AddInt("soak-clients", &options.soak_clients,
+               "soak client threads, every other one on shared memory (default: the largest --clients value)");
   flags.AddBool("json", &json, "print one JSON line with all results last");
   if (int rc = ParseBenchFlags(flags, argc, argv, "bench"); rc >= 0) return rc;
-  return PrintReport("bench", bench::RunThroughputBench(options, std::cerr), bench::PrintTable, bench::ToJsonLine, json);
+  if (options.soak_seconds > 0) {
+    return PrintReport("bench", bench::RunSoak(options, std::cerr), bench::PrintSoakTable, bench::SoakJsonLine, json);
+  }
+  return PrintReport("bench", bench::RunThroughputBench(options, std::cerr), bench::PrintTable, bench::ToJsonLine,
+                     json);
 }
-
 
 int BenchDiskCommand(int argc, char** argv) {
   bench::DiskBenchOptions options;
