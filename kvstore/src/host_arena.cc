@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <fstream>
+#include <string>
 #include <utility>
 
 namespace kvtier {
@@ -24,6 +26,15 @@ void Prefault(std::byte* data, uint64_t size) {
   const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   volatile std::byte* p = data;
   for (uint64_t off = 0; off < size; off += page) p[off] = std::byte{0};
+}
+
+// Whether the kernel backs shared memory (memfd, tmpfs) with transparent huge pages when asked: the
+// bracketed choice of /sys/kernel/mm/transparent_hugepage/shmem_enabled is not [never] or [deny].
+bool ShmemHugePagesOn() {
+  std::ifstream in("/sys/kernel/mm/transparent_hugepage/shmem_enabled");
+  std::string line;
+  std::getline(in, line);
+  return !line.empty() && line.find("[never]") == std::string::npos && line.find("[deny]") == std::string::npos;
 }
 
 // A sealed memfd of `size` bytes mapped shared, or MAP_FAILED (fd stays -1).
@@ -66,7 +77,9 @@ Result<HostArena> HostArena::Create(const HostArenaOptions& options) {
       }
       arena.size_ = size;
       arena.backing_ = "memfd";
-      if (options.try_huge_pages && madvise(mem, size, MADV_HUGEPAGE) == 0) arena.backing_ = "memfd-thp";
+      if (options.try_huge_pages && madvise(mem, size, MADV_HUGEPAGE) == 0 && ShmemHugePagesOn()) {
+        arena.backing_ = "memfd-thp";
+      }
     }
   }
   if (mem == MAP_FAILED && options.try_huge_pages) {

@@ -516,7 +516,8 @@ void Store::BindLocked(ChunkRef* ref, ChunkEntry* e) {
   ref->payload_ = {mem.data() + e->payload_offset, e->payload_bytes};
 }
 
-Result<ChunkRef> Store::Get(const Scope& scope, const ChunkKey& key, std::span<const uint32_t> expected_tokens) {
+Result<ChunkRef> Store::Get(const Scope& scope, const ChunkKey& key, std::span<const uint32_t> expected_tokens,
+                            bool verify_payload) {
   ChunkEntry* e = nullptr;
   bool from_disk = false;
   {
@@ -559,17 +560,20 @@ Result<ChunkRef> Store::Get(const Scope& scope, const ChunkKey& key, std::span<c
     misses_.fetch_add(1, std::memory_order_relaxed);
     return ChunkRef();
   }
-  if (Checksum64(ref.payload()) != ref.entry().checksum) {
-    checksum_failures_.fetch_add(1, std::memory_order_relaxed);
+  if (verify_payload && Checksum64(ref.payload()) != ref.entry().checksum) {
     misses_.fetch_add(1, std::memory_order_relaxed);
-    {
-      std::lock_guard lock(mu_);
-      if (e->indexed) RemoveLocked(e);  // drop the corrupt chunk so no later read sees it
-    }
+    ReportCorrupt(ref);
     return ChunkRef();
   }
   (from_disk ? disk_hits_ : host_hits_).fetch_add(1, std::memory_order_relaxed);
   return ref;
+}
+
+void Store::ReportCorrupt(const ChunkRef& ref) {
+  if (!ref) return;
+  checksum_failures_.fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard lock(mu_);
+  if (ref.entry_->indexed) RemoveLocked(ref.entry_);  // drop the corrupt chunk so no later read sees it
 }
 
 Result<uint32_t> Store::Lookup(const Scope& scope, std::span<const ChunkKey> keys, uint32_t lease_ttl_ms,

@@ -205,6 +205,33 @@ TEST_F(LocalPathTest, EncodedChunksDecodeStraightFromTheArena) {
   EXPECT_EQ((*client)->local_stats().local_puts, 1u);
 }
 
+// The server leaves the checksum of a local get to the reader: corrupt bytes are still a miss, and the
+// chunk is dropped and counted on the server.
+TEST_F(LocalPathTest, CorruptChunkIsAMissAndIsDropped) {
+  auto client = LocalClient(kShared, LocalPathMode::kRequire);
+  const ChunkKey key{0xc0, 1};
+  PutChunk(*client, key);
+  RawLocal raw(socket_);
+  ASSERT_EQ(raw.Hello(kShared).code(), 0);
+  const v1::LocalResponse where = raw.Get(key, 1000);
+  ASSERT_TRUE(where.get().chunks(0).found());
+  ASSERT_EQ(raw.Release(where.get().chunks(0).lease()).release().expired(), 0u);
+  // Flip one payload bit in the server's memory, as failing DRAM would.
+  const HostArena* arena = server_->store().SharedArenaOf(kShared);
+  ASSERT_NE(arena, nullptr);
+  arena->data()[where.get().chunks(0).offset() + 12345] ^= std::byte{0x10};
+
+  std::vector<std::byte> dest(kChunkBytes);
+  auto got = client->Get(key, dest);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_FALSE(got->found);
+  EXPECT_EQ(client->local_stats().local_gets, 1u);
+  EXPECT_EQ(server_->store().Stats().checksum_failures, 1u);
+  auto exists = client->Exists(std::vector<ChunkKey>{key});
+  ASSERT_TRUE(exists.ok());
+  EXPECT_FALSE((*exists)[0]);  // dropped, so no later read sees it
+}
+
 TEST_F(LocalPathTest, NamespaceNotAllowedFallsBackToGrpc) {
   auto client = LocalClient("not-shared", LocalPathMode::kAuto);
   PutChunk(*client, {0x6b, 1});

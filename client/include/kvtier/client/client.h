@@ -60,7 +60,9 @@ struct ClientOptions {
   std::chrono::milliseconds max_backoff{2000};
   uint64_t max_message_bytes = 64ull << 20;       // gRPC message size limit on this channel
   uint64_t frame_bytes = 1ull << 20;              // put data frame size; must not exceed the server's
-  bool verify_checksum = true;                    // re-hash received payloads (end-to-end integrity)
+  // Re-hash payloads received over gRPC (end-to-end integrity). Shared-memory gets always hash what they
+  // copy: there the server leaves verification to the reader.
+  bool verify_checksum = true;
   size_t async_threads = 4;                       // workers for the *Async calls
   ClientTls tls;                                  // TLS / mTLS; plaintext when tls.root_ca_pem is empty
   // Sent as `authorization: Bearer <token>` with every call, for servers with auth.tokens_file.

@@ -250,8 +250,13 @@ class Store {
 
   // A hit holds the chunk; a miss is an empty ChunkRef. `expected_tokens`, when not empty, must
   // equal the stored token ids or the answer is a miss. INVALID_ARGUMENT when the chunk was stored
-  // under another fingerprint.
-  Result<ChunkRef> Get(const Scope& scope, const ChunkKey& key, std::span<const uint32_t> expected_tokens = {});
+  // under another fingerprint. With `verify_payload` false the payload checksum is left to the reader,
+  // which must call ReportCorrupt when the bytes it copies do not hash to entry().checksum.
+  Result<ChunkRef> Get(const Scope& scope, const ChunkKey& key, std::span<const uint32_t> expected_tokens = {},
+                       bool verify_payload = true);
+  // A reader found `ref`'s payload corrupt: counted as a checksum failure, and the chunk leaves the index
+  // so no later read sees it.
+  void ReportCorrupt(const ChunkRef& ref);
 
   // Number of leading keys present; `tiers` gets one entry per key (kNone for a miss). With
   // lease_ttl_ms > 0 the leading hits are leased (not evicted) for min(lease_ttl_ms, max_lease_ttl_ms).
