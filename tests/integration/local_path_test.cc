@@ -179,6 +179,18 @@ TEST_F(LocalPathTest, ClientUsesSharedMemoryByItselfAndBytesRoundTrip) {
   EXPECT_EQ(server_->local()->leases(), 0u);  // every lease was released
 }
 
+// A connection opened before anything of its namespace was stored sees what is stored later.
+TEST_F(LocalPathTest, ConnectionOpenedOnAnEmptyNamespaceSeesLaterPuts) {
+  RawLocal raw(socket_);
+  ASSERT_EQ(raw.Hello(kShared).code(), 0);
+  const ChunkKey key{0xf1, 1};
+  EXPECT_FALSE(raw.Get(key, 1000).get().chunks(0).found());
+  PutChunk(*LocalClient(kShared, LocalPathMode::kOff), key);
+  const v1::LocalResponse later = raw.Get(key, 1000);
+  ASSERT_EQ(later.code(), 0) << later.message();
+  EXPECT_TRUE(later.get().chunks(0).found());
+}
+
 TEST_F(LocalPathTest, EncodedChunksDecodeStraightFromTheArena) {
   ClientOptions options;
   options.endpoint = server_->address();

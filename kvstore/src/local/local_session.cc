@@ -157,6 +157,12 @@ Status LocalSession::Get(const v1::LocalGet& get, v1::LocalGetReply* reply) {
                              std::to_string(get.keys_size()) + " more would pass max_leases_per_connection " +
                              std::to_string(max_leases) + " (release them)");
   }
+  if (scope_.ns_id == 0 || scope_.fp_id == 0) {
+    // Nothing of this namespace or model existed at hello; it may by now.
+    auto scope = env_.store->OpenScope(name_space_, scope_.fingerprint, /*for_write=*/false);
+    if (!scope.ok()) return scope.status();
+    scope_ = std::move(scope).value();
+  }
   const uint32_t lease_ms = std::min(get.lease_ms() == 0 ? env_.options->default_lease_ms : get.lease_ms(),
                                      env_.max_lease_ms);
   const int64_t deadline = NowNs() + int64_t{lease_ms} * 1000000;
