@@ -14,7 +14,7 @@
 //                 off; one hiredis connection per client.
 //   "memcpy"      op "get", 1 client, one row per chunk size: one thread memcpy's chunk-sized blocks, in
 //                 order, from a touched source of working-set size into one touched buffer (as many copies
-//                 as one get pass): the single-core copy ceiling for a get.
+//                 as one get pass), the fastest of three passes: the single-core copy ceiling for a get.
 // Then "lookup" rows (target "kvtier", op "lookup") for each client count: 16 chains of 64 keys (4 KiB
 // chunks, one token of one layer, namespace "kvtier-bench-lookup") are put, and clients call Lookup on whole
 // chains (all hits) `lookups` times in total. keys_per_s = keys looked up per wall second;
