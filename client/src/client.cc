@@ -39,6 +39,9 @@ Status ClientOptions::Validate() const {
   if (max_message_bytes > (1ull << 31) - 1) return InvalidArgument("ClientOptions.max_message_bytes must be < 2 GiB");
   if (async_threads == 0) return InvalidArgument("ClientOptions.async_threads must be >= 1");
   if (local_retry.count() < 0) return InvalidArgument("ClientOptions.local_retry must be >= 0");
+  if (reconnect_backoff.count() <= 0 || max_reconnect_backoff < reconnect_backoff) {
+    return InvalidArgument("ClientOptions: need 0 < reconnect_backoff <= max_reconnect_backoff");
+  }
   if (local_lease.count() <= 0 || local_lease.count() > 600000) {
     return InvalidArgument("ClientOptions.local_lease must be in (0, 10 min]");
   }
@@ -92,6 +95,9 @@ Result<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   args.SetMaxSendMessageSize(static_cast<int>(o.max_message_bytes));
   // Each Client gets its own connection instead of sharing one with every channel to the same address.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, static_cast<int>(o.reconnect_backoff.count()));
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(o.reconnect_backoff.count()));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(o.max_reconnect_backoff.count()));
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
   if (o.tls.enabled()) {
     grpc::SslCredentialsOptions ssl;

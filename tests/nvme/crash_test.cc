@@ -20,6 +20,7 @@
 
 #include <grpcpp/create_channel.h>
 
+#include "integration/server_process.h"
 #include "integration/test_server.h"
 #include "kvtier/api/convert.h"
 
@@ -31,65 +32,6 @@ namespace {
 constexpr uint64_t kHostBytes = 16ull << 20;
 constexpr uint32_t kTokens = 64;  // 64 KiB chunks with TestFingerprint (1 KiB per token)
 constexpr uint64_t kChunkBytes = kTokens * 1024;
-
-class ServerProcess {
- public:
-  // Starts `kvtier serve` with the NVMe tier in `dir` and waits until it prints its address.
-  ServerProcess(const std::filesystem::path& dir, const std::filesystem::path& config) {
-    int out[2];
-    EXPECT_EQ(pipe(out), 0);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addclose(&actions, out[0]);
-    const std::string log = (dir / "server.log").string();
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    std::vector<std::string> args = {KVTIER_BINARY, "serve", "--config", config.string()};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    EXPECT_EQ(posix_spawn(&pid_, KVTIER_BINARY, &actions, nullptr, argv.data(), environ), 0);
-    posix_spawn_file_actions_destroy(&actions);
-    close(out[1]);
-    std::string line;
-    char c;
-    while (read(out[0], &c, 1) == 1 && c != '\n') line.push_back(c);
-    close(out[0]);
-    const std::string prefix = "kvtier serving gRPC on ";
-    EXPECT_EQ(line.rfind(prefix, 0), 0u) << "server said: " << line;
-    address_ = line.substr(prefix.size());
-  }
-  ~ServerProcess() { Kill(SIGKILL); }
-
-  const std::string& address() const { return address_; }
-  void Signal(int sig) { kill(pid_, sig); }
-  // The exit status once the process ended within `timeout`; nullopt while it still runs.
-  std::optional<int> WaitExit(std::chrono::milliseconds timeout) {
-    const auto until = std::chrono::steady_clock::now() + timeout;
-    do {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return status;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    } while (std::chrono::steady_clock::now() < until);
-    return std::nullopt;
-  }
-  int Kill(int sig) {
-    if (pid_ <= 0) return 0;
-    kill(pid_, sig);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return status;
-  }
-  pid_t pid() const { return pid_; }
-
- private:
-  pid_t pid_ = -1;
-  std::string address_;
-};
 
 class CrashTest : public ::testing::Test {
  protected:

@@ -58,6 +58,10 @@ struct ClientOptions {
   int max_attempts = 3;                           // tries per call for UNAVAILABLE (1 = no retry)
   std::chrono::milliseconds initial_backoff{50};  // doubled per retry, with jitter
   std::chrono::milliseconds max_backoff{2000};
+  // How soon the channel tries to reconnect after losing its server (gRPC's own backoff, doubling from the
+  // first to the second). Until then calls fail at once with UNAVAILABLE.
+  std::chrono::milliseconds reconnect_backoff{1000};
+  std::chrono::milliseconds max_reconnect_backoff{120000};
   uint64_t max_message_bytes = 64ull << 20;       // gRPC message size limit on this channel
   uint64_t frame_bytes = 1ull << 20;              // put data frame size; must not exceed the server's
   // Re-hash payloads received over gRPC (end-to-end integrity). Shared-memory gets always hash what they

@@ -1,0 +1,230 @@
+// Three `kvtier serve` processes on loopback and one ShardedClient: byte-exact round trips spread over the
+// nodes, a node killed with SIGKILL in the middle of a read pass (its keys become misses, nothing fails, no
+// wrong bytes), the node restarted on the same address (its NVMe tier brings its chunks back), replication
+// surviving a dead node, and a node that returns empty receiving only its share of new writes.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "integration/server_process.h"
+#include "integration/test_server.h"
+#include "kvtier/client/sharded_client.h"
+
+namespace kvtier::testing {
+namespace {
+
+constexpr uint32_t kTokens = 4;  // 4 KiB chunks with TestFingerprint
+constexpr uint64_t kChunkBytes = kTokens * 1024;
+
+ChunkKey KeyOf(uint64_t i) { return {0xc1u, i}; }
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = std::filesystem::temp_directory_path() / ("kvtier-cluster-" + std::to_string(getpid()));
+    std::filesystem::remove_all(root_);
+  }
+  void TearDown() override {
+    nodes_.clear();
+    std::filesystem::remove_all(root_);
+  }
+
+  // Starts node i on its own fixed port (so a restart comes back at the same address).
+  void StartNode(size_t i, bool nvme) {
+    if (ports_.size() <= i) ports_.resize(i + 1, 0);
+    if (nodes_.size() <= i) nodes_.resize(i + 1);
+    if (ports_[i] == 0) ports_[i] = FreeLoopbackPort();
+    const auto dir = root_ / ("node" + std::to_string(i));
+    std::filesystem::create_directories(dir);
+    const auto config = dir / "kvtier.yaml";
+    std::ofstream out(config);
+    out << "listen: 127.0.0.1:" << ports_[i] << "\nmetrics_listen: \"\"\n"
+        << "host_tier:\n  capacity: 16MiB\n  prefault: false\n  huge_pages: false\n";
+    // A low watermark writes every chunk to disk soon after its put, so a SIGKILL loses none of them.
+    if (nvme) {
+      out << "disk:\n  path: " << (dir / "nvme").string() << "\n  capacity: 64MiB\n  region_size: 4MiB\n"
+          << "  demote_watermark: 0.01\n";
+    }
+    out.close();
+    nodes_[i] = std::make_unique<ServerProcess>(dir, config);
+  }
+  void StartCluster(size_t n, bool nvme) {
+    for (size_t i = 0; i < n; ++i) StartNode(i, nvme);
+  }
+  std::string Address(size_t i) const { return "127.0.0.1:" + std::to_string(ports_[i]); }
+
+  std::unique_ptr<ShardedClient> Connect(uint32_t replicas) {
+    ShardedClientOptions o;
+    o.client.name_space = "cluster";
+    o.client.fingerprint = TestFingerprint(kTokens);
+    o.client.deadline = std::chrono::seconds(10);
+    o.client.local_path = LocalPathMode::kOff;
+    for (size_t i = 0; i < nodes_.size(); ++i) o.endpoints.push_back(Address(i));
+    o.replicas = replicas;
+    o.initial_backoff = std::chrono::milliseconds(100);
+    o.max_backoff = std::chrono::milliseconds(400);
+    auto client = ShardedClient::Connect(o);
+    EXPECT_TRUE(client.ok()) << client.status().ToString();
+    return std::move(client).value();
+  }
+  std::unique_ptr<Client> Direct(size_t node) {
+    ClientOptions o;
+    o.endpoint = Address(node);
+    o.name_space = "cluster";
+    o.fingerprint = TestFingerprint(kTokens);
+    o.local_path = LocalPathMode::kOff;
+    return std::move(Client::Connect(o)).value();
+  }
+  // Chunks node `i` holds, per its Stats: in DRAM and on disk.
+  std::pair<uint64_t, uint64_t> Held(size_t i) {
+    auto stats = Direct(i)->Stats();
+    if (!stats.ok()) return {0, 0};
+    uint64_t host = 0, disk = 0;
+    for (const auto& t : stats->tiers()) (t.tier() == v1::TIER_NVME ? disk : host) += t.chunks();
+    return {host, disk};
+  }
+
+  void PutAll(ShardedClient& client, uint64_t from, uint64_t to, uint32_t expect_copies) {
+    for (uint64_t i = from; i < to; ++i) {
+      auto put = client.Put(KeyOf(i), TokensFor(KeyOf(i), kTokens), PayloadFor(KeyOf(i), kChunkBytes));
+      ASSERT_TRUE(put.ok()) << put.status().ToString();
+      ASSERT_EQ(put->stored_on, expect_copies) << i;
+    }
+  }
+  // Reads keys [from, to): found ones must be byte-exact; returns how many were found.
+  uint64_t ReadAll(ShardedClient& client, uint64_t from, uint64_t to, const std::function<void(uint64_t)>& at = {}) {
+    std::vector<std::byte> dest(kChunkBytes);
+    uint64_t found = 0;
+    for (uint64_t i = from; i < to; ++i) {
+      if (at) at(i);
+      auto got = client.Get(KeyOf(i), dest);
+      EXPECT_TRUE(got.ok()) << "a call failed: " << got.status().ToString();
+      if (!got.ok() || !got->found) continue;
+      ++found;
+      EXPECT_TRUE(dest == PayloadFor(KeyOf(i), kChunkBytes)) << "wrong bytes for key " << i;
+    }
+    return found;
+  }
+  std::map<std::string, uint64_t> KeysPerNode(ShardedClient& client, uint64_t from, uint64_t to) {
+    std::map<std::string, uint64_t> out;
+    for (uint64_t i = from; i < to; ++i) ++out[client.PlacementOf(KeyOf(i)).front()];
+    return out;
+  }
+
+  std::filesystem::path root_;
+  std::vector<int> ports_;
+  std::vector<std::unique_ptr<ServerProcess>> nodes_;
+};
+
+TEST_F(ClusterTest, NodeKilledMidRunLosesOnlyItsHitsAndComesBackFromDisk) {
+  StartCluster(3, /*nvme=*/true);
+  auto client = Connect(1);
+  PutAll(*client, 0, 3000, 1);
+  const auto per_node = KeysPerNode(*client, 0, 3000);
+  ASSERT_EQ(per_node.size(), 3u);
+  for (const auto& [node, n] : per_node) {
+    EXPECT_GE(n, 900u) << node;  // within 10% of even
+    EXPECT_LE(n, 1100u) << node;
+  }
+  EXPECT_EQ(ReadAll(*client, 0, 3000), 3000u);
+  // Every node has written its chunks to disk (the low watermark), so the kill loses none of them.
+  for (size_t i = 0; i < 3; ++i) {
+    const uint64_t want = per_node.at(Address(i));
+    for (int t = 0; t < 500 && Held(i).second < want; ++t) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ASSERT_EQ(Held(i).second, want) << "node " << i << " did not demote everything";
+  }
+
+  // Kill node 1 a third of the way through a read pass: nothing fails, its keys turn into misses.
+  uint64_t victim_keys_after = 0;
+  const std::string victim = Address(1);
+  const uint64_t found = ReadAll(*client, 0, 3000, [&](uint64_t i) {
+    if (i == 1000) nodes_[1]->Kill(SIGKILL);
+    if (i >= 1000 && client->PlacementOf(KeyOf(i)).front() == victim) ++victim_keys_after;
+  });
+  EXPECT_EQ(found, 3000 - victim_keys_after);
+  EXPECT_GT(victim_keys_after, 500u);  // about a third of the 2000 keys read after the kill
+  bool opened = false;
+  for (const NodeStats& s : client->node_stats()) {
+    if (s.endpoint == victim) opened = s.circuit_opened > 0 && s.skipped > 0;
+  }
+  EXPECT_TRUE(opened) << "the dead node was expected to be taken out and skipped";
+
+  // Back on the same address, its chunks come back from its NVMe tier once the breaker lets it in again.
+  StartNode(1, /*nvme=*/true);
+  uint64_t again = 0;
+  for (int attempt = 0; attempt < 50 && again < 3000; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    again = ReadAll(*client, 0, 3000);
+  }
+  EXPECT_EQ(again, 3000u);
+}
+
+TEST_F(ClusterTest, TwoReplicasLoseNothingWhenANodeDies) {
+  StartCluster(3, /*nvme=*/false);
+  auto client = Connect(2);
+  PutAll(*client, 0, 600, 2);
+  nodes_[0]->Kill(SIGKILL);
+  EXPECT_EQ(ReadAll(*client, 0, 600), 600u);
+  // Puts keep working with one copy where one of a key's two nodes is down.
+  for (uint64_t i = 600; i < 700; ++i) {
+    auto put = client->Put(KeyOf(i), TokensFor(KeyOf(i), kTokens), PayloadFor(KeyOf(i), kChunkBytes));
+    ASSERT_TRUE(put.ok()) << put.status().ToString();
+    EXPECT_GE(put->stored_on, 1u);
+  }
+  EXPECT_EQ(ReadAll(*client, 600, 700), 100u);
+}
+
+TEST_F(ClusterTest, ANodeReturningEmptyGetsOnlyItsShareOfNewWrites) {
+  StartCluster(3, /*nvme=*/false);
+  auto client = Connect(1);
+  PutAll(*client, 0, 300, 1);
+  nodes_[2]->Kill(SIGKILL);
+  EXPECT_LT(ReadAll(*client, 0, 300), 300u);  // its keys are misses now
+  StartNode(2, /*nvme=*/false);               // back, empty
+  // Reads let a probe through once the backoff passed; it finds the node up and closes the breaker.
+  auto closed = [&] {
+    for (const NodeStats& s : client->node_stats()) {
+      if (s.endpoint == Address(2)) return s.circuit == NodeCircuit::kClosed;
+    }
+    return false;
+  };
+  for (int attempt = 0; attempt < 100 && !closed(); ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ReadAll(*client, 0, 300);
+  }
+  ASSERT_TRUE(closed());
+  PutAll(*client, 300, 1200, 1);
+  const uint64_t share = KeysPerNode(*client, 300, 1200).at(Address(2));
+  const auto [host, disk] = Held(2);
+  EXPECT_EQ(host, share);  // exactly its own keys, nothing redirected to the empty node
+  EXPECT_GE(host, 270u);   // and that is about a third of the 900 new keys
+  EXPECT_LE(host, 330u);
+  EXPECT_EQ(disk, 0u);
+}
+
+TEST_F(ClusterTest, PrefixLookupAcrossNodesIsTheLeadingRunOfHits) {
+  StartCluster(3, /*nvme=*/false);
+  auto client = Connect(1);
+  PutAll(*client, 0, 64, 1);
+  std::vector<ChunkKey> chain;
+  for (uint64_t i = 0; i < 64; ++i) chain.push_back(KeyOf(i));
+  auto all = client->Lookup(chain);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  EXPECT_EQ(all->leading_hits, 64u);
+  EXPECT_EQ(KeysPerNode(*client, 0, 64).size(), 3u);  // the chain really spans the nodes
+  ASSERT_EQ(*client->Delete(std::vector<ChunkKey>{KeyOf(40)}), 1u);
+  auto cut = client->Lookup(chain);
+  ASSERT_TRUE(cut.ok());
+  EXPECT_EQ(cut->leading_hits, 40u);
+  EXPECT_EQ(cut->tiers[40], 0u);
+  EXPECT_NE(cut->tiers[41], 0u);
+}
+
+}  // namespace
+}  // namespace kvtier::testing
