@@ -23,7 +23,7 @@ CASES = {
         "namespace": "inference",
         "fullname": "demo-kvtier",
         "objects": {
-            ("ConfigMap", "demo-kvtier"), ("Service", "demo-kvtier"), ("Service", "demo-kvtier-headless"),
+            ("ConfigMap", "demo-kvtier"), ("ConfigMap", "demo-kvtier-client"), ("Service", "demo-kvtier"), ("Service", "demo-kvtier-headless"),
             ("StatefulSet", "demo-kvtier"), ("ServiceAccount", "demo-kvtier"),
             ("PodDisruptionBudget", "demo-kvtier"),
         },
@@ -45,7 +45,7 @@ CASES = {
         "namespace": "llm",
         "fullname": "cache-kvtier",
         "objects": {
-            ("ConfigMap", "cache-kvtier"), ("Service", "cache-kvtier"), ("Service", "cache-kvtier-headless"),
+            ("ConfigMap", "cache-kvtier"), ("ConfigMap", "cache-kvtier-client"), ("Service", "cache-kvtier"), ("Service", "cache-kvtier-headless"),
             ("StatefulSet", "cache-kvtier"), ("ServiceAccount", "kvtier-cache"),
             ("PodDisruptionBudget", "cache-kvtier"), ("ServiceMonitor", "cache-kvtier"),
             ("PrometheusRule", "cache-kvtier"),
@@ -68,7 +68,7 @@ CASES = {
         "namespace": "default",
         "fullname": "kvtier",
         "objects": {
-            ("ConfigMap", "kvtier"), ("Service", "kvtier"), ("Service", "kvtier-headless"), ("StatefulSet", "kvtier"),
+            ("ConfigMap", "kvtier"), ("ConfigMap", "kvtier-client"), ("Service", "kvtier"), ("Service", "kvtier-headless"), ("StatefulSet", "kvtier"),
         },
         "service_account": "default",
         "replicas": 1,
@@ -445,12 +445,26 @@ def check_monitoring(docs, headless, regular, case, repo):
             check("summary" in (r.get("annotations") or {}), f"{name}: no summary")
 
 
+def check_client_config(cm, case):
+    if not check(cm is not None, "no client ConfigMap"):
+        return
+    data = cm.get("data") or {}
+    want_dns = f"{case['fullname']}-headless.{case['namespace']}.svc.cluster.local:{GRPC_PORT}"
+    check(data.get("KVTIER_DNS_NAME") == want_dns, f"client ConfigMap KVTIER_DNS_NAME {data.get('KVTIER_DNS_NAME')!r}, "
+          f"want {want_dns!r} (the headless Service)")
+    replicas = data.get("KVTIER_REPLICAS", "")
+    check(replicas.isdigit() and int(replicas) >= 1, f"client ConfigMap KVTIER_REPLICAS {replicas!r}")
+    check(data.get("KVTIER_RESOLVE_INTERVAL_MS", "").isdigit(), "client ConfigMap KVTIER_RESOLVE_INTERVAL_MS")
+
+
 def check_case(case_name, rendered, repo):
     case = CASES[case_name]
     docs = load_docs(rendered)
     check_metadata(docs, case)
-    cms = by_kind(docs, "ConfigMap")
-    config = check_config(cms[0], case, repo) if cms else {}
+    cms = {c["metadata"]["name"]: c for c in by_kind(docs, "ConfigMap")}
+    server_cm = cms.get(case["fullname"])
+    config = check_config(server_cm, case, repo) if server_cm else {}
+    check_client_config(cms.get(case["fullname"] + "-client"), case)
     stss = by_kind(docs, "StatefulSet")
     if not check(len(stss) == 1, "want exactly one StatefulSet"):
         return

@@ -3,6 +3,7 @@
 
 #include <map>
 
+#include "kvtier/client/sharded_client.h"
 #include "shard/node_health.h"
 #include "shard/node_set.h"
 #include "shard/rendezvous.h"
@@ -116,6 +117,33 @@ TEST(NodeSetTest, ResolvesEveryAddressOfAName) {
   EXPECT_NE(std::find(resolved->begin(), resolved->end(), "127.0.0.1:7070"), resolved->end());
   EXPECT_EQ(ResolveAll("no-port").status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(ResolveAll("name.invalid:7070").status().code(), StatusCode::kUnavailable);
+}
+
+// What the Helm chart's client ConfigMap sets, read back into options.
+TEST(ShardedOptionsTest, FromEnvironment) {
+  ShardedClientOptions base;
+  base.endpoints = {"a:1"};
+  setenv("KVTIER_DNS_NAME", "kvtier-headless.llm.svc.cluster.local:7070", 1);
+  setenv("KVTIER_REPLICAS", "2", 1);
+  setenv("KVTIER_RESOLVE_INTERVAL_MS", "5000", 1);
+  auto o = ShardedClientOptions::FromEnvironment(base);
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->dns_name, "kvtier-headless.llm.svc.cluster.local:7070");
+  EXPECT_TRUE(o->endpoints.empty());
+  EXPECT_EQ(o->replicas, 2u);
+  EXPECT_EQ(o->resolve_interval, std::chrono::milliseconds(5000));
+  unsetenv("KVTIER_DNS_NAME");
+  setenv("KVTIER_ENDPOINTS", "10.0.0.1:7070,10.0.0.2:7070", 1);
+  o = ShardedClientOptions::FromEnvironment(base);
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->endpoints, (std::vector<std::string>{"10.0.0.1:7070", "10.0.0.2:7070"}));
+  setenv("KVTIER_REPLICAS", "two", 1);
+  o = ShardedClientOptions::FromEnvironment(base);
+  EXPECT_EQ(o.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(o.status().message().find("KVTIER_REPLICAS"), std::string::npos);
+  unsetenv("KVTIER_ENDPOINTS");
+  unsetenv("KVTIER_REPLICAS");
+  unsetenv("KVTIER_RESOLVE_INTERVAL_MS");
 }
 
 }  // namespace

@@ -2,7 +2,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <climits>
+#include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 
@@ -26,6 +30,49 @@ Status ShardedClientOptions::Validate() const {
   ClientOptions probe = client;
   probe.endpoint = "placeholder:1";
   return probe.Validate();
+}
+
+namespace {
+
+Result<uint32_t> EnvNumber(const char* name, uint32_t fallback) {
+  const char* text = std::getenv(name);
+  if (text == nullptr || *text == '\0') return fallback;
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long v = std::strtoull(text, &end, 10);
+  if (errno != 0 || *end != '\0' || v == 0 || v > UINT32_MAX) {
+    return InvalidArgument(std::string(name) + "='" + text + "' is not a positive integer");
+  }
+  return static_cast<uint32_t>(v);
+}
+
+}  // namespace
+
+Result<ShardedClientOptions> ShardedClientOptions::FromEnvironment(ShardedClientOptions base) {
+  if (const char* endpoints = std::getenv("KVTIER_ENDPOINTS"); endpoints != nullptr && *endpoints != '\0') {
+    base.endpoints.clear();
+    std::string list = endpoints;
+    for (size_t start = 0; start <= list.size();) {
+      const size_t comma = std::min(list.find(',', start), list.size());
+      if (comma > start) base.endpoints.push_back(list.substr(start, comma - start));
+      start = comma + 1;
+    }
+    base.dns_name.clear();
+  }
+  if (const char* dns = std::getenv("KVTIER_DNS_NAME"); dns != nullptr && *dns != '\0') {
+    if (!base.endpoints.empty() && std::getenv("KVTIER_ENDPOINTS") != nullptr) {
+      return InvalidArgument("set one of KVTIER_ENDPOINTS and KVTIER_DNS_NAME, not both");
+    }
+    base.dns_name = dns;
+    base.endpoints.clear();
+  }
+  auto replicas = EnvNumber("KVTIER_REPLICAS", base.replicas);
+  if (!replicas.ok()) return replicas.status();
+  base.replicas = *replicas;
+  auto interval = EnvNumber("KVTIER_RESOLVE_INTERVAL_MS", static_cast<uint32_t>(base.resolve_interval.count()));
+  if (!interval.ok()) return interval.status();
+  base.resolve_interval = std::chrono::milliseconds(*interval);
+  return base;
 }
 
 struct ShardedClient::Impl {

@@ -40,6 +40,11 @@ struct ShardedClientOptions {
   uint32_t parallelism = 8;                // threads for calls that fan out to several nodes
 
   Status Validate() const;
+  // The cluster's shape from the environment, over `base` (which carries namespace, fingerprint, TLS...):
+  // KVTIER_ENDPOINTS (comma-separated host:port), KVTIER_DNS_NAME (host:port), KVTIER_REPLICAS,
+  // KVTIER_RESOLVE_INTERVAL_MS. The Helm chart renders these into the ConfigMap "<release>-kvtier-client" for
+  // workers to load with envFrom. INVALID_ARGUMENT naming the variable for a bad value.
+  static Result<ShardedClientOptions> FromEnvironment(ShardedClientOptions base);
 };
 
 struct ShardedPutResult {
