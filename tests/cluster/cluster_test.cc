@@ -208,6 +208,44 @@ TEST_F(ClusterTest, ANodeReturningEmptyGetsOnlyItsShareOfNewWrites) {
   EXPECT_EQ(disk, 0u);
 }
 
+TEST_F(ClusterTest, AFourthNodeTakesAboutAQuarterOfTheKeys) {
+  StartCluster(3, /*nvme=*/false);
+  PutAll(*Connect(1), 0, 3000, 1);
+  StartNode(3, /*nvme=*/false);
+  auto four = Connect(1);  // now over 4 nodes: a key whose first choice is the new node is a miss there
+  const uint64_t moved = KeysPerNode(*four, 0, 3000).at(Address(3));
+  EXPECT_GT(moved, 3000 * 0.20);
+  EXPECT_LT(moved, 3000 * 0.30);
+  EXPECT_EQ(ReadAll(*four, 0, 3000), 3000 - moved);  // every other key is still where it was, byte-exact
+}
+
+TEST_F(ClusterTest, DiscoversNodesByNameAndReportsEveryCallToTheObserver) {
+  StartCluster(1, /*nvme=*/false);
+  ShardedClientOptions o;
+  o.client.name_space = "cluster";
+  o.client.fingerprint = TestFingerprint(kTokens);
+  o.client.local_path = LocalPathMode::kOff;
+  o.dns_name = Address(0);  // resolved like a headless Service's name (here to itself)
+  auto client = ShardedClient::Connect(o);
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  EXPECT_EQ((*client)->nodes(), std::vector<std::string>{Address(0)});
+  std::map<std::string, int> seen;
+  (*client)->SetObserver([&](const std::string& endpoint, std::string_view op, StatusCode code, double seconds) {
+    EXPECT_GE(seconds, 0.0);
+    ++seen[endpoint + " " + std::string(op) + " " + std::to_string(static_cast<int>(code))];
+  });
+  PutAll(**client, 0, 5, 1);
+  EXPECT_EQ(ReadAll(**client, 0, 5), 5u);
+  nodes_[0]->Kill(SIGKILL);
+  EXPECT_EQ(ReadAll(**client, 0, 5), 0u);  // misses, not errors
+  EXPECT_EQ(seen[Address(0) + " put 0"], 5);
+  EXPECT_EQ(seen[Address(0) + " get 0"], 5);
+  EXPECT_GE(seen[Address(0) + " get 14"], 1);  // UNAVAILABLE until the breaker opened
+  const NodeStats stats = (*client)->node_stats().front();
+  EXPECT_EQ(stats.circuit, NodeCircuit::kOpen);
+  EXPECT_GE(stats.transport_failures, 1u);
+}
+
 TEST_F(ClusterTest, PrefixLookupAcrossNodesIsTheLeadingRunOfHits) {
   StartCluster(3, /*nvme=*/false);
   auto client = Connect(1);
