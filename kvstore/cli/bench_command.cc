@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "flags.h"
+#include "kvtier/bench/cluster.h"
 #include "kvtier/bench/codec_eval.h"
 #include "kvtier/bench/disk.h"
 #include "kvtier/bench/soak.h"
@@ -175,6 +176,37 @@ int BenchCodecCommand(int argc, char** argv) {
   if (int rc = ParseBenchFlags(flags, argc, argv, "bench-codec"); rc >= 0) return rc;
   return PrintReport("bench-codec", bench::RunCodecEval(options, std::cerr), bench::PrintCodecTable, bench::CodecJsonLine,
                 json);
+}
+
+int BenchClusterCommand(int argc, char** argv) {
+  bench::ClusterBenchOptions options;
+  bool json = false;
+  FlagSet flags("kvtier bench-cluster [--clients N] [--json]",
+                "Measures client-side sharding: client threads share one ShardedClient (one replica, gRPC only)\n"
+                "over 1, 2 and 3 kvtier servers started in this process, put a working set, get it back (passes),\n"
+                "verify every byte and delete it. Per server count: aggregate put and get GB/s, p50/p99 per call,\n"
+                "and the smallest and largest share of the keys one server got. Servers and clients share this\n"
+                "machine's cores, so the rows show the cost of fan-out and the evenness of placement, not\n"
+                "scale-out capacity. Then, without servers, the share of 100000 keys whose first choice changes\n"
+                "when N nodes become N+1 or N-1 (N = 2..8), next to the ideal 1/(N+1) and 1/N.\n"
+                "Prints the tables, then (with --json) one JSON line as the last line of output.");
+  flags.AddCustom("servers", "LIST", [&](const std::string& v) {
+    return ParseList<int>(v, &options.servers, [](const std::string& s) -> Result<int> {
+      try {
+        return std::stoi(s);
+      } catch (...) {
+        return InvalidArgument("'" + s + "' is not a server count");
+      }
+    });
+  }, "server counts, comma-separated, one cluster each, in this order (default 1,2,3)");
+  flags.AddInt("clients", &options.clients, "client threads sharing the ShardedClient (default 4)");
+  flags.AddBytes("chunk-size", &options.chunk_bytes, "chunk payload size (default 2MiB)");
+  flags.AddBytes("working-set", &options.working_set_bytes, "bytes put per server count (default 256MiB)");
+  flags.AddInt("get-passes", &options.get_passes, "reads of each key per server count (default 2)");
+  flags.AddBool("json", &json, "print one JSON line with all results last");
+  if (int rc = ParseBenchFlags(flags, argc, argv, "bench-cluster"); rc >= 0) return rc;
+  return PrintReport("bench-cluster", bench::RunClusterBench(options, std::cerr), bench::PrintClusterTable,
+                     bench::ClusterJsonLine, json);
 }
 
 }  // namespace kvtier::cli

@@ -11,5 +11,6 @@ int BenchCommand(int argc, char** argv);
 int BenchDiskCommand(int argc, char** argv);
 int ProfileCommand(int argc, char** argv);
 int BenchCodecCommand(int argc, char** argv);
+int BenchClusterCommand(int argc, char** argv);
 
 }  // namespace kvtier::cli

@@ -22,6 +22,7 @@ constexpr const char* kUsage =
     "  bench   measure put/get throughput and latency against kvtier and Redis side by side\n"
     "  bench-disk  measure the NVMe tier against fio side by side, and its restart time\n"
     "  bench-codec  evaluate every codec profile: size, model quality on real KV, speed\n"
+    "  bench-cluster  measure a sharded client over 1-3 in-process servers, and the keys a node change moves\n"
     "  profile build|put|get|show  shared cachegen profiles: build from sample chunks, store, fetch\n"
     "\n"
     "`kvtier <command> --help` describes each command's flags.\n";
@@ -53,6 +54,7 @@ int main(int argc, char** argv) {
   if (command == "bench-disk") return kvtier::cli::BenchDiskCommand(argc, argv);
   if (command == "profile") return kvtier::cli::ProfileCommand(argc, argv);
   if (command == "bench-codec") return kvtier::cli::BenchCodecCommand(argc, argv);
+  if (command == "bench-cluster") return kvtier::cli::BenchClusterCommand(argc, argv);
   std::fprintf(stderr, "kvtier: unknown command '%s'\n\n%s", argv[1], kUsage);
   return 2;
 }
