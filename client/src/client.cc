@@ -3,6 +3,9 @@
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
 #include <grpcpp/create_channel.h>
+#include <grpcpp/impl/codegen/client_unary_call.h>
+#include <grpcpp/impl/codegen/rpc_method.h>
+#include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/security/credentials.h>
 
 #include <algorithm>
@@ -343,6 +346,26 @@ Result<uint32_t> Client::Delete(std::span<const ChunkKey> keys) {
 
 Result<v1::StatsResponse> Client::Stats() {
   return CallUnary(options_, impl_->stub.get(), &v1::KvTier::Stub::Stats, v1::StatsRequest());
+}
+
+Status Client::CheckHealth() {
+  grpc::ClientContext ctx;
+  PrepareContext(options_, &ctx);
+  const grpc::internal::RpcMethod method("/grpc.health.v1.Health/Check", grpc::internal::RpcMethod::NORMAL_RPC,
+                                         impl_->channel);
+  grpc::Slice empty("");
+  const grpc::ByteBuffer request(&empty, 1);  // HealthCheckRequest{service: ""} is the empty message
+  grpc::ByteBuffer response;
+  const grpc::Status status = grpc::internal::BlockingUnaryCall(impl_->channel.get(), method, &ctx, request, &response);
+  if (!status.ok()) return FromGrpc(status);
+  std::vector<grpc::Slice> slices;
+  std::string bytes;
+  if (response.Dump(&slices).ok()) {
+    for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  // HealthCheckResponse{status: SERVING} is field 1, varint 1.
+  if (bytes != std::string("\x08\x01", 2)) return Unavailable("server is not serving (health check)");
+  return Status::Ok();
 }
 
 Result<v1::LocalInfoResponse> Client::LocalInfo() {

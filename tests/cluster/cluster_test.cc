@@ -236,7 +236,9 @@ TEST_F(ClusterTest, DiscoversNodesByNameAndReportsEveryCallToTheObserver) {
   });
   PutAll(**client, 0, 5, 1);
   EXPECT_EQ(ReadAll(**client, 0, 5), 5u);
+  EXPECT_TRUE(Direct(0)->CheckHealth().ok());
   nodes_[0]->Kill(SIGKILL);
+  EXPECT_EQ(Direct(0)->CheckHealth().code(), StatusCode::kUnavailable);
   EXPECT_EQ(ReadAll(**client, 0, 5), 0u);  // misses, not errors
   EXPECT_EQ(seen[Address(0) + " put 0"], 5);
   EXPECT_EQ(seen[Address(0) + " get 0"], 5);

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <thread>
 
 #include "kvtier/client/sharded_client.h"
 #include "shard/node_health.h"
@@ -117,6 +118,44 @@ TEST(NodeSetTest, ResolvesEveryAddressOfAName) {
   EXPECT_NE(std::find(resolved->begin(), resolved->end(), "127.0.0.1:7070"), resolved->end());
   EXPECT_EQ(ResolveAll("no-port").status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(ResolveAll("name.invalid:7070").status().code(), StatusCode::kUnavailable);
+}
+
+// A DNS name is resolved again once the interval passed; nodes that stay keep their connection and counters.
+TEST(ShardedClientTest, ReResolvesTheNameAndKeepsNodesThatStay) {
+  std::vector<std::string> answer = {"127.0.0.1:1", "127.0.0.1:2"};
+  ShardedClientOptions o;
+  o.client.name_space = "resolve";
+  o.client.fingerprint.model_id = "m";
+  o.client.fingerprint.num_layers = 1;
+  o.client.fingerprint.num_kv_heads = 1;
+  o.client.fingerprint.head_dim = 8;
+  o.client.fingerprint.dtype = DType::kFp16;
+  o.client.fingerprint.chunk_tokens = 1;
+  o.client.local_path = LocalPathMode::kOff;
+  o.dns_name = "kvtier-headless:7070";
+  o.resolve_interval = std::chrono::milliseconds(1);
+  o.resolve = [&](const std::string& name) -> Result<std::vector<std::string>> {
+    EXPECT_EQ(name, "kvtier-headless:7070");
+    return answer;
+  };
+  auto client = ShardedClient::Connect(o);
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  EXPECT_EQ((*client)->nodes(), answer);
+  std::vector<std::byte> dest(32);
+  auto miss = (*client)->Get({1, 1}, dest);  // nobody listens on these ports: a miss, not an error
+  ASSERT_TRUE(miss.ok()) << miss.status().ToString();
+  EXPECT_FALSE(miss->found);
+  uint64_t calls_before = 0;
+  for (const NodeStats& s : (*client)->node_stats()) calls_before += s.calls;
+  EXPECT_EQ(calls_before, 1u);
+
+  answer = {"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"};
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_TRUE((*client)->Get({1, 2}, dest).ok());  // a call after the interval resolves again
+  EXPECT_EQ((*client)->nodes(), answer);
+  uint64_t calls_after = 0;
+  for (const NodeStats& s : (*client)->node_stats()) calls_after += s.calls;
+  EXPECT_GE(calls_after, calls_before + 1);  // the old nodes' counters survived the new snapshot
 }
 
 // What the Helm chart's client ConfigMap sets, read back into options.

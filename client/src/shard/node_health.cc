@@ -8,17 +8,17 @@ bool NodeHealth::IsTransportFailure(const Status& status) {
   return status.code() == StatusCode::kUnavailable || status.code() == StatusCode::kDeadlineExceeded;
 }
 
-bool NodeHealth::Allow(Clock::time_point now) {
+NodeHealth::Admission NodeHealth::Admit(Clock::time_point now) {
   std::lock_guard lock(mu_);
   switch (state_) {
-    case CircuitState::kClosed: return true;
-    case CircuitState::kHalfOpen: return false;  // a probe is in flight
+    case CircuitState::kClosed: return Admission::kAllow;
+    case CircuitState::kHalfOpen: return Admission::kDeny;  // a probe is in flight
     case CircuitState::kOpen:
-      if (now < retry_at_) return false;
+      if (now < retry_at_) return Admission::kDeny;
       state_ = CircuitState::kHalfOpen;
-      return true;
+      return Admission::kProbe;
   }
-  return false;
+  return Admission::kDeny;
 }
 
 void NodeHealth::Record(const Status& status, Clock::time_point now) {

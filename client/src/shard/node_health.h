@@ -27,9 +27,11 @@ class NodeHealth {
   using Clock = std::chrono::steady_clock;
   explicit NodeHealth(NodeHealthOptions options) : options_(options) {}
 
+  enum class Admission { kDeny, kAllow, kProbe };
   // Whether a call may go to the node now. In the open state, the first caller after the backoff is let
-  // through as the probe.
-  bool Allow(Clock::time_point now = Clock::now());
+  // through as the probe (kProbe: check the node's health before sending it real work).
+  Admission Admit(Clock::time_point now = Clock::now());
+  bool Allow(Clock::time_point now = Clock::now()) { return Admit(now) != Admission::kDeny; }
   // The outcome of a call that was allowed. Only transport failures count against the node.
   void Record(const Status& status, Clock::time_point now = Clock::now());
 

@@ -93,7 +93,7 @@ struct ShardedClient::Impl {
   Status Resolve() {
     std::vector<std::string> endpoints = options.endpoints;
     if (!options.dns_name.empty()) {
-      auto resolved = ResolveAll(options.dns_name);
+      auto resolved = options.resolve ? options.resolve(options.dns_name) : ResolveAll(options.dns_name);
       if (!resolved.ok()) return resolved.status();
       endpoints = std::move(resolved).value();
     }
@@ -145,9 +145,18 @@ struct ShardedClient::Impl {
   // answers UNAVAILABLE without a call.
   template <typename Fn>
   auto Call(Node& node, std::string_view op, Fn&& fn) -> decltype(fn(*node.client)) {
-    if (!node.health.Allow()) {
+    const NodeHealth::Admission admission = node.health.Admit();
+    if (admission == NodeHealth::Admission::kDeny) {
       node.skipped.fetch_add(1, std::memory_order_relaxed);
       return Unavailable("node " + node.endpoint + " is taken out after failures");
+    }
+    if (admission == NodeHealth::Admission::kProbe) {
+      // A node that was taken out gets real work again only once grpc.health.v1 says it is serving.
+      if (Status healthy = node.client->CheckHealth(); !healthy.ok()) {
+        node.health.Record(NodeHealth::IsTransportFailure(healthy) ? healthy : Unavailable(healthy.message()));
+        node.skipped.fetch_add(1, std::memory_order_relaxed);
+        return Unavailable("node " + node.endpoint + " failed its health check: " + healthy.message());
+      }
     }
     const auto start = std::chrono::steady_clock::now();
     auto result = fn(*node.client);

@@ -152,6 +152,9 @@ class Client {
   Result<std::vector<bool>> Exists(std::span<const ChunkKey> keys);
   Result<uint32_t> Delete(std::span<const ChunkKey> keys);
   Result<v1::StatsResponse> Stats();
+  // grpc.health.v1 Check of the server (one try, the call deadline): OK when it reports SERVING,
+  // UNAVAILABLE when it does not answer or is not serving.
+  Status CheckHealth();
   // Which path calls took, and why the shared-memory path was last unusable (empty if never).
   LocalPathStats local_stats() const;
   std::string local_fallback_reason() const;

@@ -38,6 +38,8 @@ struct ShardedClientOptions {
   std::chrono::milliseconds initial_backoff{500};     // first wait before probing a node that was taken out
   std::chrono::milliseconds max_backoff{30000};       // the wait doubles per failed probe up to this
   uint32_t parallelism = 8;                // threads for calls that fan out to several nodes
+  // How dns_name becomes endpoints; empty = DNS (every A/AAAA record). A hook for tests and custom discovery.
+  std::function<Result<std::vector<std::string>>(const std::string& dns_name)> resolve;
 
   Status Validate() const;
   // The cluster's shape from the environment, over `base` (which carries namespace, fingerprint, TLS...):
