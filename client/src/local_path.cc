@@ -77,7 +77,8 @@ std::unique_ptr<LocalChannel> LocalPath::Acquire() {
   if (!server) {
     auto info = info_();
     if (!info.ok()) {
-      Unusable(info.status());
+      // A server from before the shared-memory path does not know LocalInfo: that will not change soon.
+      Unusable(info.status(), info.status().code() == StatusCode::kUnimplemented);
       return nullptr;
     }
     if (info->socket_path().empty()) {
