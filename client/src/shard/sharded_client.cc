@@ -141,6 +141,22 @@ struct ShardedClient::Impl {
     return order;
   }
 
+  // Runs `per_node(node, indices)` for every group on the pool, all at once. A node that failed in transport
+  // answered nothing (its keys stay misses); the first other error is the call's.
+  template <typename Fn>
+  Status FanOut(const std::map<uint32_t, std::vector<size_t>>& groups, Fn&& per_node) {
+    std::vector<std::future<Status>> pending;
+    for (const auto& [node, indices] : groups) {
+      pending.push_back(pool.Submit([&per_node, node = node, &indices = indices] { return per_node(node, indices); }));
+    }
+    Status first_error;
+    for (auto& f : pending) {
+      Status s = f.get();
+      if (!s.ok() && !NodeHealth::IsTransportFailure(s) && first_error.ok()) first_error = s;
+    }
+    return first_error;
+  }
+
   // Runs `fn` against a node unless its breaker keeps it out, recording the outcome. A node kept out
   // answers UNAVAILABLE without a call.
   template <typename Fn>
@@ -203,9 +219,14 @@ Result<ShardedPutResult> ShardedClient::Put(const ChunkKey& key, std::span<const
 
 Result<GetResult> ShardedClient::Get(const ChunkKey& key, std::span<std::byte> dest,
                                      std::span<const uint32_t> expected_tokens) {
-  const auto set = impl_->Nodes();
-  for (uint32_t i : impl_->Placement(*set, key)) {
-    auto r = impl_->Call(*set->nodes[i], "get", [&](Client& c) { return c.Get(key, dest, expected_tokens); });
+  return GetFrom(*impl_->Nodes(), key, dest, expected_tokens, 0);
+}
+
+Result<GetResult> ShardedClient::GetFrom(const NodeSet& set, const ChunkKey& key, std::span<std::byte> dest,
+                                         std::span<const uint32_t> expected_tokens, size_t first) {
+  const std::vector<uint32_t> placement = impl_->Placement(set, key);
+  for (size_t n = first; n < placement.size(); ++n) {
+    auto r = impl_->Call(*set.nodes[placement[n]], "get", [&](Client& c) { return c.Get(key, dest, expected_tokens); });
     if (r.ok() && r->found) return r;
     if (!r.ok() && !NodeHealth::IsTransportFailure(r.status())) return r.status();
   }
@@ -221,35 +242,24 @@ Result<std::vector<GetResult>> ShardedClient::GetBatch(std::span<const ChunkKey>
   std::map<uint32_t, std::vector<size_t>> groups;
   for (size_t k = 0; k < keys.size(); ++k) groups[impl_->Placement(*set, keys[k]).front()].push_back(k);
   std::vector<GetResult> results(keys.size());
-  std::vector<std::future<Status>> pending;
-  for (auto& [node, indices] : groups) {
-    pending.push_back(impl_->pool.Submit([&, node = node, &indices = indices]() -> Status {
-      std::vector<ChunkKey> batch_keys;
-      std::vector<std::span<std::byte>> batch_dests;
-      for (size_t k : indices) {
-        batch_keys.push_back(keys[k]);
-        batch_dests.push_back(dests[k]);
-      }
-      auto r = impl_->Call(*set->nodes[node], "get", [&](Client& c) { return c.GetBatch(batch_keys, batch_dests); });
-      if (!r.ok()) return NodeHealth::IsTransportFailure(r.status()) ? Status::Ok() : r.status();
-      for (size_t j = 0; j < indices.size(); ++j) results[indices[j]] = (*r)[j];
-      return Status::Ok();
-    }));
-  }
-  Status first_error;
-  for (auto& f : pending) {
-    Status s = f.get();
-    if (!s.ok() && first_error.ok()) first_error = s;
-  }
-  KVTIER_RETURN_IF_ERROR(first_error);
-  // Misses and keys of a node that failed: the other replicas, one key at a time.
-  if (impl_->options.replicas > 1) {
-    for (size_t k = 0; k < keys.size(); ++k) {
-      if (results[k].found) continue;
-      auto r = Get(keys[k], dests[k]);
-      if (!r.ok()) return r.status();
-      results[k] = *r;
+  KVTIER_RETURN_IF_ERROR(impl_->FanOut(groups, [&](uint32_t node, const std::vector<size_t>& indices) -> Status {
+    std::vector<ChunkKey> batch_keys;
+    std::vector<std::span<std::byte>> batch_dests;
+    for (size_t k : indices) {
+      batch_keys.push_back(keys[k]);
+      batch_dests.push_back(dests[k]);
     }
+    auto r = impl_->Call(*set->nodes[node], "get", [&](Client& c) { return c.GetBatch(batch_keys, batch_dests); });
+    if (!r.ok()) return r.status();
+    for (size_t j = 0; j < indices.size(); ++j) results[indices[j]] = (*r)[j];
+    return Status::Ok();
+  }));
+  // Misses and keys of a node that failed: the other replicas (the first choice was asked above).
+  for (size_t k = 0; k < keys.size() && impl_->options.replicas > 1; ++k) {
+    if (results[k].found) continue;
+    auto r = GetFrom(*set, keys[k], dests[k], {}, /*first=*/1);
+    if (!r.ok()) return r.status();
+    results[k] = *r;
   }
   return results;
 }
@@ -272,23 +282,14 @@ Result<LookupResult> ShardedClient::Lookup(std::span<const ChunkKey> keys, std::
   }
   LookupResult out;
   out.tiers.assign(keys.size(), 0);
-  std::vector<std::future<Status>> pending;
-  for (auto& [node, indices] : groups) {
-    pending.push_back(impl_->pool.Submit([&, node = node, &indices = indices]() -> Status {
-      std::vector<ChunkKey> subset;
-      for (size_t k : indices) subset.push_back(keys[k]);
-      auto r = impl_->Call(*set->nodes[node], "lookup", [&](Client& c) { return c.Lookup(subset, lease); });
-      if (!r.ok()) return NodeHealth::IsTransportFailure(r.status()) ? Status::Ok() : r.status();
-      for (size_t j = 0; j < indices.size(); ++j) out.tiers[indices[j]] = r->tiers[j];
-      return Status::Ok();
-    }));
-  }
-  Status first_error;
-  for (auto& f : pending) {
-    Status s = f.get();
-    if (!s.ok() && first_error.ok()) first_error = s;
-  }
-  KVTIER_RETURN_IF_ERROR(first_error);
+  KVTIER_RETURN_IF_ERROR(impl_->FanOut(groups, [&](uint32_t node, const std::vector<size_t>& indices) -> Status {
+    std::vector<ChunkKey> subset;
+    for (size_t k : indices) subset.push_back(keys[k]);
+    auto r = impl_->Call(*set->nodes[node], "lookup", [&](Client& c) { return c.Lookup(subset, lease); });
+    if (!r.ok()) return r.status();
+    for (size_t j = 0; j < indices.size(); ++j) out.tiers[indices[j]] = r->tiers[j];
+    return Status::Ok();
+  }));
   while (out.leading_hits < keys.size() && out.tiers[out.leading_hits] != 0) ++out.leading_hits;
   // What was asked for; each node caps it at its own max_lease_ttl_ms.
   out.lease_ttl_ms = out.leading_hits > 0 ? static_cast<uint32_t>(std::max<int64_t>(0, lease.count())) : 0;

@@ -28,6 +28,8 @@
 
 namespace kvtier {
 
+struct NodeSet;  // client/src/shard/node_set.h
+
 struct ShardedClientOptions {
   ClientOptions client;                    // for every node; its `endpoint` is ignored
   std::vector<std::string> endpoints;      // static node list ("host:port"), or ...
@@ -101,6 +103,9 @@ class ShardedClient {
  private:
   struct Impl;
   explicit ShardedClient(std::unique_ptr<Impl> impl);
+  // A get from the key's replicas in placement order, starting at the `first`-th.
+  Result<GetResult> GetFrom(const NodeSet& set, const ChunkKey& key, std::span<std::byte> dest,
+                            std::span<const uint32_t> expected_tokens, size_t first);
   std::unique_ptr<Impl> impl_;
 };
 
