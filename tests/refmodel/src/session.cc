@@ -23,6 +23,8 @@ Session::Session(Model model) : model_(std::move(model)) {
   xb_.resize(size_t(kBlock) * c.dim);
   xb2_.resize(size_t(kBlock) * c.dim);
   q_.resize(size_t(kBlock) * c.dim);
+  k_.resize(size_t(kBlock) * c.kv_dim());
+  v_.resize(size_t(kBlock) * c.kv_dim());
   hb_.resize(size_t(kBlock) * c.hidden_dim);
   hb2_.resize(size_t(kBlock) * c.hidden_dim);
   att_.resize(c.seq_len);
@@ -82,36 +84,54 @@ void Session::RunBlock(std::span<const int> tokens, float* logits) {
     std::memcpy(x_.data() + size_t(r) * c.dim, model_.token_embedding(tokens[r]), sizeof(float) * c.dim);
   }
   for (int l = 0; l < c.n_layers; ++l) RunLayer(l, length_, rows);
+  Classify(rows, logits);
+  length_ += rows;
+}
+
+void Session::Classify(int rows, float* logits) {
+  const Config& c = config();
   for (int r = 0; r < rows; ++r) {
     float* x = x_.data() + size_t(r) * c.dim;
     RmsNorm(x, x, model_.rms_final(), c.dim, c.norm_eps);
   }
   MatMul(logits, x_.data(), model_.classifier(), c.dim, c.vocab_size, rows);
-  length_ += rows;
 }
 
 // Layer l for `rows` tokens at positions pos, pos + 1, ...: attention, then the feed-forward block.
 void Session::RunLayer(int l, int pos, int rows) {
+  int positions[kBlock];
+  for (int r = 0; r < rows; ++r) positions[r] = pos + r;
+  const std::span<const int> p(positions, size_t(rows));
+  // All of the block's keys are cached before any row attends; causality is Attend's business.
+  ProjectQkv(l, p, q_.data());
+  AttendAndFeedForward(l, p, q_.data());
+}
+
+void Session::ProjectQkv(int l, std::span<const int> positions, float* q) {
   const Config& c = config();
   const LayerWeights& w = model_.layer(l);
-  const int dim = c.dim, kv_dim = c.kv_dim();
+  const int dim = c.dim, kv_dim = c.kv_dim(), rows = int(positions.size());
   LayerCache& lc = cache_[l];
-  float* key_pre = lc.key_pre.data() + size_t(pos) * kv_dim;
-  float* key = lc.key.data() + size_t(pos) * kv_dim;
-  float* value = lc.value.data() + size_t(pos) * kv_dim;
-
   for (int r = 0; r < rows; ++r) RmsNorm(&xb_[size_t(r) * dim], &x_[size_t(r) * dim], w.rms_att, dim, c.norm_eps);
-  MatMul(q_.data(), xb_.data(), w.wq, dim, dim, rows);
-  // K and V rows go straight into the cache: the block's own keys must be there before it attends.
-  MatMul(key_pre, xb_.data(), w.wk, dim, kv_dim, rows);
-  MatMul(value, xb_.data(), w.wv, dim, kv_dim, rows);
-  std::memcpy(key, key_pre, sizeof(float) * size_t(rows) * kv_dim);
+  MatMul(q, xb_.data(), w.wq, dim, dim, rows);
+  MatMul(k_.data(), xb_.data(), w.wk, dim, kv_dim, rows);
+  MatMul(v_.data(), xb_.data(), w.wv, dim, kv_dim, rows);
   for (int r = 0; r < rows; ++r) {
-    ApplyRope(std::span<float>(&q_[size_t(r) * dim], dim), c.head_size(), pos + r, c.rope_theta);
-    ApplyRope(std::span<float>(key + size_t(r) * kv_dim, kv_dim), c.head_size(), pos + r, c.rope_theta);
+    const size_t at = size_t(positions[r]) * kv_dim, row = size_t(r) * kv_dim;
+    std::copy_n(&k_[row], kv_dim, &lc.key_pre[at]);
+    std::copy_n(&k_[row], kv_dim, &lc.key[at]);
+    std::copy_n(&v_[row], kv_dim, &lc.value[at]);
+    ApplyRope(std::span<float>(q + size_t(r) * dim, dim), c.head_size(), positions[r], c.rope_theta);
+    ApplyRope(std::span<float>(&lc.key[at], kv_dim), c.head_size(), positions[r], c.rope_theta);
   }
-  // Causal: row r sees positions up to pos + r only, although later rows' keys are already cached.
-  for (int r = 0; r < rows; ++r) Attend(l, pos + r, &q_[size_t(r) * dim], &xb_[size_t(r) * dim]);
+}
+
+void Session::AttendAndFeedForward(int l, std::span<const int> positions, const float* q) {
+  const Config& c = config();
+  const LayerWeights& w = model_.layer(l);
+  const int dim = c.dim, rows = int(positions.size());
+  // Causal: row r sees positions up to positions[r] only, although later rows' keys may be cached.
+  for (int r = 0; r < rows; ++r) Attend(l, positions[r], q + size_t(r) * dim, &xb_[size_t(r) * dim]);
   MatMul(xb2_.data(), xb_.data(), w.wo, dim, dim, rows);
   for (size_t i = 0; i < size_t(rows) * dim; ++i) x_[i] += xb2_[i];
   FeedForward(l, rows);
@@ -129,6 +149,7 @@ void Session::Attend(int l, int pos, const float* q_all, float* out_all) {
     const size_t kv_off = size_t(h / c.queries_per_kv_head()) * hs;
     DotMany(q, lc.key.data() + kv_off, size_t(kv_dim), hs, pos + 1, att_.data(), 1);
     ScaledSoftmax(att_.data(), pos + 1, scale);
+    if (attention_observer_) attention_observer_(l, pos, h, std::span<const float>(att_.data(), size_t(pos) + 1));
     WeightedSum(att_.data(), lc.value.data() + kv_off, size_t(kv_dim), pos + 1, hs, out_all + size_t(h) * hs);
   }
 }

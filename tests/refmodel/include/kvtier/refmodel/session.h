@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -68,6 +69,11 @@ class Session {
   Status InjectKv(int begin, std::span<const float> in, int num_tokens, KeyForm form);
 
  private:
+  // Layer-level access for the prefills in blend.h (src/blend.cc, src/attention_stats.cc), which run the
+  // same kernels in a different order or watch the attention; kept out of the public API.
+  friend class BlendRunner;
+  friend class AttentionProbe;
+
   // Per layer: [seq_len][kv_dim] each.
   struct LayerCache {
     std::vector<float> key;      // after RoPE
@@ -75,22 +81,33 @@ class Session {
     std::vector<float> value;
   };
 
+  // Called with the attention probabilities over positions [0, pos] of one query head, when set.
+  using AttentionObserver = std::function<void(int layer, int pos, int head, std::span<const float> probs)>;
+
   // Tokens run together through each layer; bounds the scratch buffers.
   static constexpr int kBlock = 16;
 
   void RunBlock(std::span<const int> tokens, float* logits);
   void RunLayer(int l, int pos, int rows);
+  // The two halves of a layer for up to kBlock rows of x_, row r at positions[r]. ProjectQkv writes the
+  // rows' queries (rotated) to q [rows][dim] and their K/V into the cache; AttendAndFeedForward runs
+  // attention for those queries over the cache and the rest of the layer, updating x_.
+  void ProjectQkv(int l, std::span<const int> positions, float* q);
+  void AttendAndFeedForward(int l, std::span<const int> positions, const float* q);
   void Attend(int l, int pos, const float* q, float* out);
   void FeedForward(int l, int rows);
+  // Final norm and classifier for `rows` rows of x_.
+  void Classify(int rows, float* logits);
 
   Model model_;
   std::vector<LayerCache> cache_;
   int length_ = 0;
   size_t last_logits_ = 0;      // offset of the last token's logits in logits_
   bool logits_valid_ = false;
+  AttentionObserver attention_observer_;  // set only for the duration of one prefill
 
   // Scratch for kBlock tokens ([row][width]), sized once; logits_ grows to the longest ForwardMany.
-  std::vector<float> x_, xb_, xb2_, q_, hb_, hb2_, att_, logits_;
+  std::vector<float> x_, xb_, xb2_, q_, k_, v_, hb_, hb2_, att_, logits_;
 };
 
 }  // namespace kvtier::refmodel
