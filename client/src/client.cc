@@ -195,7 +195,9 @@ Result<std::vector<PutResult>> Client::PutBatch(std::span<const ChunkPut> chunks
   std::vector<uint64_t> checksums;
   checksums.reserve(chunks.size());
   for (const auto& payload : payloads) checksums.push_back(Checksum64(payload));
-  if (impl_->local) {
+  // The shared-memory put path carries no reuse metadata: variant puts go over gRPC.
+  const bool variants = std::any_of(chunks.begin(), chunks.end(), [](const ChunkPut& c) { return c.options.reuse; });
+  if (impl_->local && !variants) {
     auto local = impl_->local->PutBatch(chunks, payloads, checksums, options_.encode.codec);
     if (!local.ok()) return local.status();
     if (*local) return std::move(**local);
@@ -220,6 +222,8 @@ Result<std::vector<PutResult>> Client::PutBatch(std::span<const ChunkPut> chunks
       h->set_checksum(checksums[i]);
       h->set_base_position(c.options.base_position);
       h->set_pin(c.options.pin);
+      if (c.options.reuse != nullptr) *h->mutable_reuse() = *c.options.reuse;
+      else h->clear_reuse();
       open = writer->Write(msg);
       for (uint64_t off = 0; off < payload.size() && open; off += options_.frame_bytes) {
         const uint64_t n = std::min<uint64_t>(options_.frame_bytes, payload.size() - off);
@@ -235,7 +239,11 @@ Result<std::vector<PutResult>> Client::PutBatch(std::span<const ChunkPut> chunks
                       std::to_string(chunks.size()) + " chunks");
     }
     std::vector<PutResult> out(chunks.size());
-    for (size_t i = 0; i < chunks.size(); ++i) out[i].already_present = response.results(static_cast<int>(i)).already_present();
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      const v1::PutResult& r = response.results(static_cast<int>(i));
+      out[i].already_present = r.already_present();
+      out[i].variant_admitted = chunks[i].options.reuse == nullptr || r.variant_admitted();
+    }
     return out;
   });
 }
@@ -290,6 +298,38 @@ Result<std::vector<GetResult>> Client::GetBatch(std::span<const ChunkKey> keys,
   return WithRetry(options_, [&] {
     return RunGetStream(impl_->channel.get(), impl_->get_method, options_, request, keys, dests, decode);
   });
+}
+
+Result<std::vector<VariantGetResult>> Client::GetBestVariants(std::span<const ChunkKey> content_keys,
+                                                              std::span<const ChunkKey> prompt_context,
+                                                              std::span<const std::span<std::byte>> dests) {
+  if (content_keys.size() != dests.size()) return InvalidArgument("GetBestVariants needs one destination per key");
+  if (content_keys.empty()) return InvalidArgument("GetBestVariants of no keys");
+  v1::GetRequest request;
+  *request.mutable_context() = impl_->context;
+  for (const ChunkKey& k : content_keys) request.add_keys(KeyToWire(k));
+  for (const ChunkKey& k : prompt_context) request.add_variant_context(KeyToWire(k));
+  request.set_select_variant(true);
+  request.set_decode_to_raw(options_.server_decode);
+  const codec::DecodeOptions decode = DecodeOptions();
+  std::vector<v1::ChunkHeader> headers;
+  auto results = WithRetry(options_, [&] {
+    return RunGetStream(impl_->channel.get(), impl_->get_method, options_, request, content_keys, dests, decode,
+                        &headers);
+  });
+  if (!results.ok()) return results.status();
+  std::vector<VariantGetResult> out(content_keys.size());
+  for (size_t i = 0; i < out.size(); ++i) {
+    out[i].chunk = (*results)[i];
+    if (!out[i].chunk.found) continue;
+    v1::ChunkHeader& h = headers[i];
+    auto key = ChunkKey::FromBytes(h.variant_key());
+    if (!key.ok()) return Internal("server answered content key " + content_keys[i].ToHex() + " without a variant key");
+    out[i].variant_key = *key;
+    out[i].context_match = h.context_match();
+    out[i].reuse = std::move(*h.mutable_reuse());
+  }
+  return out;
 }
 
 namespace {

@@ -113,8 +113,10 @@ Status DecodeInto(std::span<const std::byte> encoded, std::span<std::byte> dest,
 Result<std::vector<GetResult>> RunGetStream(grpc::Channel* channel, const grpc::internal::RpcMethod& method,
                                             const ClientOptions& o, const v1::GetRequest& request,
                                             std::span<const ChunkKey> keys, std::span<const std::span<std::byte>> dests,
-                                            const codec::DecodeOptions& decode) {
+                                            const codec::DecodeOptions& decode,
+                                            std::vector<v1::ChunkHeader>* headers) {
   grpc::ClientContext ctx;
+  if (headers != nullptr) headers->assign(keys.size(), v1::ChunkHeader());
   PrepareContext(o, &ctx);
   std::unique_ptr<grpc::ClientReader<RawGetMessage>> reader(
       grpc::internal::ClientReaderFactory<RawGetMessage>::Create(channel, method, &ctx, request));
@@ -161,6 +163,7 @@ Result<std::vector<GetResult>> RunGetStream(grpc::Channel* channel, const grpc::
         r.num_tokens = static_cast<uint32_t>(h.token_ids_size());
         r.base_position = h.base_position();
         r.tier = static_cast<uint8_t>(h.tier());
+        if (headers != nullptr) (*headers)[p.current] = std::move(h);
         if (p.encoded && p.expected > 2 * dests[p.current].size() + (1u << 20)) {
           // No codec output is this much larger than its raw form: refuse before allocating for it.
           error = InvalidArgument("encoded chunk " + keys[p.current].ToHex() + " of " + std::to_string(p.expected) +

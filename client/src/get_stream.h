@@ -58,10 +58,12 @@ void PrepareContext(const ClientOptions& options, grpc::ClientContext* ctx);
 Status DecodeInto(std::span<const std::byte> encoded, std::span<std::byte> dest, const ChunkKey& key,
                   const codec::DecodeOptions& decode, GetResult& result);
 
-// Runs one Get for `request` (keys already filled) into `dests` (one per key).
+// Runs one Get for `request` (keys already filled) into `dests` (one per key). `headers`, when given,
+// receives each hit's chunk header (variant fields), indexed like keys.
 Result<std::vector<GetResult>> RunGetStream(grpc::Channel* channel, const grpc::internal::RpcMethod& method,
                                             const ClientOptions& options, const v1::GetRequest& request,
                                             std::span<const ChunkKey> keys, std::span<const std::span<std::byte>> dests,
-                                            const codec::DecodeOptions& decode);
+                                            const codec::DecodeOptions& decode,
+                                            std::vector<v1::ChunkHeader>* headers = nullptr);
 
 }  // namespace kvtier

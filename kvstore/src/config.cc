@@ -142,6 +142,15 @@ Status ParseQuotas(const YAML::Node& node, ServerConfig* c) {
   return Status::Ok();
 }
 
+Status ParseReuse(const YAML::Node& node, ServerConfig* c) {
+  if (!node.IsMap()) return KeyError("reuse", "expected a mapping");
+  KVTIER_RETURN_IF_ERROR(CheckKeys(node, "reuse.", {"max_variants", "admission"}));
+  VariantOptions& v = c->store.variants;
+  if (node["max_variants"]) KVTIER_RETURN_IF_ERROR(ReadU32(node["max_variants"], "reuse.max_variants", &v.max_variants));
+  if (node["admission"]) KVTIER_RETURN_IF_ERROR(ReadString(node["admission"], "reuse.admission", &v.admission));
+  return v.Validate();
+}
+
 Status ParseSharedMemory(const YAML::Node& node, ServerConfig* c) {
   if (!node.IsMap()) return KeyError("shared_memory", "expected a mapping");
   KVTIER_RETURN_IF_ERROR(CheckKeys(node, "shared_memory.", {"socket", "socket_mode", "namespaces", "put_window",
@@ -306,6 +315,9 @@ std::string ServerConfig::ToYaml() const {
       out << "    \"" << name << "\": " << FormatByteSize(bytes) << "\n";
     }
   }
+  out << "reuse:\n"
+      << "  max_variants: " << store.variants.max_variants << "\n"
+      << "  admission: " << store.variants.admission << "\n";
   char mode[8];
   std::snprintf(mode, sizeof(mode), "%04o", shared_memory.socket_mode);
   out << "shared_memory:\n"
@@ -338,7 +350,7 @@ Status ParseServerConfigYaml(std::string_view yaml, ServerConfig* config) {
   try {
     KVTIER_RETURN_IF_ERROR(
         CheckKeys(root, "", {"listen", "metrics_listen", "log_level", "shutdown_grace_ms", "tls", "auth",
-                             "host_tier", "disk", "limits", "quotas", "shared_memory"}));
+                             "host_tier", "disk", "limits", "quotas", "reuse", "shared_memory"}));
     if (root["shutdown_grace_ms"]) {
       KVTIER_RETURN_IF_ERROR(ReadU32(root["shutdown_grace_ms"], "shutdown_grace_ms", &config->shutdown_grace_ms));
     }
@@ -359,6 +371,7 @@ Status ParseServerConfigYaml(std::string_view yaml, ServerConfig* config) {
     if (root["disk"]) KVTIER_RETURN_IF_ERROR(ParseDisk(root["disk"], config));
     if (root["limits"]) KVTIER_RETURN_IF_ERROR(ParseLimits(root["limits"], config));
     if (root["quotas"]) KVTIER_RETURN_IF_ERROR(ParseQuotas(root["quotas"], config));
+    if (root["reuse"]) KVTIER_RETURN_IF_ERROR(ParseReuse(root["reuse"], config));
     if (root["shared_memory"]) KVTIER_RETURN_IF_ERROR(ParseSharedMemory(root["shared_memory"], config));
   } catch (const YAML::Exception& e) {
     return InvalidArgument(std::string("config: ") + e.what());

@@ -41,8 +41,10 @@ struct GetReactor::SharedHold {
   }
 };
 
-void GetReactor::Start(std::vector<ChunkRef> refs, codec::ProfileResolver decode_profiles) {
+void GetReactor::Start(std::vector<ChunkRef> refs, codec::ProfileResolver decode_profiles,
+                       std::vector<v1::ChunkHeader> extras) {
   refs_ = std::move(refs);
+  extras_ = std::move(extras);
   decode_profiles_ = std::move(decode_profiles);
   WriteNext();
 }
@@ -110,6 +112,7 @@ void GetReactor::WriteHeader(ChunkRef& ref) {
   hold_ = ref ? Counted(Hold(ref)) : nullptr;
   h->set_found(hold_ != nullptr);
   if (hold_ != nullptr) {
+    if (index_ < extras_.size()) h->MergeFrom(extras_[index_]);
     const ChunkEntry& e = hold_->ref.entry();
     h->set_tier(static_cast<v1::Tier>(TierKind::kHost));
     h->mutable_token_ids()->Add(hold_->ref.token_ids().begin(), hold_->ref.token_ids().end());

@@ -19,6 +19,7 @@
 #include "kvtier/codec/codec.h"
 #include "kvtier/kvstore/metrics.h"
 #include "kvtier/kvstore/store.h"
+#include "kvtier/v1/kvtier.pb.h"
 
 namespace kvtier {
 
@@ -28,7 +29,9 @@ class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       : metrics_(metrics), frame_bytes_(frame_bytes), start_(start) {}
 
   // `decode_profiles` set: encoded chunks go out decoded to raw.
-  void Start(std::vector<ChunkRef> refs, codec::ProfileResolver decode_profiles);
+  // `extras` (empty or parallel to refs): fields merged into a hit's header (variant key, reuse metadata).
+  void Start(std::vector<ChunkRef> refs, codec::ProfileResolver decode_profiles,
+             std::vector<v1::ChunkHeader> extras = {});
   void Fail(const Status& status);
 
   void OnWriteDone(bool ok) override;
@@ -48,6 +51,7 @@ class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   const uint64_t frame_bytes_;
   const std::chrono::steady_clock::time_point start_;
   std::vector<ChunkRef> refs_;
+  std::vector<v1::ChunkHeader> extras_;
   codec::ProfileResolver decode_profiles_;
   size_t index_ = 0;         // chunk being sent
   bool header_sent_ = false;

@@ -77,6 +77,8 @@ class StoreCollector final : public prometheus::Collectable {
            MetricType::Counter, static_cast<double>(stats.token_mismatches));
     single("kvtier_namespaces", "Namespaces known to the server.", MetricType::Gauge,
            static_cast<double>(stats.namespaces));
+    single("kvtier_variants", "Indexed variants of content-mode chunks.", MetricType::Gauge,
+           static_cast<double>(stats.variants));
     single("kvtier_leases_held", "Chunks whose lease (from a Lookup with lease_ttl_ms) has not expired.",
            MetricType::Gauge, static_cast<double>(stats.leases_held));
     prometheus::MetricFamily inflight{
@@ -173,6 +175,13 @@ Metrics::Metrics(const Store* store)
                             {"direction", static_cast<CodecDirection>(d) == CodecDirection::kIn ? "in" : "out"}});
     }
   }
+  auto& selections = prometheus::BuildCounter()
+                         .Name("kvtier_variant_selections_total")
+                         .Help("Keys of variant-selecting gets, by result: hit = a live variant was sent, "
+                               "miss = the content key had none.")
+                         .Register(*registry_);
+  variant_selections_[0] = &selections.Add({{"result", "miss"}});
+  variant_selections_[1] = &selections.Add({{"result", "hit"}});
 #ifdef KVTIER_HAVE_CUDA
   const char* cuda = "on";
 #else
@@ -211,6 +220,8 @@ void Metrics::AddCodecBytes(CodecDirection direction, uint8_t codec, uint64_t by
   if (codec < 1 || codec > kCodecs) return;
   codec_bytes_[static_cast<size_t>(direction)][codec - 1]->Increment(static_cast<double>(bytes));
 }
+
+void Metrics::CountVariantSelection(bool hit) { variant_selections_[hit ? 1 : 0]->Increment(); }
 
 Result<int> Metrics::Serve(const std::string& address) {
   try {

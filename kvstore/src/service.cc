@@ -1,9 +1,11 @@
 #include "kvtier/kvstore/service.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "get_reactor.h"
 #include "kvtier/api/convert.h"
+#include "variant_proto.h"
 
 namespace kvtier {
 namespace {
@@ -18,6 +20,9 @@ Result<std::vector<ChunkKey>> KeysOf(const google::protobuf::RepeatedPtrField<st
   }
   return keys;
 }
+
+// Most content keys a variant-selecting get may name as the new prompt.
+constexpr size_t kMaxVariantContext = 65536;
 
 std::span<const uint32_t> TokensOf(const google::protobuf::RepeatedField<uint32_t>& ids) {
   return {ids.data(), static_cast<size_t>(ids.size())};
@@ -99,6 +104,11 @@ Status KvTierService::DoPut(grpc::ServerContext* ctx, grpc::ServerReader<v1::Put
       spec.checksum = h.checksum();
       spec.base_position = h.base_position();
       spec.pin = h.pin();
+      if (h.has_reuse()) {
+        auto meta = VariantMetaFromProto(h.reuse());
+        if (!meta.ok()) return meta.status();
+        spec.variant = std::move(meta).value();
+      }
       auto begun = store_->BeginPut(scope, spec);
       if (!begun.ok()) return begun.status();
       pending = std::move(begun).value();
@@ -128,6 +138,7 @@ Status KvTierService::DoPut(grpc::ServerContext* ctx, grpc::ServerReader<v1::Put
       result->set_key(KeyToWire(key));
       result->set_already_present(outcome->already_present);
       result->set_tier(static_cast<v1::Tier>(outcome->tier));
+      result->set_variant_admitted(outcome->variant_admitted);
     }
   }
   if (ctx->IsCancelled()) return Cancelled("put stream cancelled by the client");
@@ -162,12 +173,46 @@ Result<KvTierService::AcquiredGet> KvTierService::AcquireForGet(const grpc::Serv
   if (request.decode_to_raw()) out.decode_profiles = store_->ProfileResolver(*scope);
   std::vector<ChunkRef>& refs = out.refs;
   refs.reserve(keys->size());
+  std::vector<ChunkKey> prompt;
+  if (request.select_variant()) {
+    if (static_cast<size_t>(request.variant_context_size()) > kMaxVariantContext) {
+      return InvalidArgument("variant_context has " + std::to_string(request.variant_context_size()) +
+                             " keys; at most " + std::to_string(kMaxVariantContext) + " are allowed");
+    }
+    for (int i = 0; i < request.variant_context_size(); ++i) {
+      auto key = ChunkKey::FromBytes(request.variant_context(i));
+      if (!key.ok()) return InvalidArgument("variant_context[" + std::to_string(i) + "]: " + key.status().message());
+      prompt.push_back(*key);
+    }
+  } else if (request.variant_context_size() != 0) {
+    return InvalidArgument("variant_context is only meaningful with select_variant");
+  }
+  std::vector<v1::ChunkHeader>& extras = out.extras;
+  extras.resize(keys->size());
   for (size_t i = 0; i < keys->size(); ++i) {
+    const ChunkKey& key = (*keys)[i];
     std::span<const uint32_t> expected;
     if (request.expected_tokens_size() != 0) expected = TokensOf(request.expected_tokens(static_cast<int>(i)).ids());
-    auto ref = store_->Get(*scope, (*keys)[i], expected);
-    if (!ref.ok()) return ref.status();
-    refs.push_back(std::move(ref).value());
+    if (!request.select_variant()) {
+      auto ref = store_->Get(*scope, key, expected);
+      if (!ref.ok()) return ref.status();
+      if (*ref) {
+        if (auto meta = store_->VariantOf(*scope, key)) VariantMetaToProto(*meta, extras[i].mutable_reuse());
+      }
+      refs.push_back(std::move(ref).value());
+      continue;
+    }
+    // The new context of a chunk is what precedes its first occurrence in the prompt.
+    const size_t before = std::find(prompt.begin(), prompt.end(), key) - prompt.begin();
+    auto choice = store_->SelectVariant(*scope, key, std::span<const ChunkKey>(prompt).first(before), expected);
+    if (!choice.ok()) return choice.status();
+    if (metrics_ != nullptr) metrics_->CountVariantSelection(static_cast<bool>(choice->ref));
+    if (choice->ref) {
+      extras[i].set_variant_key(KeyToWire(choice->variant_key));
+      VariantMetaToProto(*choice->meta, extras[i].mutable_reuse());
+      extras[i].set_context_match(choice->match.score);
+    }
+    refs.push_back(std::move(choice->ref));
   }
   return out;
 }
@@ -178,7 +223,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* KvTierService::Get(grpc::CallbackSer
   auto acquired = AcquireForGet(*ctx, *request);
   auto* reactor = new GetReactor(metrics_, options_.max_frame_bytes, start);
   if (!acquired.ok()) reactor->Fail(acquired.status());
-  else reactor->Start(std::move(acquired->refs), std::move(acquired->decode_profiles));
+  else reactor->Start(std::move(acquired->refs), std::move(acquired->decode_profiles), std::move(acquired->extras));
   return reactor;
 }
 

@@ -7,6 +7,8 @@
 #include <utility>
 
 #include "chunk_table.h"
+#include "kvtier/api/chunk_keys.h"
+#include "kvtier/api/reuse.h"
 #include "dirty_list.h"
 #include "entry_pool.h"
 #include "kvtier/kvstore/host_tier.h"
@@ -39,6 +41,7 @@ Status StoreOptions::Validate() const {
   if (max_batch == 0) return InvalidArgument("max_batch must be > 0");
   if (max_namespaces == 0) return InvalidArgument("max_namespaces must be > 0");
   if (max_fingerprints == 0) return InvalidArgument("max_fingerprints must be > 0");
+  KVTIER_RETURN_IF_ERROR(variants.Validate());
   if (profiles.max_per_namespace == 0) return InvalidArgument("max_profiles_per_namespace must be > 0");
   if (profiles.max_profile_bytes == 0) return InvalidArgument("max_profile_bytes must be > 0");
   if (shared_arena_bytes.size() > 64) return InvalidArgument("at most 64 namespaces may have a shared arena");
@@ -69,6 +72,9 @@ PendingPut& PendingPut::operator=(PendingPut&& other) noexcept {
     checksum_ = other.checksum_;
     codec_ = other.codec_;
     shape_ = other.shape_;
+    variant_ = std::move(other.variant_);
+    variant_refused_ = other.variant_refused_;
+    variant_admitted_ = other.variant_admitted_;
   }
   return *this;
 }
@@ -104,7 +110,7 @@ Result<PutOutcome> PendingPut::Commit() {
   }
   if (entry_ == nullptr) {
     store_ = nullptr;
-    return PutOutcome{true, TierKind::kNone};
+    return PutOutcome{!variant_refused_, TierKind::kNone, variant_admitted_};
   }
   if (checksum_.Digest() != declared_checksum_) {
     Abort();
@@ -176,7 +182,9 @@ Store::Store(StoreOptions options)
       profiles_(options_.profiles),
       table_(std::make_unique<ChunkTable>()),
       pool_(std::make_unique<EntryPool>()),
-      dirty_(std::make_unique<DirtyList>()) {}
+      dirty_(std::make_unique<DirtyList>()),
+      variants_(std::make_unique<VariantIndex>(options_.variants.max_variants,
+                                               options_.variants.admission_policy())) {}
 
 Store::~Store() { Stop(); }
 
@@ -251,6 +259,28 @@ Result<Scope> Store::OpenScope(std::string_view name_space, const ModelFingerpri
   return scope;
 }
 
+namespace {
+
+// The keys and metadata of a variant put (docs/keys.md "Variants").
+Status ValidateVariant(const ModelFingerprint& fp, const PutSpec& spec) {
+  if (spec.variant == nullptr) return Status::Ok();
+  const VariantMeta& m = *spec.variant;
+  KVTIER_RETURN_IF_ERROR(m.Validate(fp.num_layers, spec.token_ids.size()));
+  const ChunkKey content = DeriveContentKey(fp.Digest(), spec.token_ids);
+  if (m.content_key != content) {
+    return InvalidArgument("variant put: reuse.content_key " + m.content_key.ToHex() +
+                           " is not the content key of the chunk's token ids, " + content.ToHex());
+  }
+  const ChunkKey expected = VariantKey(m.content_key, m.context);
+  if (spec.key != expected) {
+    return InvalidArgument("variant put: key " + spec.key.ToHex() + " is not VariantKey(content_key, context_keys) = " +
+                           expected.ToHex());
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status Store::ValidateSpec(const Scope& scope, const PutSpec& spec) const {
   const ModelFingerprint& fp = scope.fingerprint;
   if (spec.token_ids.empty()) return InvalidArgument("token_ids is empty: a chunk holds at least one token");
@@ -273,7 +303,7 @@ Status Store::ValidateSpec(const Scope& scope, const PutSpec& spec) const {
                              std::to_string(kMinContainerBytes) + ", " + std::to_string(most) + "] for " +
                              std::to_string(spec.token_ids.size()) + " tokens of " + fp.ShortString());
     }
-    return Status::Ok();
+    return ValidateVariant(fp, spec);
   }
   const uint64_t shape_bytes = spec.token_ids.size() * fp.KvBytesPerToken();
   if (spec.payload_bytes != shape_bytes) {
@@ -283,7 +313,7 @@ Status Store::ValidateSpec(const Scope& scope, const PutSpec& spec) const {
                            std::to_string(fp.head_dim) + " dims x " + std::to_string(DTypeBytes(fp.dtype)) +
                            " bytes = " + Bytes(shape_bytes));
   }
-  return Status::Ok();
+  return ValidateVariant(fp, spec);
 }
 
 Result<PendingPut> Store::BeginPut(const Scope& scope, const PutSpec& spec) {
@@ -299,11 +329,22 @@ Result<PendingPut> Store::BeginPut(const Scope& scope, const PutSpec& spec) {
   put.declared_checksum_ = spec.checksum;
   put.codec_ = spec.codec;
   put.shape_ = ShapeOf(scope.fingerprint, spec.token_ids.size());
+  put.variant_ = spec.variant;
   for (int attempt = 0;; ++attempt) {
     std::unique_lock lock(mu_);
+    if (spec.variant != nullptr) KVTIER_RETURN_IF_ERROR(CheckVariantGroupLocked(scope, spec.variant->content_key));
     if (ChunkEntry* existing = table_->Find(scope.ns_id, spec.key)) {
       KVTIER_RETURN_IF_ERROR(CheckFingerprintLocked(scope, *existing));
+      // A chunk put before without its metadata (or before a restart) becomes an indexed variant now.
+      if (spec.variant != nullptr) put.variant_admitted_ = IndexVariantLocked(*existing, spec.variant);
+      put.variant_ = nullptr;
       return put;  // already present: the caller drains the payload, nothing is written
+    }
+    if (spec.variant != nullptr && !variants_->WouldAdmit(scope.ns_id, spec.variant->content_key, spec.key)) {
+      put.variant_refused_ = true;  // keep-existing and the group is full: drain, store nothing
+      put.variant_admitted_ = false;
+      put.variant_ = nullptr;
+      return put;
     }
     if (Status quota = ChargeLocked(scope.ns_id, spec.payload_bytes, /*enforce=*/true); !quota.ok()) {
       put.store_ = nullptr;
@@ -357,10 +398,15 @@ Result<PutOutcome> Store::CommitPut(PendingPut* put) {
   std::lock_guard lock(mu_);
   --reservations_;
   reserved_bytes_ -= e->host.length;
-  if (table_->Find(e->ns_id, e->key) != nullptr) {
+  if (ChunkEntry* existing = table_->Find(e->ns_id, e->key)) {
     // A concurrent put of the same key committed first; ours is redundant (chunks are immutable).
     ReleaseEntryLocked(e);
-    return PutOutcome{true, TierKind::kNone};
+    const bool admitted = put->variant_ == nullptr || IndexVariantLocked(*existing, put->variant_);
+    return PutOutcome{true, TierKind::kNone, admitted};
+  }
+  if (put->variant_ != nullptr && !variants_->WouldAdmit(e->ns_id, put->variant_->content_key, e->key)) {
+    ReleaseEntryLocked(e);  // a concurrent variant filled the group (keep-existing)
+    return PutOutcome{false, TierKind::kNone, false};
   }
   e->refs.store(1, std::memory_order_relaxed);  // the index's reference
   e->indexed = true;
@@ -370,6 +416,7 @@ Result<PutOutcome> Store::CommitPut(PendingPut* put) {
   ++host_chunks_;
   if (nvme_ != nullptr && !e->pinned) dirty_->PushFront(e);
   if (nvme_ != nullptr && options_.disk.background_demotion && AboveDemoteWatermark()) demote_cv_.notify_one();
+  if (put->variant_ != nullptr) IndexVariantLocked(*e, put->variant_);
   return PutOutcome{false, TierKind::kHost};
 }
 
@@ -429,6 +476,22 @@ Status Store::ExhaustedLocked(uint64_t bytes, uint8_t pool) const {
                            std::to_string(reservations_) + " puts in flight");
 }
 
+Status Store::CheckVariantGroupLocked(const Scope& scope, const ChunkKey& content_key) const {
+  const std::optional<uint32_t> fp = variants_->GroupFingerprint(scope.ns_id, content_key);
+  if (!fp || *fp == scope.fp_id) return Status::Ok();
+  return InvalidArgument("fingerprint mismatch for the variants of content key " + content_key.ToHex() +
+                         ": stored as '" + fingerprints_[*fp - 1].ShortString() + "', requested as '" +
+                         scope.fingerprint.ShortString() + "'");
+}
+
+bool Store::IndexVariantLocked(const ChunkEntry& e, std::shared_ptr<const VariantMeta> meta) {
+  const VariantIndex::AddOutcome added = variants_->Add(e.ns_id, e.fp_id, e.key, std::move(meta), NowNs());
+  if (added.replaced) {
+    if (ChunkEntry* old = table_->Find(e.ns_id, *added.replaced)) RemoveLocked(old);
+  }
+  return added.admitted;
+}
+
 Status Store::CheckFingerprintLocked(const Scope& scope, const ChunkEntry& e) const {
   if (e.fp_id == scope.fp_id) return Status::Ok();
   return InvalidArgument("fingerprint mismatch for chunk " + e.key.ToHex() + ": stored as '" +
@@ -438,6 +501,7 @@ Status Store::CheckFingerprintLocked(const Scope& scope, const ChunkEntry& e) co
 
 void Store::RemoveLocked(ChunkEntry* e) {
   table_->Erase(e);
+  variants_->Remove(e->ns_id, e->key);
   e->indexed = false;
   UnlistLeaseLocked(e);
   dirty_->Remove(e);
@@ -619,18 +683,65 @@ Result<std::vector<bool>> Store::Exists(const Scope& scope, std::span<const Chun
 Result<uint32_t> Store::Delete(const Scope& scope, std::span<const ChunkKey> keys) {
   KVTIER_RETURN_IF_ERROR(CheckBatch(keys.size()));
   std::lock_guard lock(mu_);
+  if (scope.ns_id == 0) return 0u;
   for (const ChunkKey& key : keys) {
-    ChunkEntry* e = scope.ns_id == 0 ? nullptr : table_->Find(scope.ns_id, key);
+    ChunkEntry* e = table_->Find(scope.ns_id, key);
     if (e != nullptr) KVTIER_RETURN_IF_ERROR(CheckFingerprintLocked(scope, *e));
+    KVTIER_RETURN_IF_ERROR(CheckVariantGroupLocked(scope, key));
   }
   uint32_t deleted = 0;
   for (const ChunkKey& key : keys) {
-    ChunkEntry* e = scope.ns_id == 0 ? nullptr : table_->Find(scope.ns_id, key);
+    // A content key names its variant group too: every variant goes with it.
+    for (const ChunkKey& variant : variants_->RemoveGroup(scope.ns_id, key)) {
+      if (ChunkEntry* v = table_->Find(scope.ns_id, variant)) {
+        RemoveLocked(v);
+        ++deleted;
+      }
+    }
+    ChunkEntry* e = table_->Find(scope.ns_id, key);
     if (e == nullptr) continue;
     RemoveLocked(e);
     ++deleted;
   }
   return deleted;
+}
+
+Result<VariantChoice> Store::SelectVariant(const Scope& scope, const ChunkKey& content_key,
+                                           std::span<const ChunkKey> new_context,
+                                           std::span<const uint32_t> expected_tokens) {
+  std::vector<VariantCandidate> candidates;
+  if (scope.ns_id != 0) {
+    std::lock_guard lock(mu_);
+    KVTIER_RETURN_IF_ERROR(CheckVariantGroupLocked(scope, content_key));
+    candidates = variants_->Candidates(scope.ns_id, content_key);
+  }
+  VariantChoice choice;
+  if (candidates.empty()) {
+    misses_.fetch_add(1, std::memory_order_relaxed);
+    return choice;
+  }
+  // Scored outside the lock: the metadata is immutable and shared.
+  RankVariants(new_context, &candidates);
+  for (VariantCandidate& c : candidates) {
+    auto ref = Get(scope, c.variant_key, expected_tokens);
+    if (!ref.ok()) return ref.status();
+    if (!*ref) continue;  // evicted, deleted or corrupt since it was listed: the next best live one
+    {
+      std::lock_guard lock(mu_);
+      variants_->MarkChosen(scope.ns_id, c.variant_key, NowNs());
+    }
+    choice.ref = std::move(ref).value();
+    choice.variant_key = c.variant_key;
+    choice.meta = std::move(c.meta);
+    choice.match = c.match;
+    return choice;
+  }
+  return choice;
+}
+
+std::shared_ptr<const VariantMeta> Store::VariantOf(const Scope& scope, const ChunkKey& key) const {
+  std::lock_guard lock(mu_);
+  return variants_->Find(scope.ns_id, key);
 }
 
 StoreStats Store::Stats() const {
@@ -652,6 +763,7 @@ StoreStats Store::Stats() const {
     stats.disk.failed = disk_failed_;
     stats.disk.full = disk_full_;
     stats.inflight_put_bytes = reserved_bytes_;
+    stats.variants = variants_->variants();
     // Only chunks ever leased are walked; expired ones leave the list here (leases are never renewed
     // without a Lookup, which lists the chunk again).
     const int64_t now = NowNs();

@@ -136,6 +136,25 @@ TEST(ConfigTest, ErrorsNameTheKey) {
   EXPECT_NE(s.message().find("not valid YAML"), std::string::npos) << s.message();
 }
 
+TEST(ConfigTest, ReuseKeys) {
+  ServerConfig config;
+  EXPECT_EQ(config.store.variants.max_variants, 4u);
+  EXPECT_EQ(config.store.variants.admission, "replace-least-recent");
+  Status s = ParseServerConfigYaml("reuse:\n  max_variants: 8\n  admission: keep-existing\n", &config);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(config.store.variants.max_variants, 8u);
+  EXPECT_EQ(config.store.variants.admission_policy(), VariantAdmission::kKeepExisting);
+  ServerConfig bad;
+  s = ParseServerConfigYaml("reuse:\n  max_variants: 65\n", &bad);
+  EXPECT_NE(s.message().find("reuse.max_variants"), std::string::npos) << s.message();
+  ServerConfig bad_admission;
+  s = ParseServerConfigYaml("reuse:\n  admission: newest\n", &bad_admission);
+  EXPECT_NE(s.message().find("reuse.admission"), std::string::npos) << s.message();
+  ServerConfig bad_key;
+  s = ParseServerConfigYaml("reuse:\n  max_variant: 2\n", &bad_key);
+  EXPECT_NE(s.message().find("'reuse.max_variant': unknown key"), std::string::npos) << s.message();
+}
+
 TEST(ConfigTest, SharedMemoryKeys) {
   ServerConfig config;
   const Status ok = ParseServerConfigYaml(R"(

@@ -89,6 +89,9 @@ struct ClientOptions {
 struct PutOptions {
   uint32_t base_position = 0;  // position of the chunk's first token in its sequence
   bool pin = false;            // never evicted (until deleted)
+  // Set: a variant put (docs/keys.md "Variants"): the key passed must be
+  // VariantKey(reuse->content_key, reuse->context_keys). Must outlive the call. Always sent over gRPC.
+  const v1::ReuseMetadata* reuse = nullptr;
 };
 
 struct ChunkPut {
@@ -100,6 +103,9 @@ struct ChunkPut {
 
 struct PutResult {
   bool already_present = false;  // the chunk was stored before; nothing was written
+  // Variant puts: false when the server's reuse.admission is keep-existing and the chunk's group of
+  // variants was full (nothing was stored).
+  bool variant_admitted = true;
 };
 
 struct GetResult {
@@ -108,6 +114,14 @@ struct GetResult {
   uint32_t num_tokens = 0;
   uint32_t base_position = 0;
   uint8_t tier = 0;                // kvtier.v1.Tier of the hit
+};
+
+// One answer of GetBestVariants.
+struct VariantGetResult {
+  GetResult chunk;              // found, bytes, num_tokens, base_position, tier
+  ChunkKey variant_key;         // which variant answered
+  double context_match = 0;     // MatchContext score of its old context against the new one
+  v1::ReuseMetadata reuse;      // its metadata
 };
 
 // How many calls took which path (Client::local_stats).
@@ -145,6 +159,13 @@ class Client {
                         std::span<const uint32_t> expected_tokens = {});
   // One stream for many keys; dests[i] receives keys[i].
   Result<std::vector<GetResult>> GetBatch(std::span<const ChunkKey> keys, std::span<const std::span<std::byte>> dests);
+
+  // For each content key, its best variant for the new prompt whose ordered content keys are `prompt_context`
+  // (see GetRequest.variant_context), written into dests[i]. Misses are found == false.
+  // Always over gRPC; encoded chunks are decoded as Get does.
+  Result<std::vector<VariantGetResult>> GetBestVariants(std::span<const ChunkKey> content_keys,
+                                                        std::span<const ChunkKey> prompt_context,
+                                                        std::span<const std::span<std::byte>> dests);
 
   // How many leading keys of a prefix chain are cached; with lease > 0 they are held that long.
   Result<LookupResult> Lookup(std::span<const ChunkKey> keys,

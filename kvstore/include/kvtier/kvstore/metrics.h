@@ -53,6 +53,9 @@ class Metrics {
   void HoldGetBytes(uint64_t bytes) { inflight_get_bytes_.fetch_add(bytes, std::memory_order_relaxed); }
   void ReleaseGetBytes(uint64_t bytes) { inflight_get_bytes_.fetch_sub(bytes, std::memory_order_relaxed); }
 
+  // kvtier_variant_selections_total{result="hit"|"miss"}: keys of variant-selecting gets.
+  void CountVariantSelection(bool hit);
+
   // Serves /metrics on `address` ("host:port"; port 0 picks a free one). Returns the bound port.
   Result<int> Serve(const std::string& address);
 
@@ -71,6 +74,7 @@ class Metrics {
   std::array<std::array<std::atomic<prometheus::Counter*>, kCodes>, static_cast<size_t>(Op::kCount)> counters_{};
   std::array<std::array<prometheus::Counter*, kCodecs>, static_cast<size_t>(CodecDirection::kCount)> codec_bytes_{};
   std::atomic<uint64_t> inflight_get_bytes_{0};
+  std::array<prometheus::Counter*, 2> variant_selections_{};  // [0] miss, [1] hit
   std::shared_ptr<class StoreCollector> store_collector_;
   std::unique_ptr<prometheus::Exposer> exposer_;
 };

@@ -62,6 +62,7 @@ class KvTierService final : public v1::KvTier::WithRawCallbackMethod_Get<v1::KvT
   struct AcquiredGet {
     std::vector<ChunkRef> refs;
     codec::ProfileResolver decode_profiles;  // set when the client asked for raw payloads
+    std::vector<v1::ChunkHeader> extras;     // per key: variant fields merged into a hit's header
   };
   Result<AcquiredGet> AcquireForGet(const grpc::ServerContextBase& ctx, const grpc::ByteBuffer& request);
 

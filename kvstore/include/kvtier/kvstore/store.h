@@ -40,6 +40,7 @@
 #include "kvtier/kvstore/host_arena.h"
 #include "kvtier/kvstore/profile_registry.h"
 #include "kvtier/kvstore/tier.h"
+#include "kvtier/kvstore/variant_index.h"
 
 namespace kvtier {
 
@@ -100,6 +101,10 @@ struct StoreOptions {
   // Monotonic clock in nanoseconds, for leases. Empty: std::chrono::steady_clock. Tests inject one.
   std::function<int64_t()> now_ns;
   DiskOptions disk;
+  // Variants of content-mode chunks (variant_index.h): how many per chunk, and what a full group admits.
+  // The index lives in memory: after a restart variants must be put again (their chunks' bytes may
+  // still be on disk, and a re-put of such a variant only re-indexes it).
+  VariantOptions variants;
 
   Status Validate() const;
 };
@@ -119,12 +124,17 @@ struct PutSpec {
   uint64_t checksum = 0;                // Checksum64 of the payload
   uint32_t base_position = 0;
   bool pin = false;
+  // Set: a variant of a content-mode chunk. `key` must be VariantKey(content_key, context) and
+  // content_key the content key of token_ids; sizes and values are checked (VariantMeta::Validate).
+  std::shared_ptr<const VariantMeta> variant;
 };
 
 struct PutOutcome {
   bool already_present = false;
   TierKind tier = TierKind::kNone;
+  bool variant_admitted = true;  // false: keep-existing refused a variant for a full group (nothing stored)
 };
+
 
 class Store;
 
@@ -165,6 +175,9 @@ class PendingPut {
   ChecksumStream checksum_;
   CodecId codec_ = CodecId::kRaw;
   codec::KvShape shape_;  // what an encoded payload must decode to
+  std::shared_ptr<const VariantMeta> variant_;  // a variant put: indexed on commit
+  bool variant_refused_ = false;   // keep-existing refused it before any byte was stored (drain only)
+  bool variant_admitted_ = true;   // what the outcome says when nothing is written
 };
 
 // A reader's hold on a committed chunk: its bytes stay valid (even if the chunk is deleted or
@@ -190,6 +203,14 @@ class ChunkRef {
   ChunkEntry* entry_ = nullptr;
   std::span<const std::byte> payload_;
   std::span<const uint32_t> tokens_;
+};
+
+// A variant chosen for a new context (Store::SelectVariant). An empty ref is a miss.
+struct VariantChoice {
+  ChunkRef ref;
+  ChunkKey variant_key;
+  std::shared_ptr<const VariantMeta> meta;
+  ContextMatch match;
 };
 
 struct TierSnapshot {
@@ -221,6 +242,7 @@ struct StoreStats {
   uint32_t namespaces = 0;
   uint64_t leases_held = 0;         // indexed chunks whose lease has not expired
   uint64_t inflight_put_bytes = 0;  // host bytes reserved by puts not yet committed or aborted
+  uint64_t variants = 0;            // indexed variants of content-mode chunks
   DiskStats disk;
 };
 
@@ -263,7 +285,18 @@ class Store {
   Result<uint32_t> Lookup(const Scope& scope, std::span<const ChunkKey> keys, uint32_t lease_ttl_ms,
                           std::vector<TierKind>* tiers);
   Result<std::vector<bool>> Exists(const Scope& scope, std::span<const ChunkKey> keys);
+  // Deleting a content key also deletes every variant of it; `deleted` counts the chunks removed.
   Result<uint32_t> Delete(const Scope& scope, std::span<const ChunkKey> keys);
+
+  // The best live variant of `content_key` for a chunk placed behind `new_context` (ordered content keys):
+  // highest MatchContext score, then fewer context chunks, then the most recent put. A variant whose
+  // chunk is gone or does not verify is skipped for the next best. A miss (no live variant) is an empty
+  // ref. INVALID_ARGUMENT when the group was stored under another fingerprint.
+  Result<VariantChoice> SelectVariant(const Scope& scope, const ChunkKey& content_key,
+                                      std::span<const ChunkKey> new_context,
+                                      std::span<const uint32_t> expected_tokens = {});
+  // The reuse metadata of `key` when it is an indexed variant, else null.
+  std::shared_ptr<const VariantMeta> VariantOf(const Scope& scope, const ChunkKey& key) const;
 
   // Shared cachegen profiles of the scope's namespace (ProfileRegistry); persisted with the NVMe tier.
   Result<StoredProfile> PutProfile(const Scope& scope, std::string_view name, std::span<const std::byte> bytes);
@@ -307,6 +340,9 @@ class Store {
   Status ChargeLocked(uint32_t ns_id, uint64_t bytes, bool enforce);
   Status CheckFingerprintLocked(const Scope& scope, const ChunkEntry& e) const;
   void RemoveLocked(ChunkEntry* e);
+  Status CheckVariantGroupLocked(const Scope& scope, const ChunkKey& content_key) const;
+  // Indexes a committed chunk as a variant; a variant it replaces is removed. False: refused (keep-existing).
+  bool IndexVariantLocked(const ChunkEntry& e, std::shared_ptr<const VariantMeta> meta);
   void DropHostCopyLocked(ChunkEntry* e);
   void DropDiskCopyLocked(ChunkEntry* e);
   void ListLeaseLocked(ChunkEntry* e);
@@ -345,6 +381,7 @@ class Store {
   std::vector<std::unique_ptr<EvictionPolicy>> policies_;         // host LRU per pool; guarded by mu_
   std::vector<uint8_t> namespace_pools_;                          // host pool, by id - 1; guarded by mu_
   std::unique_ptr<DirtyList> dirty_;                              // host chunks not on disk; guarded by mu_
+  std::unique_ptr<VariantIndex> variants_;                        // guarded by mu_
   std::unordered_map<std::string, uint32_t> namespaces_;          // guarded by mu_
   std::vector<std::string> namespace_names_;                      // by id - 1; guarded by mu_
   std::vector<uint64_t> namespace_bytes_;                         // payload held, by id - 1; guarded by mu_
