@@ -6,10 +6,62 @@
 #include <cstdint>
 #include <string>
 
+struct CUstream_st;
+
 namespace kvtier::gpu::detail {
 
 // Fills host buffer `out` (n values) from a device run of the iota kernel. Returns an empty string on
 // success, otherwise the CUDA error.
 std::string IotaViaDevice(uint32_t* out, size_t n, uint32_t start, uint32_t step);
+
+// Launch parameters travel by value (under the classic 4 KiB kernel-parameter limit): the layer pointers
+// of one launch and the RoPE cos/sin table.
+constexpr uint32_t kLaunchLayers = 128;   // == kMaxLayersPerLaunch
+constexpr uint32_t kLaunchPairs = 128;    // == kMaxDeviceRotaryDim / 2
+
+struct RopeTable {
+  bool neox = true;
+  uint32_t rotary_dim = 0;
+  float cos[kLaunchPairs];
+  float sin[kLaunchPairs];
+};
+
+struct PagedKvParams {
+  unsigned char* k_layers[kLaunchLayers];  // paged K base of each layer of this launch
+  unsigned char* v_layers[kLaunchLayers];
+  unsigned char* chunk;                    // [layer][K|V][token] rows of this launch's first layer
+  const int32_t* block_table;
+  uint32_t num_layers;                     // layers in this launch
+  uint32_t num_blocks;
+  uint32_t block_size;
+  uint32_t first_token;
+  uint32_t num_tokens;
+  uint32_t num_kv_heads;
+  uint32_t head_dim;
+  uint32_t elem_bytes;
+  uint8_t elem_type;                       // ElementType
+  bool unpack;                             // chunk -> paged
+  bool rotate;                             // rotate K rows by `rope` while copying
+  uint64_t row_bytes;
+  RopeTable rope;
+};
+static_assert(sizeof(PagedKvParams) < 4000, "kernel parameters must stay under 4 KiB");
+
+struct RerotateParams {
+  unsigned char* chunk;
+  uint32_t num_layers;
+  uint32_t num_tokens;
+  uint32_t num_kv_heads;
+  uint32_t head_dim;
+  uint32_t elem_bytes;
+  uint8_t elem_type;
+  uint64_t row_bytes;
+  RopeTable rope;
+};
+
+// Enqueue on `stream`; `vector_bytes` (16, 8, 4 or 2) divides the row size and every base pointer. An
+// empty string on success, otherwise the CUDA launch error.
+std::string LaunchPagedKv(const PagedKvParams& params, uint32_t vector_bytes, CUstream_st* stream);
+std::string LaunchRerotate(const RerotateParams& params, CUstream_st* stream);
 
 }  // namespace kvtier::gpu::detail

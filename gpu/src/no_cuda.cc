@@ -1,13 +1,77 @@
-// Built when CUDA is off: the GPU entry points report that no GPU is available.
+// Built when CUDA is off: the GPU entry points check their arguments like the CUDA build, then report that
+// no GPU is available. Stream, Event and DeviceBuffer can never be created.
+#include <utility>
+
+#include "checks.h"
 #include "kvtier/gpu/device.h"
+#include "kvtier/gpu/device_buffer.h"
 #include "kvtier/gpu/iota.h"
+#include "kvtier/gpu/paged_kv.h"
+#include "kvtier/gpu/rope.h"
+#include "kvtier/gpu/stream.h"
 
 namespace kvtier::gpu {
+namespace {
+
+Status NoCuda() { return Unavailable("kvtier was built without CUDA"); }
+
+}  // namespace
 
 GpuProbe ProbeDevices() { return GpuProbe{false, {}, "built without CUDA (KVTIER_WITH_CUDA=OFF or no nvcc)"}; }
 
-Status IotaOnDevice(std::span<uint32_t>, uint32_t, uint32_t) {
-  return Unavailable("kvtier was built without CUDA");
+Status IotaOnDevice(std::span<uint32_t>, uint32_t, uint32_t) { return NoCuda(); }
+
+Status PackPagedKv(const PagedKvCache& cache, const SequenceSlice& seq, std::span<std::byte> chunk, StreamHandle) {
+  KVTIER_RETURN_IF_ERROR(detail::CheckPagedCall(cache, seq, chunk.data(), chunk.size(), false, false));
+  return NoCuda();
 }
+
+Status UnpackPagedKv(const PagedKvCache& cache, const SequenceSlice& seq, std::span<const std::byte> chunk,
+                     const UnpackOptions& options, StreamHandle) {
+  KVTIER_RETURN_IF_ERROR(detail::CheckPagedCall(cache, seq, chunk.data(), chunk.size(), false, true));
+  KVTIER_RETURN_IF_ERROR(detail::CheckUnpackOptions(options, cache.shape, true));
+  return NoCuda();
+}
+
+Status RerotateChunkKeys(const ChunkShape& shape, const RopeParams& rope, int64_t, std::span<std::byte> chunk,
+                         StreamHandle) {
+  KVTIER_RETURN_IF_ERROR(detail::CheckRerotateCall(shape, rope, chunk.data(), chunk.size(), true));
+  return NoCuda();
+}
+
+Result<Stream> Stream::Create() { return NoCuda(); }
+Stream::Stream(Stream&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+Stream& Stream::operator=(Stream&& other) noexcept {
+  handle_ = std::exchange(other.handle_, nullptr);
+  return *this;
+}
+Stream::~Stream() = default;
+Status Stream::Synchronize() const { return NoCuda(); }
+
+Result<Event> Event::Create(bool) { return NoCuda(); }
+Event::Event(Event&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+Event& Event::operator=(Event&& other) noexcept {
+  handle_ = std::exchange(other.handle_, nullptr);
+  return *this;
+}
+Event::~Event() = default;
+Status Event::Record(StreamHandle) { return NoCuda(); }
+Status Event::MakeStreamWait(StreamHandle) const { return NoCuda(); }
+Status Event::Synchronize() const { return NoCuda(); }
+Result<bool> Event::Query() const { return NoCuda(); }
+Result<float> Event::ElapsedMs(const Event&, const Event&) { return NoCuda(); }
+
+Result<DeviceBuffer> DeviceBuffer::Allocate(size_t) { return NoCuda(); }
+DeviceBuffer::DeviceBuffer(DeviceBuffer&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
+  data_ = std::exchange(other.data_, nullptr);
+  size_ = std::exchange(other.size_, 0);
+  return *this;
+}
+DeviceBuffer::~DeviceBuffer() = default;
+Status DeviceBuffer::CopyFromHost(std::span<const std::byte>, size_t) { return NoCuda(); }
+Status DeviceBuffer::CopyToHost(std::span<std::byte>, size_t) const { return NoCuda(); }
+Status DeviceBuffer::Fill(uint8_t) { return NoCuda(); }
 
 }  // namespace kvtier::gpu

@@ -1,6 +1,6 @@
 // GPU discovery. kvtier runs with or without CUDA: a build without CUDA, a machine without a GPU or
 // driver, or any CUDA error at probe time all mean "no GPU tier", never a failure to start.
-// Stateless and thread-safe.
+// Thread-safe; CachedProbe() probes once per process (the first call) and remembers the answer.
 #pragma once
 
 #include <cstdint>
@@ -24,5 +24,10 @@ struct GpuProbe {
 };
 
 GpuProbe ProbeDevices();
+
+// The result of the first ProbeDevices() of the process; the device entry points consult it.
+const GpuProbe& CachedProbe();
+// True when CachedProbe() found at least one device.
+bool GpuAvailable();
 
 }  // namespace kvtier::gpu
