@@ -127,7 +127,11 @@ Status DeviceBuffer::CopyFromHost(std::span<const std::byte> src, size_t offset)
                            " do not fit a device buffer of " + std::to_string(size_));
   }
   if (src.empty()) return Status::Ok();
-  return FromCuda(cudaMemcpy(data_ + offset, src.data(), src.size(), cudaMemcpyHostToDevice), "cudaMemcpy H2D");
+  KVTIER_RETURN_IF_ERROR(
+      FromCuda(cudaMemcpy(data_ + offset, src.data(), src.size(), cudaMemcpyHostToDevice), "cudaMemcpy H2D"));
+  // From pageable memory cudaMemcpy may return before the DMA lands; work on other (non-blocking) streams is
+  // not ordered after the default stream, so wait here to keep the promise that the copy is done.
+  return FromCuda(cudaStreamSynchronize(nullptr), "cudaStreamSynchronize");
 }
 
 Status DeviceBuffer::CopyToHost(std::span<std::byte> dst, size_t offset) const {
@@ -142,7 +146,7 @@ Status DeviceBuffer::CopyToHost(std::span<std::byte> dst, size_t offset) const {
 Status DeviceBuffer::Fill(uint8_t value) {
   if (size_ == 0) return Status::Ok();
   KVTIER_RETURN_IF_ERROR(FromCuda(cudaMemset(data_, value, size_), "cudaMemset"));
-  return FromCuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  return FromCuda(cudaStreamSynchronize(nullptr), "cudaStreamSynchronize");
 }
 
 }  // namespace kvtier::gpu

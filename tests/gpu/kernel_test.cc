@@ -170,8 +170,11 @@ TEST(GpuPagedKv, MoreLayersThanOneLaunchCarries) {
   REQUIRE_GPU();
   std::mt19937_64 rng(104);
   Stream stream = MustStream();
-  PagedCase c = RandomCase(rng, DType::kFp16, true);
-  c.shape.num_layers = kMaxLayersPerLaunch + 3;
+  PagedCase c;
+  c.shape = PagedKvShape{kMaxLayersPerLaunch + 3, 9, 16, 2, 64, DType::kFp16};
+  c.table = {3, 8, 0, 5, 1};
+  c.first_token = 13;
+  c.num_tokens = 50;  // positions 13..62: blocks 0..3, the first and the last partial
   CheckPack(c, rng, 0, stream);
   UnpackOptions options;
   options.rope = RopeParams{RopeStyle::kNeox, c.shape.head_dim, 1e4};
