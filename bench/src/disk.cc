@@ -62,7 +62,7 @@ Status Fill(Store* store, const ModelFingerprint& fp, uint64_t count) {
   std::vector<uint32_t> tokens(fp.chunk_tokens);
   std::iota(tokens.begin(), tokens.end(), 0u);
   for (uint64_t i = 0; i < count; ++i) {
-    auto put = store->BeginPut(*scope, {{0xd15c, i}, tokens, CodecId::kRaw, bytes, checksum, 0, false});
+    auto put = store->BeginPut(*scope, {{0xd15c, i}, tokens, CodecId::kRaw, bytes, checksum, 0, false, nullptr});
     if (!put.ok()) return put.status();
     KVTIER_RETURN_IF_ERROR(put->Append(payload));
     auto done = put->Commit();

@@ -72,6 +72,9 @@ void RankVariants(std::span<const ChunkKey> new_context, std::vector<VariantCand
   }
   std::sort(candidates->begin(), candidates->end(), [](const VariantCandidate& a, const VariantCandidate& b) {
     if (a.match.score != b.match.score) return a.match.score > b.match.score;
+    // Equal positive scores: the variant that saw more of the new context. Then (any score) the one that saw
+    // less foreign context.
+    if (a.match.score > 0 && a.match.shared != b.match.shared) return a.match.shared > b.match.shared;
     if (a.meta->context.size() != b.meta->context.size()) return a.meta->context.size() < b.meta->context.size();
     return a.put_seq > b.put_seq;
   });

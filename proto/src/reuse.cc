@@ -80,6 +80,7 @@ ContextMatch MatchContext(std::span<const ChunkKey> old_context, std::span<const
     const long pos = PositionIn(index, old_context[i]);
     if (pos < 0) continue;
     kept += Weight(old_weights, i, uniform);
+    ++match.shared;
     present.push_back(pos);
   }
   match.overlap = std::min(1.0, kept / total);

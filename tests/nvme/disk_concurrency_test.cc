@@ -78,7 +78,7 @@ TEST(DiskConcurrencyTest, ByteExactUnderDemotionPromotionAndReclaim) {
             const auto payload = PayloadFor(k, tokens * 1024);
             std::vector<uint32_t> ids(tokens);
             std::iota(ids.begin(), ids.end(), static_cast<uint32_t>(k));
-            auto put = (*store)->BeginPut(*scope, {key, ids, CodecId::kRaw, payload.size(), Checksum64(payload), 0, false});
+            auto put = (*store)->BeginPut(*scope, {key, ids, CodecId::kRaw, payload.size(), Checksum64(payload), 0, false, nullptr});
             if (put.ok() && put->Append(payload).ok()) (void)put->Commit();
             break;
           }

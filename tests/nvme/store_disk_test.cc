@@ -91,7 +91,7 @@ class StoreDiskTest : public ::testing::Test {
     const auto payload = Payload(k);
     std::vector<uint32_t> tokens(payload.size() / 2048);
     std::iota(tokens.begin(), tokens.end(), static_cast<uint32_t>(k));
-    PutSpec spec{{7, k}, tokens, CodecId::kRaw, payload.size(), Checksum64(payload), static_cast<uint32_t>(k), pin};
+    PutSpec spec{{7, k}, tokens, CodecId::kRaw, payload.size(), Checksum64(payload), static_cast<uint32_t>(k), pin, nullptr};
     auto put = store_->BeginPut(scope_, spec);
     if (!put.ok()) return put.status();
     KVTIER_RETURN_IF_ERROR(put->Append(payload));
@@ -169,7 +169,7 @@ TEST_F(StoreDiskTest, ProfilesAndEncodedChunksSurviveARestart) {
   std::vector<std::byte> chunk;
   ASSERT_TRUE(codec::Encode({shape, SmoothFp16(shape.NumValues(), 2.0f), {}}, encode, chunk).ok());
   std::vector<uint32_t> tokens(128, 5);
-  auto put = store_->BeginPut(scope_, {{9, 9}, tokens, CodecId::kCacheGen, chunk.size(), Checksum64(chunk), 0, false});
+  auto put = store_->BeginPut(scope_, {{9, 9}, tokens, CodecId::kCacheGen, chunk.size(), Checksum64(chunk), 0, false, nullptr});
   ASSERT_TRUE(put.ok()) << put.status().ToString();
   ASSERT_TRUE(put->Append(chunk).ok());
   ASSERT_TRUE(put->Commit().ok());

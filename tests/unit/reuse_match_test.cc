@@ -65,6 +65,7 @@ TEST(MatchContext, OverlapIsAttentionWeighted) {
   EXPECT_NEAR(m.overlap, 0.7, 1e-6);
   EXPECT_DOUBLE_EQ(m.order_penalty, 0.0);
   EXPECT_NEAR(m.score, 0.7, 1e-6);
+  EXPECT_EQ(m.shared, 2u);
   // Weights need not be normalized: 2, 3, 5 give the same shares.
   EXPECT_NEAR(MatchContext(old_ctx, std::vector<float>{2, 3, 5}, new_ctx).overlap, 0.7, 1e-6);
 }

@@ -155,7 +155,7 @@ TEST_F(StoreTest, ChecksumMismatchAtCommitStoresNothing) {
   Open();
   const auto payload = Payload(8, 1);
   std::vector<uint32_t> tokens(8, 1);
-  PutSpec spec{{5, 5}, tokens, CodecId::kRaw, payload.size(), Checksum64(payload) ^ 1, 0, false};
+  PutSpec spec{{5, 5}, tokens, CodecId::kRaw, payload.size(), Checksum64(payload) ^ 1, 0, false, nullptr};
   auto put = store_->BeginPut(scope_, spec);
   ASSERT_TRUE(put.ok());
   ASSERT_TRUE(put->Append(payload).ok());
@@ -170,7 +170,7 @@ TEST_F(StoreTest, AbandonedPutLeavesNothingBehind) {
   const auto payload = Payload(64, 1);
   std::vector<uint32_t> tokens(64, 1);
   {
-    auto put = store_->BeginPut(scope_, {{6, 6}, tokens, CodecId::kRaw, payload.size(), Checksum64(payload), 0, false});
+    auto put = store_->BeginPut(scope_, {{6, 6}, tokens, CodecId::kRaw, payload.size(), Checksum64(payload), 0, false, nullptr});
     ASSERT_TRUE(put.ok());
     ASSERT_TRUE(put->Append(std::span(payload).subspan(0, 1000)).ok());
     EXPECT_EQ(put->Commit().status().code(), StatusCode::kFailedPrecondition);  // incomplete
@@ -184,7 +184,7 @@ TEST_F(StoreTest, AppendBeyondTheDeclaredPayloadIsRefused) {
   Open();
   const auto payload = Payload(8, 1);
   std::vector<uint32_t> tokens(8, 1);
-  auto put = store_->BeginPut(scope_, {{7, 7}, tokens, CodecId::kRaw, payload.size(), Checksum64(payload), 0, false});
+  auto put = store_->BeginPut(scope_, {{7, 7}, tokens, CodecId::kRaw, payload.size(), Checksum64(payload), 0, false, nullptr});
   ASSERT_TRUE(put.ok());
   ASSERT_TRUE(put->Append(payload).ok());
   const std::byte extra[1] = {};
@@ -196,19 +196,19 @@ TEST_F(StoreTest, SpecValidation) {
   const std::vector<uint32_t> tokens(8, 1);
   const uint64_t bytes = 8 * Fp().KvBytesPerToken();
   auto code = [&](PutSpec spec) { return store_->BeginPut(scope_, spec).status(); };
-  Status s = code({{8, 8}, {}, CodecId::kRaw, 0, 0, 0, false});
+  Status s = code({{8, 8}, {}, CodecId::kRaw, 0, 0, 0, false, nullptr});
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("token_ids is empty"), std::string::npos);
-  s = code({{8, 8}, tokens, CodecId::kRaw, bytes + 2, 0, 0, false});
+  s = code({{8, 8}, tokens, CodecId::kRaw, bytes + 2, 0, 0, false, nullptr});
   EXPECT_NE(s.message().find("does not match the shape"), std::string::npos);
-  s = code({{8, 8}, tokens, static_cast<CodecId>(7), bytes, 0, 0, false});
+  s = code({{8, 8}, tokens, static_cast<CodecId>(7), bytes, 0, 0, false, nullptr});
   EXPECT_NE(s.message().find("unknown codec"), std::string::npos);
   const std::vector<uint32_t> too_many(257, 1);
-  s = code({{8, 8}, too_many, CodecId::kRaw, 257 * Fp().KvBytesPerToken(), 0, 0, false});
+  s = code({{8, 8}, too_many, CodecId::kRaw, 257 * Fp().KvBytesPerToken(), 0, 0, false, nullptr});
   EXPECT_NE(s.message().find("exceed fingerprint.chunk_tokens"), std::string::npos);
   auto big = store_->OpenScope("tenant-a", Fp(4096), true);
   const std::vector<uint32_t> many(2048, 1);
-  s = store_->BeginPut(*big, {{8, 9}, many, CodecId::kRaw, 2048 * Fp().KvBytesPerToken(), 0, 0, false}).status();
+  s = store_->BeginPut(*big, {{8, 9}, many, CodecId::kRaw, 2048 * Fp().KvBytesPerToken(), 0, 0, false, nullptr}).status();
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("max_chunk_bytes"), std::string::npos);
   EXPECT_EQ(store_->OpenScope("", Fp(), true).status().code(), StatusCode::kInvalidArgument);
@@ -295,13 +295,13 @@ TEST_F(StoreTest, InflightPutBytesAreTheReservationsNotYetCommitted) {
   const auto payload = Payload(64, 1);
   std::vector<uint32_t> tokens(64, 1);
   EXPECT_EQ(store_->Stats().inflight_put_bytes, 0u);
-  auto first = store_->BeginPut(scope_, {{13, 1}, tokens, CodecId::kRaw, payload.size(), Checksum64(payload), 0, false});
+  auto first = store_->BeginPut(scope_, {{13, 1}, tokens, CodecId::kRaw, payload.size(), Checksum64(payload), 0, false, nullptr});
   ASSERT_TRUE(first.ok());
   const uint64_t one = store_->host_tier().used_bytes();
   EXPECT_EQ(store_->Stats().inflight_put_bytes, one);
   {
     auto second =
-        store_->BeginPut(scope_, {{13, 2}, tokens, CodecId::kRaw, payload.size(), Checksum64(payload), 0, false});
+        store_->BeginPut(scope_, {{13, 2}, tokens, CodecId::kRaw, payload.size(), Checksum64(payload), 0, false, nullptr});
     ASSERT_TRUE(second.ok());
     EXPECT_EQ(store_->Stats().inflight_put_bytes, 2 * one);
   }  // abandoned
@@ -310,7 +310,7 @@ TEST_F(StoreTest, InflightPutBytesAreTheReservationsNotYetCommitted) {
   ASSERT_TRUE(first->Commit().ok());
   EXPECT_EQ(store_->Stats().inflight_put_bytes, 0u);
   // A reservation that fails its checksum is released too.
-  auto bad = store_->BeginPut(scope_, {{13, 3}, tokens, CodecId::kRaw, payload.size(), 12345, 0, false});
+  auto bad = store_->BeginPut(scope_, {{13, 3}, tokens, CodecId::kRaw, payload.size(), 12345, 0, false, nullptr});
   ASSERT_TRUE(bad.ok());
   ASSERT_TRUE(bad->Append(payload).ok());
   EXPECT_EQ(bad->Commit().status().code(), StatusCode::kDataLoss);
@@ -407,7 +407,7 @@ TEST(StoreQuotaTest, PutsPastTheQuotaAreRefusedNamingItAndDeletesFreeIt) {
     if (!scope.ok()) return scope.status();
     std::vector<std::byte> payload(64 * 2048, std::byte{7});
     std::vector<uint32_t> tokens(64, 1);
-    auto p = (*store)->BeginPut(*scope, {{1, k}, tokens, CodecId::kRaw, payload.size(), Checksum64(payload), 0, false});
+    auto p = (*store)->BeginPut(*scope, {{1, k}, tokens, CodecId::kRaw, payload.size(), Checksum64(payload), 0, false, nullptr});
     if (!p.ok()) return p.status();
     KVTIER_RETURN_IF_ERROR(p->Append(payload));
     return p->Commit().status();
@@ -430,7 +430,7 @@ TEST(StoreQuotaTest, PutsPastTheQuotaAreRefusedNamingItAndDeletesFreeIt) {
     auto deleted = (*store)->Delete(*scope, std::vector<ChunkKey>{{1, 1}});
     ASSERT_TRUE(deleted.ok() && *deleted == 1u);
     std::vector<uint32_t> tokens(64, 1);
-    auto abandoned = (*store)->BeginPut(*scope, {{1, 5}, tokens, CodecId::kRaw, 64 * 2048, 0, 0, false});
+    auto abandoned = (*store)->BeginPut(*scope, {{1, 5}, tokens, CodecId::kRaw, 64 * 2048, 0, 0, false, nullptr});
     ASSERT_TRUE(abandoned.ok());
   }
   EXPECT_TRUE(put("small", 2).ok());  // the delete and the abort freed the quota

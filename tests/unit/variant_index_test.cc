@@ -86,6 +86,16 @@ TEST(RankVariantsTest, TiesGoToFewerContextChunksThenTheLatestPut) {
   EXPECT_EQ(Best(same, {kA, kB}).first, newer);
 }
 
+TEST(RankVariantsTest, EqualScoresPreferTheVariantThatSawMoreOfTheNewContext) {
+  // Behind [A,B,D] both [A] and [A,B] keep all they saw in order (score 1); [A,B] saw more of it, so its KV
+  // carries more of the new context's effect, although [A] has fewer context chunks and is newer.
+  std::vector<VariantCandidate> c = {Candidate(kBehindAB, Meta({kA, kB}), 1), Candidate(kBehindC, Meta({kA}), 2)};
+  EXPECT_EQ(Best(c, {kA, kB, kD}), std::make_pair(kBehindAB, 1.0));
+  // With nothing in common (score 0) presence does not count: fewer context chunks wins.
+  std::vector<VariantCandidate> none = {Candidate(kBehindAB, Meta({kB, kA}), 1), Candidate(kAlone, Meta({}), 2)};
+  EXPECT_EQ(Best(none, {kA, kB}).first, kAlone);
+}
+
 TEST(VariantIndexTest, ReplaceLeastRecentEvictsTheVariantChosenLongestAgo) {
   VariantIndex index(2, VariantAdmission::kReplaceLeastRecent);
   const ChunkKey v1{1, 1}, v2{1, 2}, v3{1, 3}, v4{1, 4};

@@ -104,7 +104,8 @@ TEST_F(VariantStoreTest, SelectsTheBestVariantWithItsBytesAndMetadata) {
   EXPECT_EQ(Choose({kB, kA}), std::make_pair(alone, 1));  // flipped: all score 0, fewest context chunks wins
   auto choice = store_->SelectVariant(scope_, content(), std::vector<ChunkKey>{kA, kC, kB});
   ASSERT_TRUE(choice.ok());
-  EXPECT_EQ(choice->variant_key, behind_c);  // [C] fully present (1.0) beats [A,B] (1.0 too, but 2 chunks)
+  // [A,B] and [C] both keep all they saw in order (1.0); [A,B] saw two of the new context's chunks.
+  EXPECT_EQ(choice->variant_key, behind_ab);
   EXPECT_DOUBLE_EQ(choice->match.score, 1.0);
   choice = store_->SelectVariant(scope_, content(), std::vector<ChunkKey>{kA});
   ASSERT_TRUE(choice.ok());

@@ -289,7 +289,8 @@ class Store {
   Result<uint32_t> Delete(const Scope& scope, std::span<const ChunkKey> keys);
 
   // The best live variant of `content_key` for a chunk placed behind `new_context` (ordered content keys):
-  // highest MatchContext score, then fewer context chunks, then the most recent put. A variant whose
+  // highest MatchContext score, then more of its context present, then fewer context chunks, then the most
+  // recent put. A variant whose
   // chunk is gone or does not verify is skipped for the next best. A miss (no live variant) is an empty
   // ref. INVALID_ARGUMENT when the group was stored under another fingerprint.
   Result<VariantChoice> SelectVariant(const Scope& scope, const ChunkKey& content_key,

@@ -66,8 +66,8 @@ struct VariantCandidate {
   ContextMatch match;    // filled by RankVariants
 };
 
-// Scores each candidate's old context against `new_context` and sorts best first: highest score, then
-// fewer context chunks, then the most recently put.
+// Scores each candidate's old context against `new_context` and sorts best first: highest score, then (for a
+// positive score) more old-context chunks present in the new context, then fewer context chunks, then the most recently put.
 void RankVariants(std::span<const ChunkKey> new_context, std::vector<VariantCandidate>* candidates);
 
 class VariantIndex {

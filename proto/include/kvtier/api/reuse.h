@@ -24,6 +24,7 @@ struct ContextMatch {
   double overlap = 0;        // attention-weighted share of the old context still present before the chunk, 0..1
   double order_penalty = 0;  // share of pairs of present old-context chunks whose order flipped, 0..1
   double score = 0;          // overlap x (1 - order_penalty): 1 = the same context, 0 = nothing in common
+  uint32_t shared = 0;       // old-context chunks still present (how much of the new context the variant saw)
 };
 
 // How well a variant's old context (ordered content keys, with the share of the chunk's context attention
