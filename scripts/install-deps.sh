@@ -22,6 +22,8 @@ PACKAGES=(
   prometheus
   # NVMe tier benchmark peer
   fio
+  # the reuse evaluation's quality-versus-compute plot (kvtier bench-reuse --plot)
+  gnuplot-nox
   # certificates for the TLS tests
   openssl
   # Helm chart check without helm (deploy/tools/check_chart.sh): Go + sprig render it offline, PyYAML and

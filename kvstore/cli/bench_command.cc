@@ -7,6 +7,7 @@
 #include "kvtier/bench/cluster.h"
 #include "kvtier/bench/codec_eval.h"
 #include "kvtier/bench/disk.h"
+#include "kvtier/bench/reuse_eval.h"
 #include "kvtier/bench/soak.h"
 #include "kvtier/bench/throughput.h"
 #include "kvtier/kvstore/config.h"
@@ -207,6 +208,74 @@ int BenchClusterCommand(int argc, char** argv) {
   if (int rc = ParseBenchFlags(flags, argc, argv, "bench-cluster"); rc >= 0) return rc;
   return PrintReport("bench-cluster", bench::RunClusterBench(options, std::cerr), bench::PrintClusterTable,
                      bench::ClusterJsonLine, json);
+}
+
+}  // namespace kvtier::cli
+
+namespace kvtier::cli {
+namespace {
+
+Result<double> ParseNumber(const std::string& s) {
+  try {
+    size_t used = 0;
+    const double v = std::stod(s, &used);
+    if (used == s.size()) return v;
+  } catch (...) {
+  }
+  return InvalidArgument("'" + s + "' is not a number");
+}
+
+}  // namespace
+
+int BenchReuseCommand(int argc, char** argv) {
+  bench::ReuseEvalOptions options;
+  options.data_dir = bench::DefaultReuseDataDir();
+  bool json = false;
+  FlagSet flags("kvtier bench-reuse [--endpoint HOST:PORT] [--plot FILE.png] [--json]",
+                "Evaluates chunk reuse beyond prefixes on the real stories260K model through a kvtier server (one\n"
+                "in this process unless --endpoint names a running one). Held-out passages are stored computed\n"
+                "alone, and as variants computed behind earlier requests' passages with their attention statistics.\n"
+                "RAG-style prompts (BOS + 4-6 passages in a new order + a continuation scored teacher-forced) are\n"
+                "then prefilled by: full prefill, prefix caching, naive reuse, CacheBlend at each ratio, Cache-Craft\n"
+                "at each alpha. Per method: KL divergence against full prefill (mean, p95), perplexity, greedy\n"
+                "agreement, share of tokens recomputed, prefill FLOPs relative to full prefill, and the targets.\n"
+                "Prints the table, then (with --json) one JSON line last; --plot writes the quality-versus-compute\n"
+                "curve with gnuplot.");
+  flags.AddString("data-dir", "DIR", &options.data_dir,
+                  "folder with stories260K.bin, tok512.bin, tinystories_val.txt (default: the source tree's tests/data)");
+  flags.AddString("endpoint", "HOST:PORT", &options.endpoint, "a running kvtier server (default: start one here)");
+  flags.AddInt("passages", &options.passages, "passage pool (default 24)");
+  flags.AddInt("passage-tokens", &options.passage_tokens, "tokens per passage, one chunk (default 48)");
+  flags.AddInt("continuation-tokens", &options.continuation_tokens, "tokens scored after the prompt (default 32)");
+  flags.AddInt("seed-prompts", &options.seed_prompts, "earlier requests that leave variants (default 24)");
+  flags.AddInt("prompts", &options.prompts, "evaluation prompts (default 64)");
+  flags.AddInt("min-passages", &options.min_passages, "passages per prompt, at least (default 4)");
+  flags.AddInt("max-passages", &options.max_passages, "passages per prompt, at most (default 6)");
+  auto doubles = [](std::vector<double>* out) {
+    return [out](const std::string& v) { return ParseList<double>(v, out, ParseNumber); };
+  };
+  flags.AddCustom("cacheblend-ratios", "LIST", doubles(&options.cacheblend_ratios),
+                  "CacheBlend recompute ratios (default 0.05,0.1,0.15,0.2,0.3)");
+  flags.AddCustom("cachecraft-alphas", "LIST", doubles(&options.cachecraft_alphas),
+                  "Cache-Craft alphas (default 0.5,1,2,3,4)");
+  flags.AddCustom("cachecraft-default-ci", "X", [&](const std::string& v) -> Status {
+    auto x = ParseNumber(v);
+    if (!x.ok()) return x.status();
+    options.cachecraft_default_ci = *x;
+    return Status::Ok();
+  }, "context impact assumed for variants computed alone (default: the seeded variants' mean)");
+  flags.AddString("plot", "FILE.png", &options.plot_path, "write the quality-versus-compute plot (needs gnuplot)");
+  flags.AddBool("json", &json, "print one JSON line with all results last");
+  if (int rc = ParseBenchFlags(flags, argc, argv, "bench-reuse"); rc >= 0) return rc;
+  auto report = bench::RunReuseEval(options, std::cerr);
+  if (report.ok() && !options.plot_path.empty()) {
+    if (Status s = bench::PlotReuse(*report, options.plot_path); !s.ok()) {
+      std::cerr << "kvtier bench-reuse: " << s.ToString() << "\n";
+      return 1;
+    }
+    std::cerr << "kvtier bench-reuse: plot written to " << options.plot_path << "\n";
+  }
+  return PrintReport("bench-reuse", report, bench::PrintReuseTable, bench::ReuseJsonLine, json);
 }
 
 }  // namespace kvtier::cli

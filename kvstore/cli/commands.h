@@ -12,5 +12,6 @@ int BenchDiskCommand(int argc, char** argv);
 int ProfileCommand(int argc, char** argv);
 int BenchCodecCommand(int argc, char** argv);
 int BenchClusterCommand(int argc, char** argv);
+int BenchReuseCommand(int argc, char** argv);
 
 }  // namespace kvtier::cli
