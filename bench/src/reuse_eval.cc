@@ -323,6 +323,16 @@ Status EvaluatePrefix(Env& env, const Prompt& prompt, Evaluator& eval) {
   return eval.Score("prefix", 0, s, n - std::max(reused, 1), n - 1, flops);
 }
 
+CacheBlendOptions CacheBlendConfig(const ReuseEvalOptions& o, double ratio) {
+  CacheBlendOptions cb;
+  cb.metric = o.cacheblend_metric == "key" ? DeviationMetric::kKey : DeviationMetric::kValue;
+  cb.check_layers.assign(o.cacheblend_check_layers.begin(), o.cacheblend_check_layers.end());
+  cb.ratios.clear();
+  const size_t k = cb.check_layers.size();
+  for (size_t i = 0; i < k; ++i) cb.ratios.push_back(std::min(1.0, ratio * std::pow(o.cacheblend_taper, double(k - 1 - i))));
+  return cb;
+}
+
 // Naive reuse and CacheBlend: every passage as computed alone behind BOS, moved to its new position. Those
 // chunks are read by their prefix-mode keys (BOS chunk, passage): the variant policy may have replaced the
 // alone variant in its group by then.
@@ -342,13 +352,10 @@ Status EvaluateAlone(Env& env, const Prompt& prompt, Evaluator& eval) {
   KVTIER_RETURN_IF_ERROR(Assemble(env, prompt, buffers.floats, bases, cached));
   KVTIER_RETURN_IF_ERROR(Blend(env, prompt, cached, refmodel::BlendOptions{}, "naive", 0, eval));
   for (double ratio : env.o.cacheblend_ratios) {
-    CacheBlendOptions cb;
-    cb.metric = DeviationMetric::kValue;
-    cb.check_layers = {1};
-    cb.ratios = {ratio};
+    CacheBlendOptions cb = CacheBlendConfig(env.o, ratio);
     Status selector_status;
     refmodel::BlendOptions options;
-    options.check_layers = {1};
+    options.check_layers.assign(cb.check_layers.begin(), cb.check_layers.end());
     options.select = [&](const refmodel::CheckLayerView& view) {
       std::vector<float> dev(view.positions.size());
       const bool key = cb.metric == DeviationMetric::kKey;
@@ -401,6 +408,7 @@ Status EvaluateBestVariants(Env& env, const Prompt& prompt, Evaluator& eval, dou
       in.token_context_attention = std::span<const float>(v.reuse.token_context_attention().data(),
                                                           size_t(v.reuse.token_context_attention_size()));
       in.context_match = std::clamp(v.context_match, 0.0, 1.0);
+      in.fallback_token_scores = v.group_token_context_attention;
       auto plan = PlanRecompute(cc, in);
       if (!plan.ok()) return plan.status();
       for (uint32_t t : plan->tokens) {
@@ -437,6 +445,17 @@ Status ReuseEvalOptions::Validate() const {
   for (double r : cacheblend_ratios) {
     if (!(r > 0 && r <= 1)) return InvalidArgument("CacheBlend ratios must be in (0, 1]");
   }
+  if (cacheblend_metric != "key" && cacheblend_metric != "value") {
+    return InvalidArgument("CacheBlend metric must be key or value, not '" + cacheblend_metric + "'");
+  }
+  if (!(cacheblend_taper >= 1.0)) return InvalidArgument("CacheBlend taper must be >= 1");
+  CacheBlendOptions cb;
+  cb.check_layers.assign(cacheblend_check_layers.begin(), cacheblend_check_layers.end());
+  cb.ratios.assign(cb.check_layers.size(), 1.0);
+  for (int l : cacheblend_check_layers) {
+    if (l < 0) return InvalidArgument("CacheBlend check layers must be >= 0");
+  }
+  if (Status s = cb.Validate(5); !s.ok()) return s;  // stories260K has 5 layers
   for (double a : cachecraft_alphas) {
     if (!(a > 0)) return InvalidArgument("Cache-Craft alphas must be > 0");
   }
@@ -461,9 +480,9 @@ Result<ReuseEvalReport> RunReuseEval(const ReuseEvalOptions& o, std::ostream& pr
   for (int i = 0; i < o.passages; ++i) KVTIER_RETURN_IF_ERROR(StoreRequest(env, std::vector<int>{i}));
   for (int i = 0; i < o.seed_prompts; ++i) KVTIER_RETURN_IF_ERROR(StoreRequest(env, RandomOrder(env)));
 
-  const double default_ci = o.cachecraft_default_ci >= 0 ? o.cachecraft_default_ci : Mean(env.seeded_ci);
-  progress << "kvtier admitted " << env.stored_variants << " variants; Cache-Craft assumes CI " << default_ci
-           << " for variants computed alone\n";
+  const double default_ci = o.cachecraft_default_ci;
+  progress << "kvtier admitted " << env.stored_variants << " variants; their measured context impact averages "
+           << Mean(env.seeded_ci) << "; Cache-Craft assumes " << default_ci << " for variants computed alone\n";
   Evaluator eval(env.model);
   double match_sum = 0;
   int alone = 0, chosen = 0;

@@ -45,6 +45,11 @@ Result<RecomputePlan> PlanRecompute(const CacheCraftOptions& options, const Vari
     return InvalidArgument("token context attention has " + std::to_string(scores.size()) + " scores for " +
                            std::to_string(variant.num_tokens) + " tokens");
   }
+  const auto& fallback = variant.fallback_token_scores;
+  if (!fallback.empty() && fallback.size() != variant.num_tokens) {
+    return InvalidArgument("fallback token scores have " + std::to_string(fallback.size()) + " scores for " +
+                           std::to_string(variant.num_tokens) + " tokens");
+  }
   RecomputePlan plan;
   plan.context_impact = variant.computed_alone ? options.default_context_impact : variant.context_impact;
   const double want = options.alpha * plan.context_impact * (1.0 - variant.context_match) * variant.num_tokens;
@@ -52,6 +57,8 @@ Result<RecomputePlan> PlanRecompute(const CacheCraftOptions& options, const Vari
   if (count == 0) return plan;
   if (AnyPositive(scores)) {
     plan.tokens = TopTokens(scores, count);
+  } else if (AnyPositive(fallback)) {
+    plan.tokens = TopTokens(fallback, count);
   } else {
     plan.tokens.resize(count);
     std::iota(plan.tokens.begin(), plan.tokens.end(), 0u);

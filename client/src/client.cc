@@ -328,6 +328,9 @@ Result<std::vector<VariantGetResult>> Client::GetBestVariants(std::span<const Ch
     out[i].variant_key = *key;
     out[i].context_match = h.context_match();
     out[i].reuse = std::move(*h.mutable_reuse());
+    out[i].group_token_context_attention.assign(h.group_token_context_attention().begin(),
+                                                h.group_token_context_attention().end());
+    out[i].group_context_impact = h.group_context_impact();
   }
   return out;
 }

@@ -248,7 +248,7 @@ int BenchReuseCommand(int argc, char** argv) {
   flags.AddInt("passage-tokens", &options.passage_tokens, "tokens per passage, one chunk (default 48)");
   flags.AddInt("continuation-tokens", &options.continuation_tokens, "tokens scored after the prompt (default 32)");
   flags.AddInt("seed-prompts", &options.seed_prompts, "earlier requests that leave variants (default 24)");
-  flags.AddInt("prompts", &options.prompts, "evaluation prompts (default 64)");
+  flags.AddInt("prompts", &options.prompts, "evaluation prompts (default 256)");
   flags.AddInt("min-passages", &options.min_passages, "passages per prompt, at least (default 4)");
   flags.AddInt("max-passages", &options.max_passages, "passages per prompt, at most (default 6)");
   auto doubles = [](std::vector<double>* out) {
@@ -256,14 +256,35 @@ int BenchReuseCommand(int argc, char** argv) {
   };
   flags.AddCustom("cacheblend-ratios", "LIST", doubles(&options.cacheblend_ratios),
                   "CacheBlend recompute ratios (default 0.05,0.1,0.15,0.2,0.3)");
+  flags.AddCustom("seed", "N", [&](const std::string& v) -> Status {
+    auto x = ParseNumber(v);
+    if (!x.ok() || *x < 0 || *x != double(uint64_t(*x))) return InvalidArgument("--seed: '" + v + "' is not a count");
+    options.seed = uint64_t(*x);
+    return Status::Ok();
+  }, "random seed of the prompt orders (default 7)");
+  flags.AddString("cacheblend-metric", "key|value", &options.cacheblend_metric,
+                  "which deviation CacheBlend ranks tokens by (default value)");
+  flags.AddCustom("cacheblend-check-layers", "LIST", [&](const std::string& v) {
+    return ParseList<int>(v, &options.cacheblend_check_layers, [](const std::string& s) -> Result<int> {
+      auto x = ParseNumber(s);
+      if (!x.ok() || *x != double(int(*x))) return InvalidArgument("'" + s + "' is not a layer");
+      return int(*x);
+    });
+  }, "CacheBlend check layers, ascending (default 1,2)");
+  flags.AddCustom("cacheblend-taper", "X", [&](const std::string& v) -> Status {
+    auto x = ParseNumber(v);
+    if (!x.ok()) return x.status();
+    options.cacheblend_taper = *x;
+    return Status::Ok();
+  }, "gradual filtering: check i of k keeps ratio x X^(k-1-i) (default 2)");
   flags.AddCustom("cachecraft-alphas", "LIST", doubles(&options.cachecraft_alphas),
-                  "Cache-Craft alphas (default 0.5,1,2,3,4)");
+                  "Cache-Craft alphas (default 0.25,0.5,0.6,0.7,0.8,1,1.5,2)");
   flags.AddCustom("cachecraft-default-ci", "X", [&](const std::string& v) -> Status {
     auto x = ParseNumber(v);
     if (!x.ok()) return x.status();
     options.cachecraft_default_ci = *x;
     return Status::Ok();
-  }, "context impact assumed for variants computed alone (default: the seeded variants' mean)");
+  }, "context impact assumed for variants computed alone (default 0.5)");
   flags.AddString("plot", "FILE.png", &options.plot_path, "write the quality-versus-compute plot (needs gnuplot)");
   flags.AddBool("json", &json, "print one JSON line with all results last");
   if (int rc = ParseBenchFlags(flags, argc, argv, "bench-reuse"); rc >= 0) return rc;

@@ -211,6 +211,9 @@ Result<KvTierService::AcquiredGet> KvTierService::AcquireForGet(const grpc::Serv
       extras[i].set_variant_key(KeyToWire(choice->variant_key));
       VariantMetaToProto(*choice->meta, extras[i].mutable_reuse());
       extras[i].set_context_match(choice->match.score);
+      extras[i].mutable_group_token_context_attention()->Add(choice->group.token_context_attention.begin(),
+                                                             choice->group.token_context_attention.end());
+      extras[i].set_group_context_impact(choice->group.context_impact);
     }
     refs.push_back(std::move(choice->ref));
   }

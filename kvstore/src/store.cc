@@ -731,6 +731,7 @@ Result<VariantChoice> Store::SelectVariant(const Scope& scope, const ChunkKey& c
       variants_->MarkChosen(scope.ns_id, c.variant_key, NowNs());
     }
     choice.ref = std::move(ref).value();
+    choice.group = GroupHint(candidates, choice.ref.token_ids().size());
     choice.variant_key = c.variant_key;
     choice.meta = std::move(c.meta);
     choice.match = c.match;

@@ -66,6 +66,24 @@ VariantAdmission VariantOptions::admission_policy() const {
   return admission == "keep-existing" ? VariantAdmission::kKeepExisting : VariantAdmission::kReplaceLeastRecent;
 }
 
+GroupContextHint GroupHint(std::span<const VariantCandidate> candidates, size_t num_tokens) {
+  GroupContextHint hint;
+  std::vector<double> sum(num_tokens, 0.0);
+  double impact = 0;
+  for (const VariantCandidate& c : candidates) {
+    const VariantMeta& m = *c.meta;
+    if (m.context.empty() || m.token_context_attention.size() != num_tokens) continue;
+    for (size_t t = 0; t < num_tokens; ++t) sum[t] += m.token_context_attention[t];
+    impact += m.context_impact;
+    ++hint.variants;
+  }
+  if (hint.variants == 0) return hint;
+  hint.token_context_attention.resize(num_tokens);
+  for (size_t t = 0; t < num_tokens; ++t) hint.token_context_attention[t] = float(sum[t] / hint.variants);
+  hint.context_impact = float(impact / hint.variants);
+  return hint;
+}
+
 void RankVariants(std::span<const ChunkKey> new_context, std::vector<VariantCandidate>* candidates) {
   for (VariantCandidate& c : *candidates) {
     c.match = MatchContext(c.meta->context, c.meta->context_attention, new_context);

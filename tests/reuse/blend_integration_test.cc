@@ -128,7 +128,8 @@ TEST_F(BlendIntegrationTest, ServerReturnsTheVariantComputedBehindTheBestMatchin
   const std::vector<float> alone = PutVariant(std::vector<int>{2});
   v1::ReuseMetadata behind0_meta;
   const std::vector<float> behind0 = PutVariant(std::vector<int>{0, 2}, &behind0_meta);
-  const std::vector<float> behind10 = PutVariant(std::vector<int>{1, 0, 2});
+  v1::ReuseMetadata behind10_meta;
+  const std::vector<float> behind10 = PutVariant(std::vector<int>{1, 0, 2}, &behind10_meta);
   ASSERT_NE(alone, behind0);  // context changes the KV: the variants differ
 
   std::vector<float> dest(alone.size());
@@ -154,6 +155,19 @@ TEST_F(BlendIntegrationTest, ServerReturnsTheVariantComputedBehindTheBestMatchin
   ASSERT_TRUE(got.ok());
   EXPECT_EQ((*got)[0].reuse.SerializeAsString(), behind0_meta.SerializeAsString());
   EXPECT_EQ((*got)[0].chunk.base_position, uint32_t(1 + kLen));
+
+  // Every answer carries the group's means over its variants computed behind a context, so the alone
+  // variant's tokens can be ranked.
+  got = reuse_client_->GetBestVariants(std::span<const ChunkKey>(&keys_[2], 1), std::vector<ChunkKey>{keys_[2]}, dests);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ((*got)[0].variant_key, VariantKey(keys_[2], {}));
+  ASSERT_EQ((*got)[0].group_token_context_attention.size(), size_t(kLen));
+  for (int t = 0; t < kLen; ++t) {
+    const float mean = (behind0_meta.token_context_attention(t) + behind10_meta.token_context_attention(t)) / 2;
+    EXPECT_FLOAT_EQ((*got)[0].group_token_context_attention[size_t(t)], mean) << "token " << t;
+  }
+  EXPECT_FLOAT_EQ(float((*got)[0].group_context_impact),
+                  (behind0_meta.context_impact() + behind10_meta.context_impact()) / 2);
 }
 
 TEST_F(BlendIntegrationTest, FetchedVariantBlendedIntoANewPromptApproachesFullPrefill) {

@@ -64,6 +64,31 @@ TEST(PlanRecompute, AloneVariantsUseTheDefaultImpact) {
   EXPECT_EQ(plan->tokens, (std::vector<uint32_t>{0, 1, 2, 3}));
 }
 
+TEST(PlanRecompute, AloneVariantsRankTokensByTheGroupsScores) {
+  const std::vector<float> own(6, 0.0f);  // computed alone: no context attention measured
+  const std::vector<float> group = {0.1f, 0.6f, 0.2f, 0.5f, 0.0f, 0.3f};
+  VariantReuse v;
+  v.num_tokens = 6;
+  v.computed_alone = true;
+  v.token_context_attention = own;
+  v.fallback_token_scores = group;
+  CacheCraftOptions options;
+  options.default_context_impact = 0.5;
+  // 1 x 0.5 x (1 - 0) x 6 = 3 tokens: the group's top three, 1, 3 and 5.
+  auto plan = PlanRecompute(options, v);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(plan->tokens, (std::vector<uint32_t>{1, 3, 5}));
+  // A variant's own scores win over the fallback.
+  const std::vector<float> mine = {0.9f, 0.0f, 0.8f, 0.0f, 0.7f, 0.0f};
+  v.token_context_attention = mine;
+  plan = PlanRecompute(options, v);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(plan->tokens, (std::vector<uint32_t>{0, 2, 4}));
+  const std::vector<float> short_group = {1, 2};
+  v.fallback_token_scores = short_group;
+  EXPECT_EQ(PlanRecompute(options, v).status().code(), StatusCode::kInvalidArgument);
+}
+
 TEST(PlanRecompute, TiesGoToTheEarlierToken) {
   const std::vector<float> scores = {0.5f, 0.7f, 0.7f, 0.7f};
   VariantReuse v;

@@ -96,6 +96,29 @@ TEST(RankVariantsTest, EqualScoresPreferTheVariantThatSawMoreOfTheNewContext) {
   EXPECT_EQ(Best(none, {kA, kB}).first, kAlone);
 }
 
+TEST(GroupHintTest, AveragesTheVariantsComputedBehindAContext) {
+  auto with_scores = [](std::vector<ChunkKey> context, std::vector<float> tokens, float impact) {
+    auto m = std::make_shared<VariantMeta>();
+    m->context = std::move(context);
+    m->token_context_attention = std::move(tokens);
+    m->context_impact = impact;
+    return std::shared_ptr<const VariantMeta>(m);
+  };
+  std::vector<VariantCandidate> c = {
+      Candidate(kAlone, with_scores({}, {0.9f, 0.9f, 0.9f}, 0.9f), 1),    // alone: measured nothing, skipped
+      Candidate(kBehindAB, with_scores({kA, kB}, {0.2f, 0.4f, 0.0f}, 0.2f), 2),
+      Candidate(kBehindC, with_scores({kC}, {0.4f, 0.0f, 0.6f}, 0.4f), 3),
+      Candidate(kBehindABC, with_scores({kA}, {1.0f, 1.0f}, 1.0f), 4)};  // wrong length, skipped
+  const GroupContextHint hint = GroupHint(c, 3);
+  EXPECT_EQ(hint.variants, 2u);
+  ASSERT_EQ(hint.token_context_attention.size(), 3u);
+  EXPECT_FLOAT_EQ(hint.token_context_attention[0], 0.3f);
+  EXPECT_FLOAT_EQ(hint.token_context_attention[1], 0.2f);
+  EXPECT_FLOAT_EQ(hint.token_context_attention[2], 0.3f);
+  EXPECT_FLOAT_EQ(hint.context_impact, 0.3f);
+  EXPECT_TRUE(GroupHint(std::span<const VariantCandidate>(c).first(1), 3).token_context_attention.empty());
+}
+
 TEST(VariantIndexTest, ReplaceLeastRecentEvictsTheVariantChosenLongestAgo) {
   VariantIndex index(2, VariantAdmission::kReplaceLeastRecent);
   const ChunkKey v1{1, 1}, v2{1, 2}, v3{1, 3}, v4{1, 4};

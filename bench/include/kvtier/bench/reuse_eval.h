@@ -36,14 +36,19 @@ struct ReuseEvalOptions {
   int passage_tokens = 48;         // tokens per passage (one chunk)
   int continuation_tokens = 32;    // scored after the last passage
   int seed_prompts = 24;           // earlier requests whose variants Cache-Craft can reuse
-  int prompts = 64;                // evaluation prompts
+  int prompts = 256;               // evaluation prompts
   int min_passages = 4;            // per prompt
   int max_passages = 6;
   uint64_t seed = 7;
   std::vector<double> cacheblend_ratios = {0.05, 0.10, 0.15, 0.20, 0.30};
-  std::vector<double> cachecraft_alphas = {0.5, 1, 2, 3, 4};
-  // CI assumed for variants computed alone; < 0 = the mean CI measured on the seeded variants.
-  double cachecraft_default_ci = -1;
+  std::string cacheblend_metric = "value";     // deviation of "key" or "value" rows
+  // Gradual filtering (the default): with k check layers, check i keeps ratio x taper^(k-1-i) (capped at 1),
+  // so the last check keeps `ratio`; taper 1 = the same share at every check.
+  std::vector<int> cacheblend_check_layers = {1, 2};
+  double cacheblend_taper = 2.0;
+  std::vector<double> cachecraft_alphas = {0.25, 0.5, 0.6, 0.7, 0.8, 1, 1.5, 2};
+  // CI assumed for variants computed alone (CacheCraftOptions::default_context_impact).
+  double cachecraft_default_ci = 0.5;
   std::string plot_path;           // PNG of quality versus compute (needs gnuplot); empty = no plot
   Status Validate() const;
 };

@@ -7,8 +7,10 @@
 // context effect that is not reproduced is (1 - match), so the plan recomputes
 //     count = ceil(alpha x CI x (1 - match) x chunk_tokens)      (capped at chunk_tokens)
 // tokens: the ones with the highest per-token context attention. A variant computed alone has no measured
-// CI (it saw no context): the planner uses default_context_impact for it and, lacking per-token scores,
-// recomputes the chunk's first tokens, which have the least context of their own.
+// CI (it saw no context): the planner uses default_context_impact for it, and ranks its tokens by fallback
+// scores: the server's means over the chunk's variants computed behind a context (which tokens of a text
+// lean on context depends mostly on the text). Without those it recomputes the chunk's first tokens, which
+// have the least context of their own.
 //
 // Stateless functions; thread-safe.
 #pragma once
@@ -23,7 +25,10 @@ namespace kvtier {
 
 struct CacheCraftOptions {
   double alpha = 1.0;                   // scales every plan; > 0. Larger = more recompute, better quality
-  double default_context_impact = 0.3;  // CI assumed for variants computed alone, in [0, 1]
+  // CI assumed for variants computed alone, in [0, 1]. 0.5 is above the ~0.22 that variants computed behind a
+  // context measure on the test model, because an alone variant misses all of its new context; it gave the
+  // best quality per recomputed token in kvtier bench-reuse (bench/RESULTS.md).
+  double default_context_impact = 0.5;
   Status Validate() const;
 };
 
@@ -33,6 +38,7 @@ struct VariantReuse {
   bool computed_alone = false;                        // its context was empty
   double context_impact = 0;                          // measured CI, in [0, 1]
   std::span<const float> token_context_attention;     // per token, or empty
+  std::span<const float> fallback_token_scores;       // per token, or empty: ranks tokens without own scores
   double context_match = 0;                           // in [0, 1]
 };
 

@@ -122,6 +122,10 @@ struct VariantGetResult {
   ChunkKey variant_key;         // which variant answered
   double context_match = 0;     // MatchContext score of its old context against the new one
   v1::ReuseMetadata reuse;      // its metadata
+  // Means over the group's variants computed behind a context (ChunkHeader.group_*): how to rank the
+  // tokens of a variant computed alone. Empty and 0 when the group has none.
+  std::vector<float> group_token_context_attention;
+  double group_context_impact = 0;
 };
 
 // How many calls took which path (Client::local_stats).

@@ -211,6 +211,7 @@ struct VariantChoice {
   ChunkKey variant_key;
   std::shared_ptr<const VariantMeta> meta;
   ContextMatch match;
+  GroupContextHint group;  // over the group's variants computed behind a context
 };
 
 struct TierSnapshot {

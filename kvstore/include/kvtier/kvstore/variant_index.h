@@ -66,6 +66,15 @@ struct VariantCandidate {
   ContextMatch match;    // filled by RankVariants
 };
 
+// What a group's variants computed behind a context measured, averaged: a planning hint for a variant
+// computed alone (DESIGN §6). Variants whose per-token scores are missing or of another length do not count.
+struct GroupContextHint {
+  std::vector<float> token_context_attention;  // per token; empty when no variant counted
+  float context_impact = 0;
+  uint32_t variants = 0;                       // how many variants the means are over
+};
+GroupContextHint GroupHint(std::span<const VariantCandidate> candidates, size_t num_tokens);
+
 // Scores each candidate's old context against `new_context` and sorts best first: highest score, then (for a
 // positive score) more old-context chunks present in the new context, then fewer context chunks, then the most recently put.
 void RankVariants(std::span<const ChunkKey> new_context, std::vector<VariantCandidate>* candidates);
