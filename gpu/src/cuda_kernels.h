@@ -64,4 +64,50 @@ struct RerotateParams {
 std::string LaunchPagedKv(const PagedKvParams& params, uint32_t vector_bytes, CUstream_st* stream);
 std::string LaunchRerotate(const RerotateParams& params, CUstream_st* stream);
 
+struct Int8Params {
+  const unsigned char* body;  // num_layers int8 streams (int8_dequant.h)
+  unsigned char* out;         // canonical layout in out_type
+  uint32_t num_layers;
+  uint32_t num_tokens;
+  uint64_t row;               // values per row: kv_heads * head_dim
+  uint64_t stream_bytes;      // 8T + 2TR
+  uint64_t out_row_bytes;
+  uint8_t out_type;           // ElementType
+};
+
+struct GatherParams {
+  const unsigned char* source;  // device-accessible (mapped host) blocks
+  const int32_t* block_ids;     // device memory
+  unsigned char* out;
+  uint32_t num_blocks;
+  uint32_t num_selected;
+  uint64_t block_bytes;
+};
+
+struct LowRankParams {
+  const float* a;               // [layer][token][rank]
+  const float* b;               // [layer][rank][channel]
+  const int32_t* block_ids;     // device memory
+  unsigned char* out;           // [layer][selected][slot][channel] in out_type
+  uint32_t num_layers;
+  uint32_t num_tokens;
+  uint32_t num_kv_heads;
+  uint32_t head_dim;
+  uint32_t rank;
+  uint32_t num_selected;
+  uint32_t block_size;
+  int64_t first_position;
+  uint32_t out_elem_bytes;
+  uint8_t out_type;
+  bool neox;
+  uint32_t rotary_dim;
+  double frequency[kLaunchPairs];  // theta^(-2i / rotary_dim), computed on the host as RotationTable does
+};
+static_assert(sizeof(LowRankParams) < 4000, "kernel parameters must stay under 4 KiB");
+
+// `vector_bytes` (16, 8, 4 or 1) divides the block size, the source and the output pointer.
+std::string LaunchInt8Dequant(const Int8Params& params, CUstream_st* stream);
+std::string LaunchGather(const GatherParams& params, uint32_t vector_bytes, CUstream_st* stream);
+std::string LaunchLowRank(const LowRankParams& params, CUstream_st* stream);
+
 }  // namespace kvtier::gpu::detail

@@ -5,6 +5,9 @@
 #include "checks.h"
 #include "kvtier/gpu/device.h"
 #include "kvtier/gpu/device_buffer.h"
+#include "kvtier/gpu/host_gather.h"
+#include "kvtier/gpu/int8_dequant.h"
+#include "kvtier/gpu/low_rank_keys.h"
 #include "kvtier/gpu/iota.h"
 #include "kvtier/gpu/paged_kv.h"
 #include "kvtier/gpu/rope.h"
@@ -38,6 +41,38 @@ Status RerotateChunkKeys(const ChunkShape& shape, const RopeParams& rope, int64_
   KVTIER_RETURN_IF_ERROR(detail::CheckRerotateCall(shape, rope, chunk.data(), chunk.size(), true));
   return NoCuda();
 }
+
+Status DequantizeInt8(const Int8Payload& payload, DType out_dtype, std::span<std::byte> out, StreamHandle) {
+  KVTIER_RETURN_IF_ERROR(detail::CheckInt8Call(payload, out_dtype, out.data(), out.size()));
+  return NoCuda();
+}
+
+Status GatherBlocks(const BlockGather& gather, std::span<std::byte> out, StreamHandle) {
+  KVTIER_RETURN_IF_ERROR(detail::CheckGatherCall(gather, out.data(), out.size(), false));
+  return NoCuda();
+}
+
+Status ReconstructKeys(const LowRankKeysView& keys, const KeyBlockSelection& selection, const RopeParams& rope,
+                       DType dtype, std::span<std::byte> out, StreamHandle) {
+  KVTIER_RETURN_IF_ERROR(detail::CheckReconstructCall(keys, selection, rope, dtype, out.data(), out.size(), true));
+  return NoCuda();
+}
+
+Result<HostRegistration> HostRegistration::Register(void* ptr, size_t bytes) {
+  if (ptr == nullptr || bytes == 0) return InvalidArgument("host range to register is null or empty");
+  return NoCuda();
+}
+HostRegistration::HostRegistration(HostRegistration&& other) noexcept
+    : host_(std::exchange(other.host_, nullptr)),
+      device_(std::exchange(other.device_, nullptr)),
+      size_(std::exchange(other.size_, 0)) {}
+HostRegistration& HostRegistration::operator=(HostRegistration&& other) noexcept {
+  host_ = std::exchange(other.host_, nullptr);
+  device_ = std::exchange(other.device_, nullptr);
+  size_ = std::exchange(other.size_, 0);
+  return *this;
+}
+HostRegistration::~HostRegistration() = default;
 
 Result<Stream> Stream::Create() { return NoCuda(); }
 Stream::Stream(Stream&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
