@@ -6,6 +6,8 @@
 
 #include <cstring>
 #include <fstream>
+#include <iomanip>
+#include <sstream>
 
 #include "kvtier/kvstore/server.h"
 
@@ -66,6 +68,12 @@ void FillRandom(std::vector<std::byte>& bytes, uint64_t seed) {
     z ^= z >> 31;
     std::memcpy(bytes.data() + i, &z, std::min(sizeof(z), bytes.size() - i));
   }
+}
+
+std::string Fixed(double v, int digits) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(digits) << v;
+  return s.str();
 }
 
 std::string Size(uint64_t bytes) {

@@ -40,6 +40,7 @@ double ProcessCpuSeconds();  // CPU time of every thread of this process
 uint64_t ProcessRssBytes();  // VmRSS of /proc/self/status; 0 if unreadable
 void FillRandom(std::vector<std::byte>& bytes, uint64_t seed);
 std::string Size(uint64_t bytes);
+std::string Fixed(double v, int digits);  // v with `digits` decimals
 
 // One thread's latencies and CPU time, gathered after the run.
 struct ThreadLog {

@@ -8,12 +8,6 @@
 namespace kvtier::bench {
 namespace {
 
-std::string Fixed(double v, int precision) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(precision) << v;
-  return s.str();
-}
-
 std::string Gbps(const ClusterRow* r) { return r ? Fixed(r->gbps, 2) : "-"; }
 std::string Latency(const ClusterRow* r) { return r ? Fixed(r->p50_us, 0) + "/" + Fixed(r->p99_us, 0) : "-"; }
 std::string Percent(double share) { return Fixed(100 * share, 1) + "%"; }

@@ -5,6 +5,7 @@
 #include <sstream>
 #include <thread>
 
+#include "bench_common.h"
 #include "codec_variants.h"
 
 namespace kvtier::bench {
@@ -155,12 +156,6 @@ Result<CodecEvalReport> RunCodecEval(const CodecEvalOptions& options, std::ostre
 }
 
 namespace {
-
-std::string Fixed(double v, int digits) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(digits) << v;
-  return s.str();
-}
 
 // The targets, stated against the default level on real KV (inline tables and shared profile).
 void PrintVerdict(const CodecEvalReport& report, std::ostream& out) {

@@ -13,18 +13,13 @@
 #include "kvtier/refmodel/model.h"
 #include "kvtier/refmodel/session.h"
 #include "kvtier/refmodel/tokenizer.h"
+#include "test_model.h"
 
 namespace kvtier::bench::internal {
 namespace {
 
 using refmodel::KeyForm;
 using refmodel::Session;
-
-Result<std::string> ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound("cannot open " + path + " (set --data-dir to the folder with the test model)");
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
 
 // Consecutive paragraphs joined until they give `need` tokens (BOS included); passages do not overlap.
 std::vector<std::vector<int>> MakePassages(const std::string& corpus, const refmodel::Tokenizer& tokenizer,
@@ -79,12 +74,11 @@ std::span<const int> Scored(const CodecEvalOptions& o, const Passage& p) {
 }
 
 Result<Setup> Prepare(const CodecEvalOptions& o, std::ostream& progress) {
-  auto model = refmodel::Model::Load(o.data_dir + "/stories260K.bin");
-  if (!model.ok()) return model.status();
-  auto tokenizer = refmodel::Tokenizer::Load(o.data_dir + "/tok512.bin", model->config().vocab_size);
-  if (!tokenizer.ok()) return tokenizer.status();
-  auto corpus = ReadText(o.data_dir + "/tinystories_val.txt");
-  if (!corpus.ok()) return corpus.status();
+  auto loaded = LoadTestModel(o.data_dir);
+  if (!loaded.ok()) return loaded.status();
+  const refmodel::Model* model = &loaded->model;
+  const refmodel::Tokenizer* tokenizer = &loaded->tokenizer;
+  const std::string* corpus = &loaded->corpus;
   const size_t need = static_cast<size_t>(o.prefix_tokens + 1 + o.continuation_tokens);
   if (need > static_cast<size_t>(model->config().seq_len)) {
     return InvalidArgument("prefix + continuation exceed the model's context of " +

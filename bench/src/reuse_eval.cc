@@ -22,6 +22,7 @@
 #include "kvtier/refmodel/session.h"
 #include "kvtier/refmodel/tokenizer.h"
 #include "reuse_eval_internal.h"
+#include "test_model.h"
 
 namespace kvtier::bench {
 namespace {
@@ -74,12 +75,6 @@ ModelFingerprint StoriesFingerprint(const refmodel::Config& c, int chunk_tokens)
   fp.keys_post_rope = true;
   fp.chunk_tokens = uint32_t(chunk_tokens);
   return fp;
-}
-
-Result<std::string> ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound("cannot open " + path + " (set --data-dir to the folder with the test model)");
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 std::vector<uint32_t> U32(std::span<const int> tokens) { return std::vector<uint32_t>(tokens.begin(), tokens.end()); }
@@ -464,15 +459,11 @@ Status ReuseEvalOptions::Validate() const {
 
 Result<ReuseEvalReport> RunReuseEval(const ReuseEvalOptions& o, std::ostream& progress) {
   KVTIER_RETURN_IF_ERROR(o.Validate());
-  auto model = refmodel::Model::Load(o.data_dir + "/stories260K.bin");
-  if (!model.ok()) return model.status();
-  auto tokenizer = refmodel::Tokenizer::Load(o.data_dir + "/tok512.bin", model->config().vocab_size);
-  if (!tokenizer.ok()) return tokenizer.status();
-  auto corpus = ReadText(o.data_dir + "/tinystories_val.txt");
-  if (!corpus.ok()) return corpus.status();
-  const ModelFingerprint fp = StoriesFingerprint(model->config(), o.passage_tokens);
-  Env env{o, *model, fp, Chunker(fp), nullptr, nullptr, {}, std::mt19937_64(o.seed), 0, {}};
-  KVTIER_RETURN_IF_ERROR(LoadPassages(env, *tokenizer, *corpus));
+  auto loaded = LoadTestModel(o.data_dir);
+  if (!loaded.ok()) return loaded.status();
+  const ModelFingerprint fp = StoriesFingerprint(loaded->model.config(), o.passage_tokens);
+  Env env{o, loaded->model, fp, Chunker(fp), nullptr, nullptr, {}, std::mt19937_64(o.seed), 0, {}};
+  KVTIER_RETURN_IF_ERROR(LoadPassages(env, loaded->tokenizer, loaded->corpus));
   KVTIER_RETURN_IF_ERROR(Connect(env, progress));
 
   progress << "storing " << o.passages << " passages computed alone and " << o.seed_prompts

@@ -3,16 +3,11 @@
 #include <iomanip>
 #include <sstream>
 
+#include "bench_common.h"
 #include "kvtier/bench/reuse_eval.h"
 
 namespace kvtier::bench {
 namespace {
-
-std::string Fixed(double v, int precision) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(precision) << v;
-  return s.str();
-}
 
 std::string Label(const ReuseMethodRow& r) {
   if (r.method == "cacheblend") return "cacheblend " + Fixed(100 * r.param, 0) + "%";
