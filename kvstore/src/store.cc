@@ -485,11 +485,25 @@ Status Store::CheckVariantGroupLocked(const Scope& scope, const ChunkKey& conten
 }
 
 bool Store::IndexVariantLocked(const ChunkEntry& e, std::shared_ptr<const VariantMeta> meta) {
+  const VariantMeta* m = meta.get();  // kept alive by the index
   const VariantIndex::AddOutcome added = variants_->Add(e.ns_id, e.fp_id, e.key, std::move(meta), NowNs());
   if (added.replaced) {
+    ForgetVariantRecordsLocked(e.ns_id, {&*added.replaced, 1});
     if (ChunkEntry* old = table_->Find(e.ns_id, *added.replaced)) RemoveLocked(old);
   }
+  // The record may reach the index before the chunk reaches disk: at start a record without its chunk is ignored.
+  if (meta_ != nullptr && added.admitted && !added.already_indexed) {
+    NoteMetaResult(meta_->PutVariant(e.ns_id, e.key, e.fp_id, added.put_seq, *m));
+  }
   return added.admitted;
+}
+
+void Store::ForgetVariantLocked(uint32_t ns_id, const ChunkKey& variant_key) {
+  if (variants_->Remove(ns_id, variant_key)) ForgetVariantRecordsLocked(ns_id, {&variant_key, 1});
+}
+
+void Store::ForgetVariantRecordsLocked(uint32_t ns_id, std::span<const ChunkKey> variant_keys) {
+  if (meta_ != nullptr && !variant_keys.empty()) NoteMetaResult(meta_->DeleteVariants(ns_id, variant_keys));
 }
 
 Status Store::CheckFingerprintLocked(const Scope& scope, const ChunkEntry& e) const {
@@ -501,7 +515,7 @@ Status Store::CheckFingerprintLocked(const Scope& scope, const ChunkEntry& e) co
 
 void Store::RemoveLocked(ChunkEntry* e) {
   table_->Erase(e);
-  variants_->Remove(e->ns_id, e->key);
+  ForgetVariantLocked(e->ns_id, e->key);
   e->indexed = false;
   UnlistLeaseLocked(e);
   dirty_->Remove(e);
@@ -692,7 +706,9 @@ Result<uint32_t> Store::Delete(const Scope& scope, std::span<const ChunkKey> key
   uint32_t deleted = 0;
   for (const ChunkKey& key : keys) {
     // A content key names its variant group too: every variant goes with it.
-    for (const ChunkKey& variant : variants_->RemoveGroup(scope.ns_id, key)) {
+    const std::vector<ChunkKey> group = variants_->RemoveGroup(scope.ns_id, key);
+    ForgetVariantRecordsLocked(scope.ns_id, group);
+    for (const ChunkKey& variant : group) {
       if (ChunkEntry* v = table_->Find(scope.ns_id, variant)) {
         RemoveLocked(v);
         ++deleted;
@@ -763,6 +779,8 @@ StoreStats Store::Stats() const {
     stats.namespaces = static_cast<uint32_t>(namespaces_.size());
     stats.disk.failed = disk_failed_;
     stats.disk.full = disk_full_;
+    stats.disk.variants_restored = variants_restored_;
+    stats.disk.variant_records_skipped = variant_records_skipped_;
     stats.inflight_put_bytes = reserved_bytes_;
     stats.variants = variants_->variants();
     // Only chunks ever leased are walked; expired ones leave the list here (leases are never renewed

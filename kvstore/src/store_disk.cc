@@ -8,6 +8,7 @@
 #include "chunk_table.h"
 #include "dirty_list.h"
 #include "entry_pool.h"
+#include "kvtier/api/reuse.h"
 #include "kvtier/kvstore/host_tier.h"
 #include "kvtier/kvstore/log.h"
 #include "kvtier/kvstore/store.h"
@@ -176,12 +177,49 @@ Status Store::OpenDisk() {
     ++disk_chunks_;
   }
   if (!stale.empty()) KVTIER_RETURN_IF_ERROR(meta_->DeleteChunks(stale));
+  RestoreVariants(std::move(snapshot->variants), snapshot->variants_unreadable);
   KVTIER_LOG(kInfo) << "nvme tier: " << o.path << ", " << nvme_->capacity_bytes() / o.region_bytes << " regions of "
                     << o.region_bytes << " bytes, " << disk_chunks_ << " chunks from the index ("
                     << stale.size() << " stale dropped), " << (nvme_->direct_io() ? "O_DIRECT" : "buffered")
                     << ", admission " << admission_->name() << ", reclaim " << o.reclaim;
   if (o.background_demotion) demoter_ = std::thread([this] { DemoterLoop(); });
   return Status::Ok();
+}
+
+// Records are restored newest put first, so a group keeps its latest max_variants. A record whose chunk is
+// not in the disk index (it never reached disk, or left since) is dropped silently; one that disagrees
+// with its chunk is dropped with a warning, like one that did not parse.
+void Store::RestoreVariants(std::vector<DiskVariantRecord> records, uint64_t unreadable) {
+  std::sort(records.begin(), records.end(),
+            [](const DiskVariantRecord& a, const DiskVariantRecord& b) { return a.put_seq > b.put_seq; });
+  uint64_t inconsistent = 0;
+  for (const DiskVariantRecord& r : records) {
+    bool consistent = true;
+    if (RestoreVariantLocked(r, &consistent)) {
+      ++variants_restored_;
+      continue;
+    }
+    if (!consistent) ++inconsistent;
+    NoteMetaResult(meta_->DeleteVariant(r.ns_id, r.variant_key));
+  }
+  variant_records_skipped_ = unreadable + inconsistent;
+  if (variant_records_skipped_ > 0) {
+    KVTIER_LOG(kWarning) << "nvme tier: skipped " << variant_records_skipped_ << " corrupt variant records ("
+                         << unreadable << " unreadable, " << inconsistent << " inconsistent with their chunk)";
+  }
+  KVTIER_LOG(kInfo) << "nvme tier: " << variants_restored_ << " variants re-indexed, "
+                    << records.size() - variants_restored_ - inconsistent
+                    << " variant records dropped (chunk not on disk, or group full)";
+}
+
+// False: not indexed; `consistent` false when the record cannot describe its chunk.
+bool Store::RestoreVariantLocked(const DiskVariantRecord& r, bool* consistent) {
+  const ChunkEntry* e = table_->Find(r.ns_id, r.variant_key);
+  if (e == nullptr) return false;
+  *consistent = e->fp_id == r.fp_id && VariantKey(r.meta.content_key, r.meta.context) == r.variant_key &&
+                r.meta.Validate(fingerprints_[e->fp_id - 1].num_layers, e->num_tokens).ok();
+  return *consistent && variants_->Restore(r.ns_id, r.fp_id, r.variant_key,
+                                           std::make_shared<const VariantMeta>(r.meta), r.put_seq);
 }
 
 void Store::Stop() {

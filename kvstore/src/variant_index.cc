@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace kvtier {
 namespace {
@@ -120,8 +121,22 @@ VariantIndex::AddOutcome VariantIndex::Add(uint32_t ns_id, uint32_t fp_id, const
     group.variants.erase(victim);
   }
   by_variant_.emplace(NsKey{ns_id, variant_key}, meta->content_key);
-  group.variants.push_back({variant_key, std::move(meta), next_seq_++, now_ns, -1});
+  out.put_seq = next_seq_++;
+  group.variants.push_back({variant_key, std::move(meta), out.put_seq, now_ns, -1});
   return out;
+}
+
+bool VariantIndex::Restore(uint32_t ns_id, uint32_t fp_id, const ChunkKey& variant_key,
+                           std::shared_ptr<const VariantMeta> meta, uint64_t put_seq) {
+  if (by_variant_.contains({ns_id, variant_key})) return false;
+  auto [it, created] = groups_.try_emplace({ns_id, meta->content_key});
+  Group& group = it->second;
+  if (created) group.fp_id = fp_id;
+  if (group.fp_id != fp_id || group.variants.size() >= max_variants_) return false;
+  by_variant_.emplace(NsKey{ns_id, variant_key}, meta->content_key);
+  group.variants.push_back({variant_key, std::move(meta), put_seq, std::numeric_limits<int64_t>::min(), -1});
+  next_seq_ = std::max(next_seq_, put_seq + 1);
+  return true;
 }
 
 bool VariantIndex::WouldAdmit(uint32_t ns_id, const ChunkKey& content_key, const ChunkKey& variant_key) const {

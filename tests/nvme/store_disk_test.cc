@@ -8,12 +8,16 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <unordered_map>
 #include <vector>
 
+#include "kvtier/api/chunk_keys.h"
+#include "kvtier/api/reuse.h"
 #include "kvtier/codec/model_profile.h"
 #include "kvtier/kvstore/store.h"
 #include "nvme/disk_format.h"
 #include "nvme/faulty_file.h"
+#include "nvme/meta_store.h"
 
 namespace kvtier::testing {
 namespace {
@@ -388,6 +392,213 @@ TEST_F(StoreDiskTest, BufferedIoWorksWhenDirectIoIsOff) {
   for (uint64_t k = 0; k < 30; ++k) ASSERT_TRUE(Put(k).ok());
   EXPECT_FALSE(store_->Stats().disk.direct_io);
   for (uint64_t k = 0; k < 30; ++k) EXPECT_EQ(Check(k), 1) << k;
+}
+
+// Variants whose chunks are on disk keep their metadata and put order across a restart.
+class VariantDiskTest : public StoreDiskTest {
+ protected:
+  static constexpr ChunkKey kA{0, 1}, kB{0, 2}, kC{0, 3}, kD{0, 4};
+
+  StoreOptions VariantOptions(uint32_t max_variants = 4) {
+    StoreOptions o = Options(4 * kMiB, 16 * kMiB);
+    o.variants.max_variants = max_variants;
+    return o;
+  }
+
+  static std::vector<uint32_t> Tokens() {
+    std::vector<uint32_t> tokens(128);
+    std::iota(tokens.begin(), tokens.end(), 500u);
+    return tokens;
+  }
+  static ChunkKey Content() { return DeriveContentKey(Fp().Digest(), Tokens()); }
+  static ChunkKey KeyOf(std::vector<ChunkKey> context) { return VariantKey(Content(), context); }
+
+  // Metadata with every field set, distinct per `seed`.
+  static std::shared_ptr<VariantMeta> Meta(std::vector<ChunkKey> context, float seed) {
+    auto m = std::make_shared<VariantMeta>();
+    m->content_key = Content();
+    m->context = std::move(context);
+    for (size_t i = 0; i < m->context.size(); ++i) m->context_attention.push_back(seed + float(i));
+    m->context_impact = seed / 10;
+    m->layer_context_impact = {seed / 20, seed / 30};
+    for (size_t t = 0; t < 128; ++t) m->token_context_attention.push_back(float(t % 7) / 7 * seed / 10);
+    return m;
+  }
+
+  Status PutVariant(std::shared_ptr<const VariantMeta> meta, uint64_t seed) {
+    const auto payload = Payload(seed);
+    const auto tokens = Tokens();
+    PutSpec spec{KeyOf(meta->context), tokens, CodecId::kRaw, payload.size(), Checksum64(payload), 0, false, meta};
+    auto put = store_->BeginPut(scope_, spec);
+    if (!put.ok()) return put.status();
+    KVTIER_RETURN_IF_ERROR(put->Append(payload));
+    return put->Commit().status();
+  }
+
+  // The chosen variant's key (zero on a miss); fails the test unless its bytes are those put under that key.
+  ChunkKey Choose(std::vector<ChunkKey> new_context, std::shared_ptr<const VariantMeta>* meta = nullptr) {
+    auto choice = store_->SelectVariant(scope_, Content(), new_context);
+    EXPECT_TRUE(choice.ok()) << choice.status().ToString();
+    if (!choice.ok() || !choice->ref) return ChunkKey{};
+    const auto payload = Payload(seed_of_.at(choice->variant_key));
+    EXPECT_TRUE(std::ranges::equal(choice->ref.payload(), payload))
+        << "wrong bytes for " << choice->variant_key.ToHex();
+    if (meta != nullptr) *meta = choice->meta;
+    return choice->variant_key;
+  }
+
+  Status Put(std::vector<ChunkKey> context, float seed) {
+    seed_of_[KeyOf(context)] = static_cast<uint64_t>(seed * 100);
+    return PutVariant(Meta(std::move(context), seed), static_cast<uint64_t>(seed * 100));
+  }
+
+  // Closes the store and lists the variant records left in the disk index.
+  std::vector<ChunkKey> RecordsAfterClose() {
+    store_.reset();
+    auto meta = MetaStore::Open((dir_ / "index").string());
+    EXPECT_TRUE(meta.ok()) << meta.status().ToString();
+    auto snap = (*meta)->Load();
+    std::vector<ChunkKey> keys;
+    for (const DiskVariantRecord& r : snap->variants) keys.push_back(r.variant_key);
+    return Sorted(std::move(keys));
+  }
+
+  static std::vector<ChunkKey> Sorted(std::vector<ChunkKey> keys) {
+    std::ranges::sort(keys, [](const ChunkKey& a, const ChunkKey& b) { return a.ToHex() < b.ToHex(); });
+    return keys;
+  }
+
+  std::unordered_map<ChunkKey, uint64_t, ChunkKeyHasher> seed_of_;
+};
+
+void ExpectSameMeta(const VariantMeta& a, const VariantMeta& b) {
+  EXPECT_EQ(a.content_key, b.content_key);
+  EXPECT_EQ(a.context, b.context);
+  EXPECT_EQ(a.context_attention, b.context_attention);
+  EXPECT_EQ(a.context_impact, b.context_impact);
+  EXPECT_EQ(a.layer_context_impact, b.layer_context_impact);
+  EXPECT_EQ(a.token_context_attention, b.token_context_attention);
+}
+
+TEST_F(VariantDiskTest, VariantsSurviveARestartWithTheirMetadataAndPutOrder) {
+  Open(VariantOptions());
+  ASSERT_TRUE(Put({kA, kB}, 2).ok());
+  ASSERT_TRUE(Put({kC}, 3).ok());
+  ASSERT_TRUE(Put({kD}, 4).ok());  // ties with {kC} for a context without either: the later put wins
+  const std::vector<std::vector<ChunkKey>> contexts = {{kA, kB}, {kC}, {kD}, {}, {kB}, {kA, kC, kB}};
+  std::vector<ChunkKey> before;
+  std::vector<std::shared_ptr<const VariantMeta>> metas;
+  for (const auto& context : contexts) {
+    metas.emplace_back();
+    before.push_back(Choose(context, &metas.back()));
+  }
+  ASSERT_EQ(before[3], KeyOf({kD}));
+  ASSERT_EQ(before[4], KeyOf({kA, kB}));
+  store_->DemoteAll();
+
+  Open(VariantOptions());  // a new process
+  EXPECT_EQ(store_->Stats().variants, 3u);
+  EXPECT_EQ(store_->Stats().disk.variants_restored, 3u);
+  EXPECT_EQ(store_->Stats().disk.variant_records_skipped, 0u);
+  for (size_t i = 0; i < contexts.size(); ++i) {
+    std::shared_ptr<const VariantMeta> meta;
+    EXPECT_EQ(Choose(contexts[i], &meta), before[i]) << "context " << i;
+    ASSERT_NE(meta, nullptr);
+    ExpectSameMeta(*meta, *metas[i]);
+  }
+  // The put sequence goes on above the restored one: among equals the new put wins.
+  const std::vector<ChunkKey> neutral = {ChunkKey{0, 99}};
+  EXPECT_EQ(Choose(neutral), KeyOf({kD}));
+  ASSERT_TRUE(Put({ChunkKey{0, 5}}, 5).ok());
+  EXPECT_EQ(Choose(neutral), KeyOf({ChunkKey{0, 5}}));
+}
+
+TEST_F(VariantDiskTest, DeletedAndReplacedVariantsStayGone) {
+  Open(VariantOptions(/*max_variants=*/2));
+  ASSERT_TRUE(Put({kA}, 1).ok());
+  ASSERT_TRUE(Put({kB}, 2).ok());
+  ASSERT_EQ(*store_->Delete(scope_, std::vector<ChunkKey>{KeyOf({kA})}), 1u);
+  ASSERT_TRUE(Put({kC}, 3).ok());
+  ASSERT_TRUE(Put({kD}, 4).ok());  // the group is full: replaces {kB}, the least recent
+  ASSERT_EQ(store_->VariantOf(scope_, KeyOf({kB})), nullptr);
+  // The deleted variant's key comes back as a plain chunk: it must not become a variant again.
+  const auto payload = Payload(9);
+  const auto tokens = Tokens();
+  auto put = store_->BeginPut(scope_, {KeyOf({kA}), tokens, CodecId::kRaw, payload.size(), Checksum64(payload), 0,
+                                       false, nullptr});
+  ASSERT_TRUE(put.ok());
+  ASSERT_TRUE(put->Append(payload).ok());
+  ASSERT_TRUE(put->Commit().ok());
+  store_->DemoteAll();
+  EXPECT_EQ(RecordsAfterClose(), Sorted({KeyOf({kC}), KeyOf({kD})}));
+
+  Open(VariantOptions(2));
+  EXPECT_EQ(store_->Stats().variants, 2u);
+  EXPECT_EQ(store_->VariantOf(scope_, KeyOf({kA})), nullptr);
+  EXPECT_EQ(store_->VariantOf(scope_, KeyOf({kB})), nullptr);
+  EXPECT_NE(store_->VariantOf(scope_, KeyOf({kC})), nullptr);
+  EXPECT_EQ(Choose({kB}), KeyOf({kD}));  // not {kB}, nor the plain chunk under {kA}'s key
+  // Deleting the content key deletes every variant, and their records.
+  ASSERT_EQ(*store_->Delete(scope_, std::vector<ChunkKey>{Content()}), 2u);
+  EXPECT_TRUE(RecordsAfterClose().empty());
+  Open(VariantOptions(2));
+  EXPECT_EQ(store_->Stats().variants, 0u);
+  EXPECT_EQ(Choose({kC}), ChunkKey{});
+}
+
+TEST_F(VariantDiskTest, ACorruptRecordIsSkippedAndTheRestRestored) {
+  Open(VariantOptions());
+  ASSERT_TRUE(Put({kA}, 1).ok());
+  ASSERT_TRUE(Put({kB}, 2).ok());
+  ASSERT_TRUE(Put({kC}, 3).ok());
+  store_->DemoteAll();
+  const uint32_t ns = scope_.ns_id;
+  store_.reset();
+  {
+    auto meta = MetaStore::Open((dir_ / "index").string());
+    ASSERT_TRUE(meta.ok());
+    ASSERT_TRUE((*meta)->CorruptVariantForTest(ns, KeyOf({kB}), 20).ok());  // inside the content key
+    ASSERT_TRUE((*meta)->CorruptVariantForTest(ns, KeyOf({kC}), 0).ok());   // the version byte
+  }
+  Open(VariantOptions());
+  EXPECT_EQ(store_->Stats().variants, 1u);
+  EXPECT_EQ(store_->Stats().disk.variant_records_skipped, 2u);
+  EXPECT_EQ(Choose({kB}), KeyOf({kA}));
+  EXPECT_EQ(store_->VariantOf(scope_, KeyOf({kB})), nullptr);
+  auto plain = store_->Get(scope_, KeyOf({kB}));
+  ASSERT_TRUE(plain.ok() && *plain);  // a skipped record's chunk stays, as a plain chunk
+  // A re-put with its metadata indexes it again.
+  ASSERT_TRUE(Put({kB}, 2).ok());
+  EXPECT_EQ(Choose({kB}), KeyOf({kB}));
+  EXPECT_EQ(RecordsAfterClose(), Sorted({KeyOf({kA}), KeyOf({kB})}));  // the corrupt {kC} record is gone
+}
+
+TEST_F(VariantDiskTest, ARecordWhoseChunkNeverReachedDiskIsIgnored) {
+  Open(VariantOptions());
+  ASSERT_TRUE(Put({kA}, 1).ok());
+  store_->DemoteAll();
+  ASSERT_TRUE(Put({kB}, 2).ok());  // in DRAM only when the process ends (no shutdown flush in the Store)
+  ASSERT_EQ(Choose({kB}), KeyOf({kB}));
+  EXPECT_EQ(RecordsAfterClose(), Sorted({KeyOf({kA}), KeyOf({kB})}));
+  Open(VariantOptions());
+  EXPECT_EQ(store_->Stats().variants, 1u);
+  EXPECT_EQ(store_->Stats().disk.variant_records_skipped, 0u);
+  EXPECT_EQ(store_->VariantOf(scope_, KeyOf({kB})), nullptr);
+  EXPECT_EQ(Choose({kB}), KeyOf({kA}));
+  EXPECT_EQ(RecordsAfterClose(), Sorted({KeyOf({kA})}));
+}
+
+TEST_F(VariantDiskTest, ARestartWithFewerMaxVariantsKeepsTheNewestPuts) {
+  Open(VariantOptions(4));
+  ASSERT_TRUE(Put({kA}, 1).ok());
+  ASSERT_TRUE(Put({kB}, 2).ok());
+  ASSERT_TRUE(Put({kC}, 3).ok());
+  store_->DemoteAll();
+  Open(VariantOptions(2));
+  EXPECT_EQ(store_->Stats().variants, 2u);
+  EXPECT_EQ(store_->VariantOf(scope_, KeyOf({kA})), nullptr);
+  EXPECT_NE(store_->VariantOf(scope_, KeyOf({kB})), nullptr);
+  EXPECT_NE(store_->VariantOf(scope_, KeyOf({kC})), nullptr);
 }
 
 }  // namespace

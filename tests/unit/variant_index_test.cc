@@ -167,6 +167,27 @@ TEST(VariantIndexTest, KeepExistingRefusesNewVariantsOfAFullGroup) {
   EXPECT_TRUE(index.Add(1, 7, v3, Meta({kC}), 50).admitted);
 }
 
+TEST(VariantIndexTest, RestoredVariantsKeepTheirPutSequenceAndRankBeforeNewPuts) {
+  VariantIndex index(2, VariantAdmission::kReplaceLeastRecent);
+  const ChunkKey v1{1, 1}, v2{1, 2}, v3{1, 3}, v4{1, 4};
+  // Restored newest first, as the Store does.
+  EXPECT_TRUE(index.Restore(1, 7, v2, Meta({kB}), 41));
+  EXPECT_TRUE(index.Restore(1, 7, v1, Meta({kA}), 17));
+  EXPECT_FALSE(index.Restore(1, 7, v3, Meta({kC}), 9));   // the group is full
+  EXPECT_FALSE(index.Restore(1, 7, v1, Meta({kA}), 17));  // already indexed
+  EXPECT_FALSE(index.Restore(2, 8, v3, Meta({kC}), 5) && index.Restore(2, 9, v4, Meta({kD}), 4));  // other fingerprint
+  EXPECT_EQ(index.Find(2, v4), nullptr);
+  auto candidates = index.Candidates(1, kChunk);
+  ASSERT_EQ(candidates.size(), 2u);
+  EXPECT_EQ(candidates[0].put_seq, 41u);
+  EXPECT_EQ(candidates[1].put_seq, 17u);
+  // A new put continues above the highest restored sequence and, even at time 0, replaces the older restored one.
+  auto added = index.Add(1, 7, v3, Meta({kC}), 0);
+  EXPECT_EQ(added.put_seq, 42u);
+  ASSERT_TRUE(added.replaced.has_value());
+  EXPECT_EQ(*added.replaced, v1);
+}
+
 TEST(VariantIndexTest, GroupsAreSeparateByNamespaceAndContentKey) {
   VariantIndex index(4, VariantAdmission::kReplaceLeastRecent);
   const ChunkKey v1{1, 1}, other_chunk{0, 200};

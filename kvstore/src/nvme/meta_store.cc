@@ -13,6 +13,8 @@ namespace {
 constexpr uint8_t kIndexVersion = 1;
 constexpr uint8_t kFingerprintVersion = 1;
 constexpr uint8_t kProfileVersion = 1;
+constexpr uint8_t kVariantVersion = 1;
+constexpr uint32_t kMaxVariantFloats = 1u << 20;  // per array; far above any real layer or token count
 
 static_assert(std::endian::native == std::endian::little, "meta store values are little-endian");
 
@@ -27,6 +29,15 @@ class Writer {
     out_.append(static_cast<const char*>(p), n);
     return *this;
   }
+  Writer& Key(const ChunkKey& k) {
+    const auto b = k.ToBytes();
+    return Bytes(b.data(), b.size());
+  }
+  Writer& Floats(const std::vector<float>& v) {
+    Put(static_cast<uint32_t>(v.size()));
+    return Bytes(v.data(), v.size() * sizeof(float));
+  }
+  const std::string& view() const { return out_; }
   std::string str() { return std::move(out_); }
 
  private:
@@ -51,6 +62,25 @@ class Reader {
     left_ -= n;
     return true;
   }
+  bool Key(ChunkKey* k) {
+    if (left_ < 16) return false;
+    auto parsed = ChunkKey::FromBytes(std::string_view(p_, 16));
+    p_ += 16;
+    left_ -= 16;
+    if (!parsed.ok()) return false;
+    *k = *parsed;
+    return true;
+  }
+  // A u32 count then that many floats; false past `max` or the value's end (checked before allocating).
+  bool Floats(std::vector<float>* v, uint32_t max) {
+    uint32_t n = 0;
+    if (!Get(&n) || n > max || left_ < size_t{n} * sizeof(float)) return false;
+    v->resize(n);
+    std::memcpy(v->data(), p_, size_t{n} * sizeof(float));
+    p_ += size_t{n} * sizeof(float);
+    left_ -= size_t{n} * sizeof(float);
+    return true;
+  }
   bool done() const { return left_ == 0; }
 
  private:
@@ -67,6 +97,13 @@ std::string IdKey(char tag, uint32_t id) {
 std::string ChunkIndexKey(uint32_t ns_id, const ChunkKey& key) {
   std::string k = IdKey('c', ns_id);
   const auto b = key.ToBytes();
+  k.append(reinterpret_cast<const char*>(b.data()), b.size());
+  return k;
+}
+
+std::string VariantRecordKey(uint32_t ns_id, const ChunkKey& variant_key) {
+  std::string k = IdKey('v', ns_id);
+  const auto b = variant_key.ToBytes();
   k.append(reinterpret_cast<const char*>(b.data()), b.size());
   return k;
 }
@@ -160,6 +197,48 @@ bool DecodeProfile(rocksdb::Slice key, rocksdb::Slice value, MetaStore::ProfileR
   return r.Bytes(&p->bytes, rest) && r.done();
 }
 
+// DISK_FORMAT.md, "Variant record": the fields, then XXH3-64 of every byte before it.
+std::string EncodeVariant(uint32_t fp_id, uint64_t put_seq, const VariantMeta& m) {
+  Writer w;
+  w.Put(kVariantVersion).Put(fp_id).Put(put_seq).Key(m.content_key).Put(m.context_impact);
+  w.Put(static_cast<uint32_t>(m.context.size()));
+  for (const ChunkKey& k : m.context) w.Key(k);
+  w.Floats(m.context_attention).Floats(m.layer_context_impact).Floats(m.token_context_attention);
+  const uint64_t crc = Checksum64(AsBytes(w.view()));
+  return w.Put(crc).str();
+}
+
+bool DecodeVariantFields(Reader& r, DiskVariantRecord* out) {
+  VariantMeta& m = out->meta;
+  uint8_t version = 0;
+  uint32_t contexts = 0;
+  if (!(r.Get(&version) && version == kVariantVersion && r.Get(&out->fp_id) && r.Get(&out->put_seq) &&
+        r.Key(&m.content_key) && r.Get(&m.context_impact) && r.Get(&contexts) &&
+        contexts <= VariantMeta::kMaxContext)) {
+    return false;
+  }
+  m.context.resize(contexts);
+  for (ChunkKey& k : m.context) {
+    if (!r.Key(&k)) return false;
+  }
+  return r.Floats(&m.context_attention, VariantMeta::kMaxContext) &&
+         r.Floats(&m.layer_context_impact, kMaxVariantFloats) && r.Floats(&m.token_context_attention, kMaxVariantFloats);
+}
+
+bool DecodeVariant(rocksdb::Slice key, rocksdb::Slice value, DiskVariantRecord* out) {
+  if (key.size() != 1 + 4 + 16 || value.size() < 1 + sizeof(uint64_t)) return false;
+  out->ns_id = IdOf(key);
+  auto k = ChunkKey::FromBytes(std::string_view(key.data() + 5, 16));
+  if (!k.ok()) return false;
+  out->variant_key = *k;
+  const size_t body = value.size() - sizeof(uint64_t);
+  uint64_t crc = 0;
+  std::memcpy(&crc, value.data() + body, sizeof(crc));
+  if (crc != Checksum64(AsBytes(std::string_view(value.data(), body)))) return false;
+  Reader r(rocksdb::Slice(value.data(), body));
+  return DecodeVariantFields(r, out) && r.done();
+}
+
 Status FromRocks(const rocksdb::Status& s, const char* what) {
   if (s.ok()) return Status::Ok();
   if (s.IsNoSpace()) return ResourceExhausted(std::string(what) + ": " + s.ToString());
@@ -225,6 +304,27 @@ Status MetaStore::PutProfile(uint32_t ns_id, uint64_t id, const std::string& nam
   return FromRocks(db_->Put(NoSync(), ProfileKey(ns_id, id), value), "index put profile");
 }
 
+Status MetaStore::PutVariant(uint32_t ns_id, const ChunkKey& variant_key, uint32_t fp_id, uint64_t put_seq,
+                             const VariantMeta& meta) {
+  return FromRocks(db_->Put(NoSync(), VariantRecordKey(ns_id, variant_key), EncodeVariant(fp_id, put_seq, meta)),
+                   "index put variant");
+}
+
+Status MetaStore::DeleteVariants(uint32_t ns_id, std::span<const ChunkKey> variant_keys) {
+  rocksdb::WriteBatch batch;
+  for (const ChunkKey& key : variant_keys) batch.Delete(VariantRecordKey(ns_id, key));
+  return FromRocks(db_->Write(NoSync(), &batch), "index delete variants");
+}
+
+Status MetaStore::CorruptVariantForTest(uint32_t ns_id, const ChunkKey& variant_key, size_t offset) {
+  std::string value;
+  const rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), VariantRecordKey(ns_id, variant_key), &value);
+  if (s.IsNotFound() || offset >= value.size()) return NotFound("no such variant record byte");
+  KVTIER_RETURN_IF_ERROR(FromRocks(s, "index get variant"));
+  value[offset] = static_cast<char>(~value[offset]);
+  return FromRocks(db_->Put(NoSync(), VariantRecordKey(ns_id, variant_key), value), "index put variant");
+}
+
 Result<MetaStore::Snapshot> MetaStore::Load() {
   Snapshot snap;
   rocksdb::WriteBatch garbage;
@@ -252,6 +352,11 @@ Result<MetaStore::Snapshot> MetaStore::Load() {
       DiskIndexEntry e;
       ok = DecodeEntry(k, v, &e);
       if (ok) snap.chunks.push_back(e);
+    } else if (ok && k[0] == 'v') {
+      DiskVariantRecord r;
+      ok = DecodeVariant(k, v, &r);
+      if (ok) snap.variants.push_back(std::move(r));
+      else ++snap.variants_unreadable;
     } else {
       ok = false;
     }

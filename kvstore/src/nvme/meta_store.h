@@ -4,7 +4,8 @@
 // region's current generation, and one index entry per chunk on disk. Writes use the WAL without fsync:
 // they survive a killed process (the crash the tier promises to survive); after a power loss the tier
 // may come back colder, never wrong, because every read re-verifies the record on disk.
-// Keys and values are fixed little-endian layouts with a version byte (DISK_FORMAT.md, "Index").
+// It also keeps one record per indexed variant (its reuse metadata), so the variant index survives a
+// restart. Keys and values are little-endian layouts with a version byte (DISK_FORMAT.md, "Index").
 // Thread-safe (RocksDB is).
 #pragma once
 
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "kvtier/api/types.h"
+#include "kvtier/kvstore/variant_index.h"
 
 namespace rocksdb {
 class DB;
@@ -37,6 +39,15 @@ struct DiskIndexEntry {
   uint64_t payload_checksum = 0;
 };
 
+// The persisted form of one indexed variant (VariantIndex), key 'v'.
+struct DiskVariantRecord {
+  uint32_t ns_id = 0;
+  ChunkKey variant_key;
+  uint32_t fp_id = 0;
+  uint64_t put_seq = 0;
+  VariantMeta meta;
+};
+
 class MetaStore {
  public:
   static Result<std::unique_ptr<MetaStore>> Open(const std::string& dir);
@@ -50,6 +61,14 @@ class MetaStore {
   // A shared cachegen profile (ProfileRegistry); `sequence` orders puts so names resolve as before.
   Status PutProfile(uint32_t ns_id, uint64_t id, const std::string& name, uint64_t sequence,
                     std::span<const std::byte> bytes);
+
+  // The record of an indexed variant (written when it is admitted, replacing any earlier one).
+  Status PutVariant(uint32_t ns_id, const ChunkKey& variant_key, uint32_t fp_id, uint64_t put_seq,
+                    const VariantMeta& meta);
+  Status DeleteVariants(uint32_t ns_id, std::span<const ChunkKey> variant_keys);
+  Status DeleteVariant(uint32_t ns_id, const ChunkKey& variant_key) { return DeleteVariants(ns_id, {&variant_key, 1}); }
+  // Test hook: flips the bits of byte `offset` of a variant record's value (NOT_FOUND without the record).
+  Status CorruptVariantForTest(uint32_t ns_id, const ChunkKey& variant_key, size_t offset);
 
   struct ProfileRecord {
     uint32_t ns_id = 0;
@@ -65,7 +84,9 @@ class MetaStore {
     std::map<uint32_t, uint64_t> region_generations;
     std::vector<DiskIndexEntry> chunks;
     std::vector<ProfileRecord> profiles;
-    uint64_t unreadable = 0;  // entries that did not parse (skipped and deleted)
+    std::vector<DiskVariantRecord> variants;
+    uint64_t unreadable = 0;           // entries that did not parse (skipped and deleted)
+    uint64_t variants_unreadable = 0;  // of which variant records (bad version, length or checksum)
   };
   Result<Snapshot> Load();
 

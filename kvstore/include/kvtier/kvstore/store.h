@@ -45,6 +45,7 @@
 namespace kvtier {
 
 class ChunkTable;
+struct DiskVariantRecord;
 class DirtyList;
 class EntryPool;
 class HostTier;
@@ -102,8 +103,9 @@ struct StoreOptions {
   std::function<int64_t()> now_ns;
   DiskOptions disk;
   // Variants of content-mode chunks (variant_index.h): how many per chunk, and what a full group admits.
-  // The index lives in memory: after a restart variants must be put again (their chunks' bytes may
-  // still be on disk, and a re-put of such a variant only re-indexes it).
+  // With the NVMe tier each admitted variant's metadata is kept in the disk index too, and a restart
+  // re-indexes the variants whose chunks are on disk (newest puts first, up to max_variants per group).
+  // Without it the index lives in memory only: after a restart variants must be put again.
   VariantOptions variants;
 
   Status Validate() const;
@@ -233,6 +235,8 @@ struct DiskStats {
   uint64_t read_errors = 0, write_errors = 0;
   uint32_t regions_free = 0, regions_open = 0, regions_sealed = 0;
   uint64_t promotions = 0, demotions = 0, admission_rejected = 0, reinsertions = 0;
+  uint64_t variants_restored = 0;         // variants re-indexed from the disk index at start
+  uint64_t variant_records_skipped = 0;   // variant records at start that were corrupt or inconsistent
 };
 
 struct StoreStats {
@@ -345,6 +349,12 @@ class Store {
   Status CheckVariantGroupLocked(const Scope& scope, const ChunkKey& content_key) const;
   // Indexes a committed chunk as a variant; a variant it replaces is removed. False: refused (keep-existing).
   bool IndexVariantLocked(const ChunkEntry& e, std::shared_ptr<const VariantMeta> meta);
+  // Removes a variant from the index and, with the NVMe tier, its persisted record.
+  void ForgetVariantLocked(uint32_t ns_id, const ChunkKey& variant_key);
+  void ForgetVariantRecordsLocked(uint32_t ns_id, std::span<const ChunkKey> variant_keys);
+  // At start: re-indexes the persisted variants whose chunk the disk index restored (store_disk.cc).
+  void RestoreVariants(std::vector<DiskVariantRecord> records, uint64_t unreadable);
+  bool RestoreVariantLocked(const DiskVariantRecord& record, bool* consistent);
   void DropHostCopyLocked(ChunkEntry* e);
   void DropDiskCopyLocked(ChunkEntry* e);
   void ListLeaseLocked(ChunkEntry* e);
@@ -401,6 +411,8 @@ class Store {
   bool disk_failed_ = false;                                      // guarded by mu_
   bool disk_full_ = false;                                        // guarded by mu_
   uint32_t disk_consecutive_errors_ = 0;                          // guarded by mu_
+  uint64_t variants_restored_ = 0;                                // set at start
+  uint64_t variant_records_skipped_ = 0;                          // set at start
 
   std::mutex reclaim_mu_;  // one reclaim at a time
   std::mutex demote_mu_;

@@ -6,6 +6,8 @@
 // admission when a group is full, and ranks a group's variants for a new context with MatchContext
 // (kvtier/api/reuse.h). It holds no chunk bytes: the Store owns the chunks and keeps the index in step
 // (a chunk that leaves the Store leaves the index). A group's fingerprint is that of its first variant.
+// With the NVMe tier the Store persists each admitted variant (put sequence included) and Restores the
+// index at start; last-chosen times are not persisted.
 //
 // Memory: per variant about 250 bytes of bookkeeping (group slot, reverse map node, shared metadata),
 // plus 20 bytes per context chunk, 4 per layer and 4 per token of its metadata.
@@ -88,10 +90,16 @@ class VariantIndex {
     bool admitted = true;              // false: keep-existing and the group is full (nothing indexed)
     bool already_indexed = false;      // the variant key was indexed before (nothing changed)
     std::optional<ChunkKey> replaced;  // the variant it replaced; the owner deletes that chunk
+    uint64_t put_seq = 0;              // the new variant's put sequence (when admitted and new)
   };
   // Indexes `variant_key` in its group (meta->content_key). The caller checked the group's fingerprint.
   AddOutcome Add(uint32_t ns_id, uint32_t fp_id, const ChunkKey& variant_key, std::shared_ptr<const VariantMeta> meta,
                  int64_t now_ns);
+  // Re-indexes a variant persisted before a restart under its old put sequence; later puts get higher ones.
+  // It ranks as never chosen and older than any variant put since. False (nothing indexed) when already
+  // indexed, when the group is full or when the group has another fingerprint: restore newest first.
+  bool Restore(uint32_t ns_id, uint32_t fp_id, const ChunkKey& variant_key, std::shared_ptr<const VariantMeta> meta,
+               uint64_t put_seq);
   // Whether Add would index it (true when already indexed or when the group has room or replaces).
   bool WouldAdmit(uint32_t ns_id, const ChunkKey& content_key, const ChunkKey& variant_key) const;
   // The fingerprint of a group; nullopt when the namespace has no such group.
