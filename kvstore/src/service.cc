@@ -187,8 +187,12 @@ Result<KvTierService::AcquiredGet> KvTierService::AcquireForGet(const grpc::Serv
   } else if (request.variant_context_size() != 0) {
     return InvalidArgument("variant_context is only meaningful with select_variant");
   }
+  // Header fields beyond the chunk's own, allocated only when some key has them (plain gets rarely do).
   std::vector<v1::ChunkHeader>& extras = out.extras;
-  extras.resize(keys->size());
+  auto extra = [&](size_t i) -> v1::ChunkHeader& {
+    if (extras.empty()) extras.resize(keys->size());
+    return extras[i];
+  };
   for (size_t i = 0; i < keys->size(); ++i) {
     const ChunkKey& key = (*keys)[i];
     std::span<const uint32_t> expected;
@@ -197,7 +201,7 @@ Result<KvTierService::AcquiredGet> KvTierService::AcquireForGet(const grpc::Serv
       auto ref = store_->Get(*scope, key, expected);
       if (!ref.ok()) return ref.status();
       if (*ref) {
-        if (auto meta = store_->VariantOf(*scope, key)) VariantMetaToProto(*meta, extras[i].mutable_reuse());
+        if (auto meta = store_->VariantOf(*scope, key)) VariantMetaToProto(*meta, extra(i).mutable_reuse());
       }
       refs.push_back(std::move(ref).value());
       continue;
@@ -208,12 +212,13 @@ Result<KvTierService::AcquiredGet> KvTierService::AcquireForGet(const grpc::Serv
     if (!choice.ok()) return choice.status();
     if (metrics_ != nullptr) metrics_->CountVariantSelection(static_cast<bool>(choice->ref));
     if (choice->ref) {
-      extras[i].set_variant_key(KeyToWire(choice->variant_key));
-      VariantMetaToProto(*choice->meta, extras[i].mutable_reuse());
-      extras[i].set_context_match(choice->match.score);
-      extras[i].mutable_group_token_context_attention()->Add(choice->group.token_context_attention.begin(),
-                                                             choice->group.token_context_attention.end());
-      extras[i].set_group_context_impact(choice->group.context_impact);
+      v1::ChunkHeader& h = extra(i);
+      h.set_variant_key(KeyToWire(choice->variant_key));
+      VariantMetaToProto(*choice->meta, h.mutable_reuse());
+      h.set_context_match(choice->match.score);
+      h.mutable_group_token_context_attention()->Add(choice->group.token_context_attention.begin(),
+                                                     choice->group.token_context_attention.end());
+      h.set_group_context_impact(choice->group.context_impact);
     }
     refs.push_back(std::move(choice->ref));
   }

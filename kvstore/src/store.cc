@@ -487,6 +487,7 @@ Status Store::CheckVariantGroupLocked(const Scope& scope, const ChunkKey& conten
 bool Store::IndexVariantLocked(const ChunkEntry& e, std::shared_ptr<const VariantMeta> meta) {
   const VariantMeta* m = meta.get();  // kept alive by the index
   const VariantIndex::AddOutcome added = variants_->Add(e.ns_id, e.fp_id, e.key, std::move(meta), NowNs());
+  if (added.admitted) has_variants_.store(true, std::memory_order_relaxed);
   if (added.replaced) {
     ForgetVariantRecordsLocked(e.ns_id, {&*added.replaced, 1});
     if (ChunkEntry* old = table_->Find(e.ns_id, *added.replaced)) RemoveLocked(old);
@@ -757,6 +758,7 @@ Result<VariantChoice> Store::SelectVariant(const Scope& scope, const ChunkKey& c
 }
 
 std::shared_ptr<const VariantMeta> Store::VariantOf(const Scope& scope, const ChunkKey& key) const {
+  if (!has_variants_.load(std::memory_order_relaxed)) return nullptr;
   std::lock_guard lock(mu_);
   return variants_->Find(scope.ns_id, key);
 }

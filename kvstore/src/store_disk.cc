@@ -218,8 +218,12 @@ bool Store::RestoreVariantLocked(const DiskVariantRecord& r, bool* consistent) {
   if (e == nullptr) return false;
   *consistent = e->fp_id == r.fp_id && VariantKey(r.meta.content_key, r.meta.context) == r.variant_key &&
                 r.meta.Validate(fingerprints_[e->fp_id - 1].num_layers, e->num_tokens).ok();
-  return *consistent && variants_->Restore(r.ns_id, r.fp_id, r.variant_key,
-                                           std::make_shared<const VariantMeta>(r.meta), r.put_seq);
+  if (!*consistent || !variants_->Restore(r.ns_id, r.fp_id, r.variant_key, std::make_shared<const VariantMeta>(r.meta),
+                                          r.put_seq)) {
+    return false;
+  }
+  has_variants_.store(true, std::memory_order_relaxed);
+  return true;
 }
 
 void Store::Stop() {

@@ -394,6 +394,8 @@ class Store {
   std::vector<uint8_t> namespace_pools_;                          // host pool, by id - 1; guarded by mu_
   std::unique_ptr<DirtyList> dirty_;                              // host chunks not on disk; guarded by mu_
   std::unique_ptr<VariantIndex> variants_;                        // guarded by mu_
+  // Set once a variant is indexed: until then plain gets skip the variant lookup (and its lock).
+  std::atomic<bool> has_variants_{false};
   std::unordered_map<std::string, uint32_t> namespaces_;          // guarded by mu_
   std::vector<std::string> namespace_names_;                      // by id - 1; guarded by mu_
   std::vector<uint64_t> namespace_bytes_;                         // payload held, by id - 1; guarded by mu_
