@@ -1,19 +1,24 @@
 // Three `kvtier serve` processes on loopback and one ShardedClient: byte-exact round trips spread over the
 // nodes, a node killed with SIGKILL in the middle of a read pass (its keys become misses, nothing fails, no
 // wrong bytes), the node restarted on the same address (its NVMe tier brings its chunks back), replication
-// surviving a dead node, and a node that returns empty receiving only its share of new writes.
+// surviving a dead node, a node that returns empty receiving only its share of new writes, and the variants
+// of a content key kept together on its nodes.
 #include <gtest/gtest.h>
 
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "integration/server_process.h"
 #include "integration/test_server.h"
+#include "kvtier/api/reuse.h"
+#include "kvtier/client/chunker.h"
 #include "kvtier/client/sharded_client.h"
 
 namespace kvtier::testing {
@@ -115,6 +120,127 @@ class ClusterTest : public ::testing::Test {
     std::map<std::string, uint64_t> out;
     for (uint64_t i = from; i < to; ++i) ++out[client.PlacementOf(KeyOf(i)).front()];
     return out;
+  }
+
+  // A passage (content-mode chunk) and the variants put for it.
+  struct Passage {
+    std::vector<uint32_t> tokens;
+    ChunkKey content;
+    std::vector<ChunkKey> variants;  // alone, behind [A, B], behind [C]
+  };
+  static std::string Wire(const ChunkKey& k) {
+    const auto b = k.ToBytes();
+    return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+  }
+  // Content keys of chunks that appear before passages in prompts: A, B, C, D.
+  std::vector<ChunkKey> ContextChunks() const {
+    const Chunker chunker(TestFingerprint(kTokens));
+    std::vector<ChunkKey> out;
+    for (uint32_t c = 0; c < 4; ++c) out.push_back(chunker.ContentKey(std::vector<uint32_t>(kTokens, 900 + c)));
+    return out;
+  }
+  // Puts `n` passages with three variants each through `client`, every variant on `copies` nodes.
+  std::vector<Passage> PutVariants(ShardedClient& client, size_t n, uint32_t copies) {
+    const Chunker chunker(TestFingerprint(kTokens));
+    const auto ctx = ContextChunks();
+    const std::vector<std::vector<ChunkKey>> contexts = {{}, {ctx[0], ctx[1]}, {ctx[2]}};
+    const std::vector<std::vector<float>> attention = {{}, {0.75f, 0.25f}, {}};
+    std::vector<Passage> out(n);
+    for (size_t p = 0; p < n; ++p) {
+      for (uint32_t t = 0; t < kTokens; ++t) out[p].tokens.push_back(static_cast<uint32_t>(10000 + p * kTokens + t));
+      out[p].content = chunker.ContentKey(out[p].tokens);
+      for (size_t v = 0; v < contexts.size(); ++v) {
+        v1::ReuseMetadata meta;
+        meta.set_content_key(Wire(out[p].content));
+        for (const ChunkKey& k : contexts[v]) meta.add_context_keys(Wire(k));
+        for (float a : attention[v]) meta.add_context_attention(a);
+        meta.set_context_impact(0.5f);
+        meta.add_layer_context_impact(0.25f);
+        meta.add_layer_context_impact(0.75f);
+        for (uint32_t t = 0; t < kTokens; ++t) meta.add_token_context_attention(0.1f * static_cast<float>(t));
+        const ChunkKey key = VariantKey(out[p].content, contexts[v]);
+        auto put = client.Put(key, out[p].tokens, PayloadFor(key, kChunkBytes), {.reuse = &meta});
+        EXPECT_TRUE(put.ok()) << put.status().ToString();
+        if (put.ok()) EXPECT_EQ(put->stored_on, copies) << "passage " << p << " variant " << v;
+        out[p].variants.push_back(key);
+      }
+    }
+    return out;
+  }
+  // Asks `client` for every passage's best variant behind `before` + all passages, and checks that it is
+  // variant `want` of each, byte-exact, with score `match`. Returns how many were found.
+  size_t ExpectBest(ShardedClient& client, const std::vector<Passage>& passages, std::vector<ChunkKey> before,
+                    size_t want, double match) {
+    std::vector<ChunkKey> keys;
+    for (const Passage& p : passages) keys.push_back(p.content);
+    std::vector<ChunkKey> prompt = std::move(before);
+    prompt.insert(prompt.end(), keys.begin(), keys.end());
+    std::vector<std::vector<std::byte>> buffers(keys.size(), std::vector<std::byte>(kChunkBytes));
+    std::vector<std::span<std::byte>> dests(buffers.begin(), buffers.end());
+    auto got = client.GetBestVariants(keys, prompt, dests);
+    EXPECT_TRUE(got.ok()) << got.status().ToString();
+    if (!got.ok()) return 0;
+    size_t found = 0;
+    for (size_t p = 0; p < passages.size(); ++p) {
+      const VariantGetResult& r = (*got)[p];
+      if (!r.chunk.found) continue;
+      ++found;
+      EXPECT_EQ(r.variant_key, passages[p].variants[want]) << "passage " << p;
+      EXPECT_DOUBLE_EQ(r.context_match, match) << "passage " << p;
+      EXPECT_EQ(r.chunk.num_tokens, kTokens);
+      EXPECT_TRUE(buffers[p] == PayloadFor(passages[p].variants[want], kChunkBytes)) << "wrong bytes, passage " << p;
+    }
+    return found;
+  }
+  // Which nodes hold each variant of each passage, asked of every node directly.
+  void ExpectVariantsOnPlacement(ShardedClient& client, const std::vector<Passage>& passages) {
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      auto direct = Direct(i);
+      for (size_t p = 0; p < passages.size(); ++p) {
+        const auto placement = client.PlacementOf(passages[p].content);
+        const bool home = std::find(placement.begin(), placement.end(), Address(i)) != placement.end();
+        auto held = direct->Exists(passages[p].variants);
+        ASSERT_TRUE(held.ok()) << held.status().ToString();
+        for (size_t v = 0; v < held->size(); ++v) {
+          EXPECT_EQ((*held)[v], home) << "passage " << p << " variant " << v << " on node " << i;
+        }
+      }
+    }
+  }
+  void VariantsShareTheirContentKeysNodes(uint32_t replicas) {
+    StartCluster(3, /*nvme=*/false);
+    auto client = Connect(replicas);
+    const auto passages = PutVariants(*client, 60, replicas);
+    std::set<std::string> homes;
+    for (const Passage& p : passages) homes.insert(client->PlacementOf(p.content).front());
+    EXPECT_EQ(homes.size(), 3u);  // the passages really span the nodes
+    ExpectVariantsOnPlacement(*client, passages);
+    const auto ctx = ContextChunks();
+    EXPECT_EQ(ExpectBest(*client, passages, {ctx[0], ctx[1]}, 1, 1.0), passages.size());
+    EXPECT_EQ(ExpectBest(*client, passages, {ctx[2], ctx[3]}, 2, 1.0), passages.size());
+    EXPECT_EQ(ExpectBest(*client, passages, {ctx[0], ctx[3]}, 1, 0.75), passages.size());
+    EXPECT_EQ(ExpectBest(*client, passages, {ctx[1], ctx[0]}, 0, 0.0), passages.size());  // flipped: the alone one
+
+    // Deleting a content key reaches every node holding its variants.
+    std::vector<ChunkKey> doomed;
+    for (size_t p = 0; p < passages.size(); p += 2) doomed.push_back(passages[p].content);
+    auto deleted = client->Delete(doomed);
+    ASSERT_TRUE(deleted.ok()) << deleted.status().ToString();
+    EXPECT_EQ(*deleted, doomed.size() * passages[0].variants.size() * replicas);  // each variant on each replica
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      auto direct = Direct(i);
+      for (size_t p = 0; p < passages.size(); p += 2) {
+        auto held = direct->Exists(passages[p].variants);
+        ASSERT_TRUE(held.ok());
+        for (bool h : *held) EXPECT_FALSE(h) << "a variant of deleted passage " << p << " is left on node " << i;
+      }
+    }
+    std::vector<Passage> kept;
+    for (size_t p = 1; p < passages.size(); p += 2) kept.push_back(passages[p]);
+    EXPECT_EQ(ExpectBest(*client, kept, {ctx[0], ctx[1]}, 1, 1.0), kept.size());
+    std::vector<Passage> gone;
+    for (size_t p = 0; p < passages.size(); p += 2) gone.push_back(passages[p]);
+    EXPECT_EQ(ExpectBest(*client, gone, {ctx[0], ctx[1]}, 1, 1.0), 0u);
   }
 
   std::filesystem::path root_;
@@ -264,6 +390,28 @@ TEST_F(ClusterTest, PrefixLookupAcrossNodesIsTheLeadingRunOfHits) {
   EXPECT_EQ(cut->leading_hits, 40u);
   EXPECT_EQ(cut->tiers[40], 0u);
   EXPECT_NE(cut->tiers[41], 0u);
+}
+
+TEST_F(ClusterTest, VariantsLiveOnTheirContentKeysNodeAndTheBestIsFoundAcrossNodes) {
+  VariantsShareTheirContentKeysNodes(1);
+}
+
+TEST_F(ClusterTest, VariantsAndTheirReplicaLiveOnTheirContentKeysTwoNodes) {
+  VariantsShareTheirContentKeysNodes(2);
+}
+
+TEST_F(ClusterTest, TwoReplicasFindEveryBestVariantWhenANodeDies) {
+  StartCluster(3, /*nvme=*/false);
+  auto client = Connect(2);
+  const auto passages = PutVariants(*client, 60, 2);
+  size_t first_on_victim = 0;
+  for (const Passage& p : passages) first_on_victim += client->PlacementOf(p.content).front() == Address(0);
+  EXPECT_GT(first_on_victim, 5u);  // the replicas are really asked
+  nodes_[0]->Kill(SIGKILL);
+  const auto ctx = ContextChunks();
+  EXPECT_EQ(ExpectBest(*client, passages, {ctx[0], ctx[1]}, 1, 1.0), passages.size());
+  EXPECT_EQ(ExpectBest(*client, passages, {ctx[2]}, 2, 1.0), passages.size());
+  EXPECT_EQ(ExpectBest(*client, passages, {ctx[1], ctx[0]}, 0, 0.0), passages.size());
 }
 
 }  // namespace

@@ -159,6 +159,32 @@ TEST(ShardedClientTest, ReResolvesTheNameAndKeepsNodesThatStay) {
   EXPECT_GE(calls_after, calls_before + 1);  // the old nodes' counters survived the new snapshot
 }
 
+// A variant put is placed by its content key, so one that does not decode is refused before any node is
+// asked (with no node listening, a put that reached the nodes would come back as stored nowhere).
+TEST(ShardedClientTest, RefusesAVariantPutWithAMalformedContentKey) {
+  ShardedClientOptions o;
+  o.client.name_space = "variants";
+  o.client.fingerprint.model_id = "m";
+  o.client.fingerprint.num_layers = 1;
+  o.client.fingerprint.num_kv_heads = 1;
+  o.client.fingerprint.head_dim = 8;
+  o.client.fingerprint.dtype = DType::kFp16;
+  o.client.fingerprint.chunk_tokens = 1;
+  o.client.local_path = LocalPathMode::kOff;
+  o.endpoints = {"127.0.0.1:1", "127.0.0.1:2"};
+  auto client = ShardedClient::Connect(o);
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  const std::vector<uint32_t> tokens = {7};
+  const std::vector<std::byte> kv(32);
+  v1::ReuseMetadata reuse;
+  reuse.set_content_key("short");
+  auto put = (*client)->Put({1, 1}, tokens, kv, {.reuse = &reuse});
+  EXPECT_EQ(put.status().code(), StatusCode::kInvalidArgument);
+  uint64_t calls = 0;
+  for (const NodeStats& s : (*client)->node_stats()) calls += s.calls + s.skipped;
+  EXPECT_EQ(calls, 0u);
+}
+
 // What the Helm chart's client ConfigMap sets, read back into options.
 TEST(ShardedOptionsTest, FromEnvironment) {
   ShardedClientOptions base;

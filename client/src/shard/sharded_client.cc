@@ -141,6 +141,21 @@ struct ShardedClient::Impl {
     return order;
   }
 
+  // Asks the replicas of `placed_by` in placement order, from the `first`-th, until one has it: `fn(client)`
+  // returns Result<T>. Down nodes are skipped; a miss everywhere is a default T.
+  template <typename T, typename Fn>
+  Result<T> FirstHit(const NodeSet& s, const ChunkKey& placed_by, size_t first, std::string_view op, Fn&& fn) {
+    const std::vector<uint32_t> placement = Placement(s, placed_by);
+    for (size_t n = first; n < placement.size(); ++n) {
+      Result<T> r = Call(*s.nodes[placement[n]], op, fn);
+      if (r.ok() && Found(*r)) return r;
+      if (!r.ok() && !NodeHealth::IsTransportFailure(r.status())) return r.status();
+    }
+    return T{};
+  }
+  static bool Found(const GetResult& r) { return r.found; }
+  static bool Found(const VariantGetResult& r) { return r.chunk.found; }
+
   // Runs `per_node(node, indices)` for every group on the pool, all at once. A node that failed in transport
   // answered nothing (its keys stay misses); the first other error is the call's.
   template <typename Fn>
@@ -203,9 +218,16 @@ Result<std::unique_ptr<ShardedClient>> ShardedClient::Connect(ShardedClientOptio
 
 Result<ShardedPutResult> ShardedClient::Put(const ChunkKey& key, std::span<const uint32_t> token_ids,
                                             std::span<const std::byte> kv, const PutOptions& options) {
+  // A variant lives with the other variants of its content key: the server picks the best among those it holds.
+  ChunkKey placed_by = key;
+  if (options.reuse != nullptr) {
+    auto content_key = ChunkKey::FromBytes(options.reuse->content_key());
+    if (!content_key.ok()) return InvalidArgument("PutOptions.reuse.content_key: " + content_key.status().message());
+    placed_by = *content_key;
+  }
   const auto set = impl_->Nodes();
   ShardedPutResult out;
-  for (uint32_t i : impl_->Placement(*set, key)) {
+  for (uint32_t i : impl_->Placement(*set, placed_by)) {
     auto r = impl_->Call(*set->nodes[i], "put", [&](Client& c) { return c.Put(key, token_ids, kv, options); });
     if (r.ok()) {
       ++out.stored_on;
@@ -224,13 +246,8 @@ Result<GetResult> ShardedClient::Get(const ChunkKey& key, std::span<std::byte> d
 
 Result<GetResult> ShardedClient::GetFrom(const NodeSet& set, const ChunkKey& key, std::span<std::byte> dest,
                                          std::span<const uint32_t> expected_tokens, size_t first) {
-  const std::vector<uint32_t> placement = impl_->Placement(set, key);
-  for (size_t n = first; n < placement.size(); ++n) {
-    auto r = impl_->Call(*set.nodes[placement[n]], "get", [&](Client& c) { return c.Get(key, dest, expected_tokens); });
-    if (r.ok() && r->found) return r;
-    if (!r.ok() && !NodeHealth::IsTransportFailure(r.status())) return r.status();
-  }
-  return GetResult{};  // no replica answered with it: a miss
+  return impl_->FirstHit<GetResult>(set, key, first, "get",
+                                    [&](Client& c) { return c.Get(key, dest, expected_tokens); });
 }
 
 Result<std::vector<GetResult>> ShardedClient::GetBatch(std::span<const ChunkKey> keys,
@@ -260,6 +277,43 @@ Result<std::vector<GetResult>> ShardedClient::GetBatch(std::span<const ChunkKey>
     auto r = GetFrom(*set, keys[k], dests[k], {}, /*first=*/1);
     if (!r.ok()) return r.status();
     results[k] = *r;
+  }
+  return results;
+}
+
+Result<std::vector<VariantGetResult>> ShardedClient::GetBestVariants(std::span<const ChunkKey> content_keys,
+                                                                     std::span<const ChunkKey> prompt_context,
+                                                                     std::span<const std::span<std::byte>> dests) {
+  if (content_keys.size() != dests.size()) return InvalidArgument("GetBestVariants needs one destination per key");
+  if (content_keys.empty()) return InvalidArgument("GetBestVariants of no keys");
+  const auto set = impl_->Nodes();
+  // As GetBatch, placed by content key (where Put placed the variants); every node scores against the whole prompt.
+  std::map<uint32_t, std::vector<size_t>> groups;
+  for (size_t k = 0; k < content_keys.size(); ++k) groups[impl_->Placement(*set, content_keys[k]).front()].push_back(k);
+  std::vector<VariantGetResult> results(content_keys.size());
+  KVTIER_RETURN_IF_ERROR(impl_->FanOut(groups, [&](uint32_t node, const std::vector<size_t>& indices) -> Status {
+    std::vector<ChunkKey> batch_keys;
+    std::vector<std::span<std::byte>> batch_dests;
+    for (size_t k : indices) {
+      batch_keys.push_back(content_keys[k]);
+      batch_dests.push_back(dests[k]);
+    }
+    auto r = impl_->Call(*set->nodes[node], "get",
+                         [&](Client& c) { return c.GetBestVariants(batch_keys, prompt_context, batch_dests); });
+    if (!r.ok()) return r.status();
+    for (size_t j = 0; j < indices.size(); ++j) results[indices[j]] = std::move((*r)[j]);
+    return Status::Ok();
+  }));
+  for (size_t k = 0; k < content_keys.size() && impl_->options.replicas > 1; ++k) {
+    if (results[k].chunk.found) continue;
+    auto r = impl_->FirstHit<VariantGetResult>(*set, content_keys[k], /*first=*/1, "get",
+                                               [&](Client& c) -> Result<VariantGetResult> {
+      auto one = c.GetBestVariants({&content_keys[k], 1}, prompt_context, dests.subspan(k, 1));
+      if (!one.ok()) return one.status();
+      return std::move(one->front());
+    });
+    if (!r.ok()) return r.status();
+    results[k] = std::move(r).value();
   }
   return results;
 }

@@ -5,6 +5,11 @@
 // removing one of N nodes moves only about 1/N of them. With `replicas` = R a put goes to the key's top R
 // nodes and a get tries them in order.
 //
+// Variants (PutOptions.reuse) are placed by their content key, not their own key, so all variants of a
+// content key live on the same node(s) and GetBestVariants picks among all of them. Reach them through
+// GetBestVariants, and remove them by deleting the content key; a Get, Lookup or Delete of a variant key
+// itself looks on that key's nodes, where the variant usually is not.
+//
 // Nodes come from a static list or from a DNS name that resolves to many addresses (a Kubernetes headless
 // Service), re-resolved periodically. Each node has a circuit breaker: after repeated transport failures
 // (UNAVAILABLE, DEADLINE_EXCEEDED) it is skipped, with doubling backoff, until a probe succeeds. A node that
@@ -72,7 +77,7 @@ struct NodeStats {
 class ShardedClient {
  public:
   // Called after every call to a node (from the calling thread): register it to feed a metrics
-  // registry. `op` is "put", "get", "lookup", "exists" or "delete".
+  // registry. `op` is "put", "get" (GetBestVariants too), "lookup", "exists" or "delete".
   using Observer = std::function<void(const std::string& endpoint, std::string_view op, StatusCode code,
                                       double seconds)>;
 
@@ -82,17 +87,25 @@ class ShardedClient {
   ShardedClient(const ShardedClient&) = delete;
   ShardedClient& operator=(const ShardedClient&) = delete;
 
+  // With options.reuse set, placed by reuse->content_key (INVALID_ARGUMENT unless its 16 bytes).
   Result<ShardedPutResult> Put(const ChunkKey& key, std::span<const uint32_t> token_ids,
                                std::span<const std::byte> kv, const PutOptions& options = {});
   Result<GetResult> Get(const ChunkKey& key, std::span<std::byte> dest,
                         std::span<const uint32_t> expected_tokens = {});
   // Keys grouped by node, the groups fetched in parallel; dests[i] receives keys[i].
   Result<std::vector<GetResult>> GetBatch(std::span<const ChunkKey> keys, std::span<const std::span<std::byte>> dests);
+  // Client::GetBestVariants over the cluster: content keys grouped by their first-choice node and fetched in
+  // parallel, each node scoring against the whole prompt_context; misses and keys of a down node are asked
+  // of the other replicas in order, as in GetBatch. dests[i] receives content_keys[i]'s best variant.
+  Result<std::vector<VariantGetResult>> GetBestVariants(std::span<const ChunkKey> content_keys,
+                                                        std::span<const ChunkKey> prompt_context,
+                                                        std::span<const std::span<std::byte>> dests);
   // A prefix chain spread over nodes: every node is asked for its keys in parallel, and the answer is the
   // leading run of hits in chain order. A lease applies, on each node, to that node's leading hits.
   Result<LookupResult> Lookup(std::span<const ChunkKey> keys,
                               std::chrono::milliseconds lease = std::chrono::milliseconds(0));
-  Result<uint32_t> Delete(std::span<const ChunkKey> keys);  // removed from every node that answers
+  // Removed from every replica that answers; a content key takes its variants with it (they share its nodes).
+  Result<uint32_t> Delete(std::span<const ChunkKey> keys);
 
   // The nodes now, in the order rendezvous hashing sees them, and the nodes a key is placed on.
   std::vector<std::string> nodes() const;
