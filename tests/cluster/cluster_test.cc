@@ -161,7 +161,9 @@ class ClusterTest : public ::testing::Test {
         const ChunkKey key = VariantKey(out[p].content, contexts[v]);
         auto put = client.Put(key, out[p].tokens, PayloadFor(key, kChunkBytes), {.reuse = &meta});
         EXPECT_TRUE(put.ok()) << put.status().ToString();
-        if (put.ok()) EXPECT_EQ(put->stored_on, copies) << "passage " << p << " variant " << v;
+        if (put.ok()) {
+          EXPECT_EQ(put->stored_on, copies) << "passage " << p << " variant " << v;
+        }
         out[p].variants.push_back(key);
       }
     }
