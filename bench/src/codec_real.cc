@@ -3,8 +3,6 @@
 // and the continuation are scored teacher-forced behind it and compared with the exact fp32 KV.
 #include <algorithm>
 #include <cmath>
-#include <fstream>
-#include <iterator>
 #include <sstream>
 
 #include "codec_variants.h"

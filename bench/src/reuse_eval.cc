@@ -4,8 +4,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <random>
 
@@ -61,21 +59,6 @@ struct Env {
   int stored_variants = 0;
   std::vector<double> seeded_ci;
 };
-
-ModelFingerprint StoriesFingerprint(const refmodel::Config& c, int chunk_tokens) {
-  ModelFingerprint fp;
-  fp.model_id = "karpathy/stories260K";
-  fp.num_layers = uint32_t(c.n_layers);
-  fp.num_kv_heads = uint32_t(c.n_kv_heads);
-  fp.head_dim = uint32_t(c.head_size());
-  fp.dtype = DType::kFp32;
-  fp.rope_theta = c.rope_theta;
-  fp.rope_style = RopeStyle::kGptj;  // the reference model rotates interleaved pairs (2i, 2i + 1)
-  fp.rotary_dim = uint32_t(c.head_size());
-  fp.keys_post_rope = true;
-  fp.chunk_tokens = uint32_t(chunk_tokens);
-  return fp;
-}
 
 std::vector<uint32_t> U32(std::span<const int> tokens) { return std::vector<uint32_t>(tokens.begin(), tokens.end()); }
 
@@ -416,6 +399,16 @@ Status EvaluateBestVariants(Env& env, const Prompt& prompt, Evaluator& eval, dou
   return Status::Ok();
 }
 
+// What the options ask of the model: the prompt fits its context, the check layers exist.
+Status CheckAgainstModel(const ReuseEvalOptions& o, const refmodel::Config& c) {
+  if (1 + o.max_passages * o.passage_tokens + o.continuation_tokens > c.seq_len) {
+    return InvalidArgument("a prompt of " + std::to_string(o.max_passages) + " passages of " +
+                           std::to_string(o.passage_tokens) + " tokens plus the continuation exceeds the model's " +
+                           std::to_string(c.seq_len) + " positions");
+  }
+  return CacheBlendConfig(o, 1.0).Validate(uint32_t(c.n_layers));
+}
+
 double Mean(const std::vector<double>& v) {
   double sum = 0;
   for (double x : v) sum += x;
@@ -433,10 +426,6 @@ Status ReuseEvalOptions::Validate() const {
   if (min_passages < 1 || max_passages < min_passages || max_passages > passages) {
     return InvalidArgument("passages per prompt must satisfy 1 <= min <= max <= pool size");
   }
-  if (1 + max_passages * passage_tokens + continuation_tokens > 512) {
-    return InvalidArgument("a prompt of " + std::to_string(max_passages) + " passages of " +
-                           std::to_string(passage_tokens) + " tokens plus the continuation exceeds the model's 512 positions");
-  }
   for (double r : cacheblend_ratios) {
     if (!(r > 0 && r <= 1)) return InvalidArgument("CacheBlend ratios must be in (0, 1]");
   }
@@ -444,13 +433,9 @@ Status ReuseEvalOptions::Validate() const {
     return InvalidArgument("CacheBlend metric must be key or value, not '" + cacheblend_metric + "'");
   }
   if (!(cacheblend_taper >= 1.0)) return InvalidArgument("CacheBlend taper must be >= 1");
-  CacheBlendOptions cb;
-  cb.check_layers.assign(cacheblend_check_layers.begin(), cacheblend_check_layers.end());
-  cb.ratios.assign(cb.check_layers.size(), 1.0);
   for (int l : cacheblend_check_layers) {
     if (l < 0) return InvalidArgument("CacheBlend check layers must be >= 0");
   }
-  if (Status s = cb.Validate(5); !s.ok()) return s;  // stories260K has 5 layers
   for (double a : cachecraft_alphas) {
     if (!(a > 0)) return InvalidArgument("Cache-Craft alphas must be > 0");
   }
@@ -461,7 +446,8 @@ Result<ReuseEvalReport> RunReuseEval(const ReuseEvalOptions& o, std::ostream& pr
   KVTIER_RETURN_IF_ERROR(o.Validate());
   auto loaded = LoadTestModel(o.data_dir);
   if (!loaded.ok()) return loaded.status();
-  const ModelFingerprint fp = StoriesFingerprint(loaded->model.config(), o.passage_tokens);
+  KVTIER_RETURN_IF_ERROR(CheckAgainstModel(o, loaded->model.config()));
+  const ModelFingerprint fp = refmodel::KvFingerprint(loaded->model.config(), uint32_t(o.passage_tokens));
   Env env{o, loaded->model, fp, Chunker(fp), nullptr, nullptr, {}, std::mt19937_64(o.seed), 0, {}};
   KVTIER_RETURN_IF_ERROR(LoadPassages(env, loaded->tokenizer, loaded->corpus));
   KVTIER_RETURN_IF_ERROR(Connect(env, progress));

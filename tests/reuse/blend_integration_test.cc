@@ -48,17 +48,7 @@ class BlendIntegrationTest : public ServerFixture {
       if (t.size() >= size_t(kLen) + 8) passages_.push_back({t.begin(), t.begin() + kLen});
     }
     ASSERT_EQ(passages_.size(), 3u);
-    const refmodel::Config& c = model_->config();
-    fp_.model_id = "karpathy/stories260K";
-    fp_.num_layers = uint32_t(c.n_layers);
-    fp_.num_kv_heads = uint32_t(c.n_kv_heads);
-    fp_.head_dim = uint32_t(c.head_size());
-    fp_.dtype = DType::kFp32;
-    fp_.rope_theta = c.rope_theta;
-    fp_.rope_style = RopeStyle::kGptj;
-    fp_.rotary_dim = uint32_t(c.head_size());
-    fp_.keys_post_rope = true;
-    fp_.chunk_tokens = kLen;
+    fp_ = refmodel::KvFingerprint(model_->config(), kLen);
     StartServer();
     reuse_client_ = NewClient("reuse", fp_);
     Chunker chunker(fp_);

@@ -114,4 +114,19 @@ Result<Model> Model::FromBytes(std::span<const std::byte> bytes, const std::stri
   return m;
 }
 
+ModelFingerprint KvFingerprint(const Config& config, uint32_t chunk_tokens) {
+  ModelFingerprint fp;
+  fp.model_id = "karpathy/stories260K";
+  fp.num_layers = uint32_t(config.n_layers);
+  fp.num_kv_heads = uint32_t(config.n_kv_heads);
+  fp.head_dim = uint32_t(config.head_size());
+  fp.dtype = DType::kFp32;
+  fp.rope_theta = config.rope_theta;
+  fp.rope_style = RopeStyle::kGptj;  // the forward pass rotates interleaved pairs (2i, 2i + 1)
+  fp.rotary_dim = uint32_t(config.head_size());
+  fp.keys_post_rope = true;
+  fp.chunk_tokens = chunk_tokens;
+  return fp;
+}
+
 }  // namespace kvtier::refmodel

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "kvtier/api/status.h"
+#include "kvtier/api/types.h"
 
 namespace kvtier::refmodel {
 
@@ -78,5 +79,9 @@ class Model {
   const float* rms_final_ = nullptr;
   const float* classifier_ = nullptr;
 };
+
+// The kvtier fingerprint of this model's KV as the Session exports it: fp32, keys post-RoPE, interleaved
+// (GPT-J) pairs over the whole head, chunks of `chunk_tokens`.
+ModelFingerprint KvFingerprint(const Config& config, uint32_t chunk_tokens);
 
 }  // namespace kvtier::refmodel
