@@ -1,0 +1,124 @@
+// PagedKvTransfer: moves chunks between kvtier and an inference worker's paged KV cache (vLLM layout, see
+// kvtier/gpu/paged_kv.h): GetToDevice fetches chunks and unpacks them into the worker's GPU cache
+// asynchronously on the worker's stream, layer by layer, so the worker may start computing layer i while
+// layers i+1.. are still loading; PutFromDevice packs a sequence's tokens out of the GPU cache and stores them.
+//
+// The same object runs as its own CPU twin (PagedTransferOptions::placement = kHost): the cache, block table
+// and results live in host memory, every copy is a memcpy and every kernel its CPU twin, with byte-identical
+// results. Tests use the twin where there is no GPU; the control flow (staging, rounds, positions,
+// re-rotation, misses) is the same code.
+//
+// Chunks of one call are consecutive pieces of one sequence: chunk i is placed right after chunk i-1, the first
+// at target.first_token. A get places the leading hits and stops at the first miss (the worker recomputes from
+// there). A chunk whose stored base position differs from where it is placed gets its keys re-rotated on the
+// way in (fused into the unpack kernel) when the fingerprint says keys are stored after RoPE.
+//
+// Staging: one host buffer (pinned when a GPU is used, so copies are real DMA) and one device buffer of
+// staging_bytes each, allocated and touched once at Create; calls never allocate large memory. Calls needing
+// more than the staging hold run in rounds.
+//
+// Ownership: the Client must outlive the transfer; caches, block tables and token ids are the caller's.
+// Not thread-safe: one PagedKvTransfer per worker thread (it owns its staging). A LayerwiseLoad is valid until
+// the next call on the same transfer.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "kvtier/api/status.h"
+#include "kvtier/api/types.h"
+#include "kvtier/client/client.h"
+#include "kvtier/gpu/paged_kv.h"
+#include "kvtier/gpu/stream.h"
+
+namespace kvtier {
+
+enum class TransferPlacement {
+  kDevice,  // the paged cache and block table are GPU memory; needs CUDA and a GPU
+  kHost,    // the CPU twin: everything is host memory
+};
+
+struct PagedTransferOptions {
+  TransferPlacement placement = TransferPlacement::kDevice;
+  // Host and device staging, each. At least one full chunk of the fingerprint; a call moving more runs in
+  // rounds of what fits (a round waits for the previous round's copies out of the host staging).
+  uint64_t staging_bytes = 256ull << 20;
+  // Copy and unpack layer by layer, with one event per layer (LayerwiseLoad::WaitLayer). false: one copy and
+  // one all-layer unpack per chunk (fewer launches; every layer is ready only at the end).
+  bool layerwise = true;
+  // Re-rotate keys of chunks placed at a position other than their stored base position (keys stored after
+  // RoPE only; with pre-RoPE keys the position does not matter).
+  bool rerotate = true;
+
+  Status Validate() const;
+};
+
+// Where in a paged cache a sequence's chunks go (or come from).
+struct PagedTarget {
+  gpu::PagedKvCache cache;               // layer pointers: device memory for kDevice, host for kHost
+  const int32_t* block_table = nullptr;  // the sequence's block ids from position 0 (same memory as the cache)
+  uint32_t block_table_size = 0;
+  uint32_t first_token = 0;              // sequence position of the first chunk's first token
+};
+
+// What GetToDevice / GetToHost did. The per-layer events belong to the transfer and are re-recorded by its
+// next call.
+class LayerwiseLoad {
+ public:
+  std::vector<GetResult> results;  // one per key: found, bytes, num_tokens, base_position, tier
+  uint32_t placed_chunks = 0;      // leading hits written into the cache
+  uint32_t placed_tokens = 0;      // their tokens, from target.first_token
+
+  // Makes work queued later on `stream` wait until layer `layer` of every placed chunk is in the cache,
+  // without blocking the host (cudaStreamWaitEvent). The twin has finished before the call returns: Ok.
+  Status WaitLayer(uint32_t layer, gpu::StreamHandle stream) const;
+  // Blocks the host until every layer is in place.
+  Status Synchronize() const;
+
+ private:
+  friend class PagedKvTransfer;
+  std::span<const gpu::Event> layer_events_;  // the transfer's, one per layer; empty for the twin
+  uint32_t num_layers_ = 0;
+};
+
+class PagedKvTransfer {
+ public:
+  // The shape of the paged cache (layers, heads, head_dim and dtype must match the client's fingerprint;
+  // num_blocks and block_size are the cache's own). UNAVAILABLE for kDevice without CUDA or a GPU.
+  static Result<std::unique_ptr<PagedKvTransfer>> Create(Client* client, const gpu::PagedKvShape& shape,
+                                                         const PagedTransferOptions& options = {});
+  ~PagedKvTransfer();
+  PagedKvTransfer(const PagedKvTransfer&) = delete;
+  PagedKvTransfer& operator=(const PagedKvTransfer&) = delete;
+
+  // Fetches `keys` (consecutive chunks of one sequence) and writes the leading hits into target's cache. The
+  // network part runs on the calling thread; copies and unpacks are enqueued on `stream` and the call returns
+  // once they are enqueued (kDevice) or done (kHost). INVALID_ARGUMENT for a target that does not match the
+  // shape or whose block table does not cover the chunks.
+  Result<LayerwiseLoad> GetToDevice(std::span<const ChunkKey> keys, const PagedTarget& target,
+                                    gpu::StreamHandle stream);
+
+  // Packs consecutive chunks of one sequence out of target's cache (chunk i has token_ids[i].size() tokens,
+  // placed after chunk i-1) and puts them under `keys` with `options` (base_position is taken from where each
+  // chunk sits). Waits for the packing that `stream` enqueued before the put; returns when the puts finished.
+  Result<std::vector<PutResult>> PutFromDevice(std::span<const ChunkKey> keys,
+                                               std::span<const std::span<const uint32_t>> token_ids,
+                                               const PagedTarget& source, gpu::StreamHandle stream,
+                                               const PutOptions& options = {});
+
+  const PagedTransferOptions& options() const { return options_; }
+
+ private:
+  struct Impl;
+  PagedKvTransfer(Client* client, const gpu::PagedKvShape& shape, const PagedTransferOptions& options,
+                  std::unique_ptr<Impl> impl);
+
+  Client* client_;
+  gpu::PagedKvShape shape_;
+  PagedTransferOptions options_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvtier

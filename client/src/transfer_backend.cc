@@ -1,0 +1,165 @@
+#include "transfer_backend.h"
+
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kvtier/gpu/async_copy.h"
+#include "kvtier/gpu/device_buffer.h"
+#include "kvtier/gpu/host_gather.h"
+
+namespace kvtier::internal {
+namespace {
+
+// Page-aligned anonymous memory, faulted in once here: first touch of fresh memory is slow, and a get should
+// not pay it. Owns the mapping.
+class MappedBuffer {
+ public:
+  static Result<MappedBuffer> Create(uint64_t bytes) {
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (p == MAP_FAILED) {
+      return ResourceExhausted("transfer staging: mmap of " + std::to_string(bytes) + " bytes: " + std::strerror(errno));
+    }
+    return MappedBuffer(static_cast<std::byte*>(p), bytes);
+  }
+  MappedBuffer(MappedBuffer&& o) noexcept : data_(std::exchange(o.data_, nullptr)), size_(o.size_) {}
+  MappedBuffer& operator=(MappedBuffer&&) = delete;
+  MappedBuffer(const MappedBuffer&) = delete;
+  ~MappedBuffer() {
+    if (data_ != nullptr) munmap(data_, size_);
+  }
+  std::span<std::byte> span() const { return {data_, size_}; }
+
+ private:
+  MappedBuffer(std::byte* data, uint64_t size) : data_(data), size_(size) {}
+  std::byte* data_;
+  uint64_t size_;
+};
+
+// The CPU twin: two host buffers, memcpy and the kernels' CPU twins, nothing to order.
+class HostBackend final : public TransferBackend {
+ public:
+  HostBackend(MappedBuffer host, MappedBuffer device, uint32_t layers)
+      : TransferBackend(layers), host_(std::move(host)), device_(std::move(device)) {}
+
+  std::span<std::byte> host_staging() override { return host_.span(); }
+  std::span<std::byte> device_staging() override { return device_.span(); }
+  gpu::StreamHandle copy_stream() const override { return nullptr; }
+  Status Copy(void* dst, const void* src, size_t bytes, gpu::StreamHandle) override {
+    std::memcpy(dst, src, bytes);
+    return Status::Ok();
+  }
+  Status Unpack(const gpu::PagedKvCache& cache, const gpu::SequenceSlice& seq, std::span<const std::byte> chunk,
+                const gpu::UnpackOptions& options, gpu::StreamHandle) override {
+    return gpu::UnpackPagedKvCpu(cache, seq, chunk, options);
+  }
+  Status Pack(const gpu::PagedKvCache& cache, const gpu::SequenceSlice& seq, std::span<std::byte> chunk,
+              gpu::StreamHandle) override {
+    return gpu::PackPagedKvCpu(cache, seq, chunk);
+  }
+  Status Record(uint32_t, gpu::StreamHandle) override { return Status::Ok(); }
+  Status StreamWait(uint32_t, gpu::StreamHandle) override { return Status::Ok(); }
+  Status HostWait(uint32_t) override { return Status::Ok(); }
+  std::span<const gpu::Event> layer_events() const override { return {}; }
+
+ private:
+  MappedBuffer host_;
+  MappedBuffer device_;
+};
+
+// The GPU: pinned host staging, device staging, a copy stream of its own and the events that order them.
+class DeviceBackend final : public TransferBackend {
+ public:
+  DeviceBackend(MappedBuffer host, gpu::HostRegistration pin, gpu::DeviceBuffer device, gpu::Stream copy,
+                std::vector<gpu::Event> events, uint32_t layers)
+      : TransferBackend(layers),
+        host_(std::move(host)),
+        pin_(std::move(pin)),
+        device_(std::move(device)),
+        copy_(std::move(copy)),
+        events_(std::move(events)),
+        recorded_(events_.size(), false) {}
+
+  ~DeviceBackend() override {
+    // Nothing may still read the staging when it is unregistered and freed.
+    (void)copy_.Synchronize();
+    for (size_t i = 0; i < events_.size(); ++i) {
+      if (recorded_[i]) (void)events_[i].Synchronize();
+    }
+  }
+
+  std::span<std::byte> host_staging() override { return host_.span(); }
+  std::span<std::byte> device_staging() override { return device_.span(); }
+  gpu::StreamHandle copy_stream() const override { return copy_.get(); }
+  Status Copy(void* dst, const void* src, size_t bytes, gpu::StreamHandle stream) override {
+    return gpu::CopyAsync(dst, src, bytes, stream);
+  }
+  Status Unpack(const gpu::PagedKvCache& cache, const gpu::SequenceSlice& seq, std::span<const std::byte> chunk,
+                const gpu::UnpackOptions& options, gpu::StreamHandle stream) override {
+    return gpu::UnpackPagedKv(cache, seq, chunk, options, stream);
+  }
+  Status Pack(const gpu::PagedKvCache& cache, const gpu::SequenceSlice& seq, std::span<std::byte> chunk,
+              gpu::StreamHandle stream) override {
+    return gpu::PackPagedKv(cache, seq, chunk, stream);
+  }
+  Status Record(uint32_t slot, gpu::StreamHandle stream) override {
+    KVTIER_RETURN_IF_ERROR(events_[slot].Record(stream));
+    recorded_[slot] = true;
+    return Status::Ok();
+  }
+  Status StreamWait(uint32_t slot, gpu::StreamHandle stream) override {
+    return recorded_[slot] ? events_[slot].MakeStreamWait(stream) : Status::Ok();
+  }
+  Status HostWait(uint32_t slot) override { return recorded_[slot] ? events_[slot].Synchronize() : Status::Ok(); }
+  std::span<const gpu::Event> layer_events() const override {
+    return std::span<const gpu::Event>(events_).subspan(LayerReadySlot(0), num_layers_);
+  }
+
+ private:
+  MappedBuffer host_;
+  gpu::HostRegistration pin_;  // declared after host_: unregistered before the memory is unmapped
+  gpu::DeviceBuffer device_;
+  gpu::Stream copy_;
+  std::vector<gpu::Event> events_;
+  std::vector<bool> recorded_;  // an event never recorded counts as complete
+};
+
+Result<std::unique_ptr<TransferBackend>> CreateDevice(uint64_t staging_bytes, uint32_t layers) {
+  auto host = MappedBuffer::Create(staging_bytes);
+  if (!host.ok()) return host.status();
+  auto pin = gpu::HostRegistration::Register(host->span().data(), staging_bytes);
+  if (!pin.ok()) return pin.status();
+  auto device = gpu::DeviceBuffer::Allocate(staging_bytes);
+  if (!device.ok()) return device.status();
+  KVTIER_RETURN_IF_ERROR(device->Fill(0));  // touch it once, as the host side is
+  auto copy = gpu::Stream::Create();
+  if (!copy.ok()) return copy.status();
+  std::vector<gpu::Event> events;
+  const uint32_t slots = 2 * layers + TransferBackend::kCopied;
+  events.reserve(slots);
+  for (uint32_t i = 0; i < slots; ++i) {
+    auto e = gpu::Event::Create();
+    if (!e.ok()) return e.status();
+    events.push_back(std::move(*e));
+  }
+  return std::unique_ptr<TransferBackend>(new DeviceBackend(std::move(*host), std::move(*pin), std::move(*device),
+                                                            std::move(*copy), std::move(events), layers));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<TransferBackend>> TransferBackend::Create(TransferPlacement placement, uint64_t staging_bytes,
+                                                                 uint32_t num_layers) {
+  if (placement == TransferPlacement::kDevice) return CreateDevice(staging_bytes, num_layers);
+  auto host = MappedBuffer::Create(staging_bytes);
+  if (!host.ok()) return host.status();
+  auto device = MappedBuffer::Create(staging_bytes);
+  if (!device.ok()) return device.status();
+  return std::unique_ptr<TransferBackend>(new HostBackend(std::move(*host), std::move(*device), num_layers));
+}
+
+}  // namespace kvtier::internal
