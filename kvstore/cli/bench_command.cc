@@ -7,6 +7,7 @@
 #include "kvtier/bench/cluster.h"
 #include "kvtier/bench/codec_eval.h"
 #include "kvtier/bench/disk.h"
+#include "kvtier/bench/gpu.h"
 #include "kvtier/bench/reuse_eval.h"
 #include "kvtier/bench/soak.h"
 #include "kvtier/bench/throughput.h"
@@ -177,6 +178,46 @@ int BenchCodecCommand(int argc, char** argv) {
   if (int rc = ParseBenchFlags(flags, argc, argv, "bench-codec"); rc >= 0) return rc;
   return PrintReport("bench-codec", bench::RunCodecEval(options, std::cerr), bench::PrintCodecTable, bench::CodecJsonLine,
                 json);
+}
+
+int BenchGpuCommand(int argc, char** argv) {
+  bench::GpuBenchOptions options;
+  bool json = false;
+  int layers = options.layers, kv_heads = options.kv_heads, head_dim = options.head_dim;
+  int chunk_tokens = options.chunk_tokens, chunks = options.chunks, block_size = options.block_size;
+  int iterations = options.iterations;
+  FlagSet flags("kvtier bench-gpu [--chunks N] [--json]",
+                "Measures the GPU data path on this machine's first GPU, with the limits measured in the same run:\n"
+                "pinned host-to-device and device-to-device cudaMemcpy of one transfer's bytes, then against them\n"
+                "the paged-KV unpack and pack kernels (all layers per launch), unpack with RoPE re-rotation, int8\n"
+                "dequantization into fp16 on the GPU, the direct gather of half the blocks from pinned host memory,\n"
+                "and a whole chunk load from an in-process server's host tier into a paged cache (shared-memory\n"
+                "path when available). Each row shows GB/s, its limit, the ratio and the target. Fails with the\n"
+                "probe's reason on a machine without a GPU. Prints the table, then (with --json) one JSON line.");
+  flags.AddInt("layers", &layers, "model layers (default 32)");
+  flags.AddInt("kv-heads", &kv_heads, "KV heads (default 8)");
+  flags.AddInt("head-dim", &head_dim, "head dimension, even, <= 256 (default 128)");
+  flags.AddInt("chunk-tokens", &chunk_tokens, "tokens per chunk (default 256)");
+  flags.AddInt("chunks", &chunks, "chunks per transfer (default 8)");
+  flags.AddInt("block-size", &block_size, "paged-cache tokens per block (default 16)");
+  flags.AddInt("iterations", &iterations, "timed repetitions per row, after one warm-up (default 20)");
+  flags.AddBool("json", &json, "print one JSON line with all results last");
+  auto positive = [&]() -> Status {
+    for (int v : {layers, kv_heads, head_dim, chunk_tokens, chunks, block_size, iterations}) {
+      if (v <= 0) return InvalidArgument("every size and count must be >= 1");
+    }
+    return Status::Ok();
+  };
+  if (int rc = ParseBenchFlags(flags, argc, argv, "bench-gpu", positive); rc >= 0) return rc;
+  options.layers = static_cast<uint32_t>(layers);
+  options.kv_heads = static_cast<uint32_t>(kv_heads);
+  options.head_dim = static_cast<uint32_t>(head_dim);
+  options.chunk_tokens = static_cast<uint32_t>(chunk_tokens);
+  options.chunks = static_cast<uint32_t>(chunks);
+  options.block_size = static_cast<uint32_t>(block_size);
+  options.iterations = static_cast<uint32_t>(iterations);
+  return PrintReport("bench-gpu", bench::RunGpuBench(options, std::cerr), bench::PrintGpuTable, bench::GpuJsonLine,
+                     json);
 }
 
 int BenchClusterCommand(int argc, char** argv) {

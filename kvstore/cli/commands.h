@@ -11,6 +11,7 @@ int BenchCommand(int argc, char** argv);
 int BenchDiskCommand(int argc, char** argv);
 int ProfileCommand(int argc, char** argv);
 int BenchCodecCommand(int argc, char** argv);
+int BenchGpuCommand(int argc, char** argv);
 int BenchClusterCommand(int argc, char** argv);
 int BenchReuseCommand(int argc, char** argv);
 

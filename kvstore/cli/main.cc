@@ -24,6 +24,7 @@ constexpr const char* kUsage =
     "  bench-codec  evaluate every codec profile: size, model quality on real KV, speed\n"
     "  bench-cluster  measure a sharded client over 1-3 in-process servers, and the keys a node change moves\n"
     "  bench-reuse  evaluate chunk reuse beyond prefixes (CacheBlend, Cache-Craft) on the real model\n"
+    "  bench-gpu  measure the GPU data path (pack/unpack, decode, gather, chunk loads) against cudaMemcpy\n"
     "  profile build|put|get|show  shared cachegen profiles: build from sample chunks, store, fetch\n"
     "\n"
     "`kvtier <command> --help` describes each command's flags.\n";
@@ -57,6 +58,7 @@ int main(int argc, char** argv) {
   if (command == "bench-codec") return kvtier::cli::BenchCodecCommand(argc, argv);
   if (command == "bench-cluster") return kvtier::cli::BenchClusterCommand(argc, argv);
   if (command == "bench-reuse") return kvtier::cli::BenchReuseCommand(argc, argv);
+  if (command == "bench-gpu") return kvtier::cli::BenchGpuCommand(argc, argv);
   std::fprintf(stderr, "kvtier: unknown command '%s'\n\n%s", argv[1], kUsage);
   return 2;
 }

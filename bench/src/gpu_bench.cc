@@ -1,0 +1,305 @@
+// kvtier bench-gpu: see kvtier/bench/gpu.h. Device timings use CUDA events around `iterations` repetitions
+// on one stream after a warm-up; the chunk load is timed on the host clock, from the call to the last layer
+// being in the cache.
+#include "kvtier/bench/gpu.h"
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <numeric>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench_common.h"
+#include "kvtier/client/paged_transfer.h"
+#include "kvtier/codec/codec.h"
+#include "kvtier/gpu/async_copy.h"
+#include "kvtier/gpu/device.h"
+#include "kvtier/gpu/device_buffer.h"
+#include "kvtier/gpu/host_gather.h"
+#include "kvtier/gpu/int8_dequant.h"
+#include "kvtier/gpu/paged_kv.h"
+#include "kvtier/gpu/stream.h"
+
+namespace kvtier::bench {
+namespace {
+
+constexpr char kNamespace[] = "kvtier-bench-gpu";
+
+// Everything the rows share, allocated and touched before any timing.
+struct Rig {
+  gpu::PagedKvShape shape;
+  uint64_t chunk_bytes = 0;  // one full chunk
+  uint64_t total_bytes = 0;  // all chunks of one transfer
+  std::vector<std::byte> host;                     // pinned below: the source of host-to-device copies
+  std::optional<gpu::HostRegistration> pin;
+  std::optional<gpu::DeviceBuffer> chunks, chunks_copy;  // chunk layout, back to back
+  std::vector<gpu::DeviceBuffer> k, v;              // the paged cache, per layer
+  std::vector<void*> k_ptrs, v_ptrs;
+  std::optional<gpu::DeviceBuffer> table;           // the sequence's block table (shuffled block ids)
+  uint32_t table_size = 0;
+  std::optional<gpu::Stream> stream;
+
+  gpu::PagedKvCache Cache() const { return {shape, k_ptrs, v_ptrs}; }
+  gpu::SequenceSlice Chunk(uint32_t c, uint32_t tokens) const {
+    return {reinterpret_cast<const int32_t*>(table->data()), table_size, c * tokens, tokens};
+  }
+};
+
+// The RAII types of kvtier::gpu have no empty state: they are held in optionals until created.
+template <typename T>
+Status Assign(Result<T> r, std::optional<T>* out) {
+  if (!r.ok()) return r.status();
+  out->emplace(std::move(*r));
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Rig>> MakeRig(const GpuBenchOptions& o) {
+  auto rig = std::make_unique<Rig>();
+  const uint32_t tokens = o.chunks * o.chunk_tokens;
+  rig->shape = gpu::PagedKvShape{o.layers, (tokens + o.block_size - 1) / o.block_size, o.block_size, o.kv_heads,
+                                 o.head_dim, DType::kFp16};
+  rig->chunk_bytes = rig->shape.ChunkBytes(o.chunk_tokens);
+  rig->total_bytes = rig->chunk_bytes * o.chunks;
+  rig->host.resize(rig->total_bytes);
+  FillRandom(rig->host, 1);
+  KVTIER_RETURN_IF_ERROR(Assign(gpu::HostRegistration::Register(rig->host.data(), rig->host.size()), &rig->pin));
+  KVTIER_RETURN_IF_ERROR(Assign(gpu::DeviceBuffer::Allocate(rig->total_bytes), &rig->chunks));
+  KVTIER_RETURN_IF_ERROR(Assign(gpu::DeviceBuffer::Allocate(rig->total_bytes), &rig->chunks_copy));
+  KVTIER_RETURN_IF_ERROR(rig->chunks->CopyFromHost(rig->host));
+  KVTIER_RETURN_IF_ERROR(rig->chunks_copy->Fill(0));
+  for (uint32_t l = 0; l < o.layers; ++l) {
+    for (auto* side : {&rig->k, &rig->v}) {
+      auto b = gpu::DeviceBuffer::Allocate(rig->shape.LayerBytes());
+      if (!b.ok()) return b.status();
+      KVTIER_RETURN_IF_ERROR(b->Fill(0));
+      (side == &rig->k ? rig->k_ptrs : rig->v_ptrs).push_back(b->data());
+      side->push_back(std::move(*b));
+    }
+  }
+  std::vector<int32_t> ids(rig->shape.num_blocks);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::shuffle(ids.begin(), ids.end(), std::mt19937(7));
+  rig->table_size = static_cast<uint32_t>(ids.size());
+  KVTIER_RETURN_IF_ERROR(Assign(gpu::DeviceBuffer::Allocate(ids.size() * sizeof(int32_t)), &rig->table));
+  KVTIER_RETURN_IF_ERROR(rig->table->CopyFromHost(std::as_bytes(std::span(ids))));
+  KVTIER_RETURN_IF_ERROR(Assign(gpu::Stream::Create(), &rig->stream));
+  return rig;
+}
+
+// Seconds per repetition of `op` (which enqueues on `stream`), by CUDA events, after one warm-up.
+Result<double> TimeOnStream(uint32_t iterations, gpu::StreamHandle stream, const std::function<Status()>& op) {
+  KVTIER_RETURN_IF_ERROR(op());
+  KVTIER_RETURN_IF_ERROR(gpu::SynchronizeStream(stream));
+  auto start = gpu::Event::Create(/*timing=*/true);
+  auto end = gpu::Event::Create(/*timing=*/true);
+  if (!start.ok()) return start.status();
+  if (!end.ok()) return end.status();
+  KVTIER_RETURN_IF_ERROR(start->Record(stream));
+  for (uint32_t i = 0; i < iterations; ++i) KVTIER_RETURN_IF_ERROR(op());
+  KVTIER_RETURN_IF_ERROR(end->Record(stream));
+  KVTIER_RETURN_IF_ERROR(end->Synchronize());
+  auto ms = gpu::Event::ElapsedMs(*start, *end);
+  if (!ms.ok()) return ms.status();
+  return *ms / 1e3 / iterations;
+}
+
+class Rows {
+ public:
+  explicit Rows(std::vector<GpuBenchRow>* rows) : rows_(rows) {}
+  void Add(const std::string& what, uint64_t bytes, double seconds, const std::string& limit = "",
+           double target = 0) {
+    GpuBenchRow r{what, bytes, seconds, seconds > 0 ? static_cast<double>(bytes) / seconds / 1e9 : 0, limit, 0,
+                  target};
+    for (const GpuBenchRow& l : *rows_) {
+      if (l.what == limit && l.gbps > 0) r.ratio = r.gbps / l.gbps;
+    }
+    rows_->push_back(r);
+  }
+
+ private:
+  std::vector<GpuBenchRow>* rows_;
+};
+
+constexpr char kH2d[] = "h2d pinned memcpy";
+constexpr char kD2d[] = "d2d memcpy";
+
+Status BenchLimits(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostream& progress) {
+  progress << "bench-gpu: limits (pinned host-to-device and device-to-device cudaMemcpy)\n";
+  gpu::StreamHandle s = rig.stream->get();
+  auto h2d = TimeOnStream(o.iterations, s, [&] { return gpu::CopyAsync(rig.chunks->data(), rig.pin->host(), rig.total_bytes, s); });
+  if (!h2d.ok()) return h2d.status();
+  rows.Add(kH2d, rig.total_bytes, *h2d);
+  auto d2d = TimeOnStream(o.iterations, s, [&] {
+    return gpu::CopyAsync(rig.chunks_copy->data(), rig.chunks->data(), rig.total_bytes, s);
+  });
+  if (!d2d.ok()) return d2d.status();
+  rows.Add(kD2d, rig.total_bytes, *d2d);
+  return Status::Ok();
+}
+
+Status BenchPackUnpack(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostream& progress) {
+  progress << "bench-gpu: pack / unpack kernels (" << o.chunks << " chunks of " << o.chunk_tokens << " tokens, "
+           << o.layers << " layers fused per launch)\n";
+  gpu::StreamHandle s = rig.stream->get();
+  auto for_chunks = [&](const std::function<Status(uint32_t, std::span<std::byte>)>& f) {
+    return [&, f] {
+      for (uint32_t c = 0; c < o.chunks; ++c) {
+        KVTIER_RETURN_IF_ERROR(f(c, rig.chunks->span().subspan(c * rig.chunk_bytes, rig.chunk_bytes)));
+      }
+      return Status::Ok();
+    };
+  };
+  auto unpack = TimeOnStream(o.iterations, s, for_chunks([&](uint32_t c, std::span<std::byte> chunk) {
+    return gpu::UnpackPagedKv(rig.Cache(), rig.Chunk(c, o.chunk_tokens), chunk, {}, s);
+  }));
+  if (!unpack.ok()) return unpack.status();
+  rows.Add("unpack chunk->paged", rig.total_bytes, *unpack, kD2d, 0.8);
+  auto pack = TimeOnStream(o.iterations, s, for_chunks([&](uint32_t c, std::span<std::byte> chunk) {
+    return gpu::PackPagedKv(rig.Cache(), rig.Chunk(c, o.chunk_tokens), chunk, s);
+  }));
+  if (!pack.ok()) return pack.status();
+  rows.Add("pack paged->chunk", rig.total_bytes, *pack, kD2d, 0.8);
+  gpu::UnpackOptions rotate;
+  rotate.rerotate_delta = 1000;
+  rotate.rope = gpu::RopeParams{RopeStyle::kNeox, o.head_dim, 500000.0};
+  auto rerotate = TimeOnStream(o.iterations, s, for_chunks([&](uint32_t c, std::span<std::byte> chunk) {
+    return gpu::UnpackPagedKv(rig.Cache(), rig.Chunk(c, o.chunk_tokens), chunk, rotate, s);
+  }));
+  if (!rerotate.ok()) return rerotate.status();
+  rows.Add("unpack + RoPE re-rotation", rig.total_bytes, *rerotate, kD2d);
+  return Status::Ok();
+}
+
+// One int8-encoded chunk on the device, dequantized into every chunk slot of the rig (fp16 out).
+Status BenchInt8(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostream& progress) {
+  progress << "bench-gpu: int8 dequantization on the GPU\n";
+  const codec::KvShape shape{o.layers, o.kv_heads, o.head_dim, o.chunk_tokens, DType::kFp16};
+  std::vector<std::byte> raw(shape.RawBytes());
+  std::copy_n(rig.host.begin(), raw.size(), raw.begin());
+  // Random bits can be NaN or huge in fp16; keep every value finite and moderate (sign, small exponent).
+  for (size_t i = 1; i < raw.size(); i += 2) raw[i] &= std::byte{0xbb};
+  codec::EncodeOptions enc;
+  enc.codec = codec::CodecId::kInt8;
+  std::vector<std::byte> encoded;
+  KVTIER_RETURN_IF_ERROR(codec::Encode(codec::KvView{shape, raw, {}}, enc, encoded));
+  auto payload = gpu::ParseInt8Container(encoded);
+  if (!payload.ok()) return payload.status();
+  std::optional<gpu::DeviceBuffer> body;
+  KVTIER_RETURN_IF_ERROR(Assign(gpu::DeviceBuffer::Allocate(payload->body.size()), &body));
+  KVTIER_RETURN_IF_ERROR(body->CopyFromHost(payload->body));
+  const gpu::Int8Payload on_device{payload->shape, body->span()};
+  gpu::StreamHandle s = rig.stream->get();
+  auto t = TimeOnStream(o.iterations, s, [&] {
+    for (uint32_t c = 0; c < o.chunks; ++c) {
+      KVTIER_RETURN_IF_ERROR(gpu::DequantizeInt8(on_device, DType::kFp16,
+                                                 rig.chunks_copy->span().subspan(c * rig.chunk_bytes, rig.chunk_bytes), s));
+    }
+    return Status::Ok();
+  });
+  if (!t.ok()) return t.status();
+  rows.Add("int8 dequant (fp16 out)", rig.total_bytes, *t, kH2d, 2.0);
+  return Status::Ok();
+}
+
+// Half of one layer-sized block array selected at random, read over the bus from pinned host memory.
+Status BenchGather(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostream& progress) {
+  progress << "bench-gpu: direct gather from pinned host memory (zero-copy)\n";
+  const uint64_t block_bytes = uint64_t{o.block_size} * rig.shape.RowBytes();
+  const uint32_t blocks = static_cast<uint32_t>(rig.total_bytes / block_bytes);
+  std::vector<int32_t> ids(blocks);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::shuffle(ids.begin(), ids.end(), std::mt19937(3));
+  ids.resize(blocks / 2);
+  std::optional<gpu::DeviceBuffer> dev_ids;
+  KVTIER_RETURN_IF_ERROR(Assign(gpu::DeviceBuffer::Allocate(ids.size() * sizeof(int32_t)), &dev_ids));
+  KVTIER_RETURN_IF_ERROR(dev_ids->CopyFromHost(std::as_bytes(std::span(ids))));
+  const gpu::BlockGather g{static_cast<const std::byte*>(rig.pin->device_pointer()), blocks, block_bytes,
+                           reinterpret_cast<const int32_t*>(dev_ids->data()), static_cast<uint32_t>(ids.size())};
+  const uint64_t bytes = gpu::GatherOutputBytes(g);
+  gpu::StreamHandle s = rig.stream->get();
+  auto t = TimeOnStream(o.iterations, s, [&] { return gpu::GatherBlocks(g, rig.chunks_copy->span().first(bytes), s); });
+  if (!t.ok()) return t.status();
+  rows.Add("direct gather (UVA)", bytes, *t, kH2d);
+  return Status::Ok();
+}
+
+// The whole path: chunks put into an in-process server's host tier, then fetched into the paged cache.
+Status BenchChunkLoad(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostream& progress) {
+  BenchOptions server_options;
+  server_options.working_set_bytes = rig.total_bytes;
+  server_options.chunk_bytes = {rig.chunk_bytes};
+  auto server = StartBenchServer(server_options, progress);
+  if (!server.ok()) return server.status();
+  ClientOptions co;
+  co.endpoint = (*server)->address();
+  co.name_space = (*server)->shm() ? kShmNamespace : kNamespace;
+  co.fingerprint.model_id = "kvtier-bench-gpu";
+  co.fingerprint.num_layers = o.layers;
+  co.fingerprint.num_kv_heads = o.kv_heads;
+  co.fingerprint.head_dim = o.head_dim;
+  co.fingerprint.dtype = DType::kFp16;
+  co.fingerprint.chunk_tokens = o.chunk_tokens;
+  co.max_message_bytes = std::max<uint64_t>(co.max_message_bytes, 2 * rig.chunk_bytes);
+  auto client = Client::Connect(co);
+  if (!client.ok()) return client.status();
+  std::vector<ChunkKey> keys;
+  for (uint32_t c = 0; c < o.chunks; ++c) {
+    keys.push_back(ChunkKey{0x6770, c});
+    std::vector<uint32_t> ids(o.chunk_tokens, c);
+    auto put = (*client)->Put(keys.back(), ids, std::span(rig.host).subspan(c * rig.chunk_bytes, rig.chunk_bytes));
+    if (!put.ok()) return put.status();
+  }
+  PagedTransferOptions to;
+  to.staging_bytes = rig.total_bytes;
+  auto transfer = PagedKvTransfer::Create(client->get(), rig.shape, to);
+  if (!transfer.ok()) return transfer.status();
+  const PagedTarget target{rig.Cache(), reinterpret_cast<const int32_t*>(rig.table->data()), rig.table_size, 0};
+  progress << "bench-gpu: chunk load host tier -> paged cache over "
+           << ((*client)->options().local_path != LocalPathMode::kOff && (*server)->shm() ? "shared memory" : "gRPC")
+           << "\n";
+  double seconds = 0;
+  for (uint32_t i = 0; i <= o.iterations; ++i) {
+    const auto t0 = Clock::now();
+    auto load = (*transfer)->GetToDevice(keys, target, rig.stream->get());
+    if (!load.ok()) return load.status();
+    KVTIER_RETURN_IF_ERROR(load->Synchronize());
+    if (load->placed_chunks != o.chunks) return Internal("bench-gpu: a chunk load missed chunks it had put");
+    if (i > 0) seconds += std::chrono::duration<double>(Clock::now() - t0).count();  // i = 0 warms up
+  }
+  rows.Add("kvtier chunk load (host tier -> paged)", rig.total_bytes, seconds / o.iterations, kH2d, 0.9);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status GpuBenchOptions::Validate() const {
+  if (layers == 0 || kv_heads == 0 || head_dim == 0 || chunk_tokens == 0 || chunks == 0 || block_size == 0 ||
+      iterations == 0) {
+    return InvalidArgument("bench-gpu: every size and count must be >= 1");
+  }
+  if (head_dim % 2 != 0 || head_dim > 256) return InvalidArgument("bench-gpu: head_dim must be even and <= 256");
+  return Status::Ok();
+}
+
+Result<GpuBenchReport> RunGpuBench(const GpuBenchOptions& options, std::ostream& progress) {
+  KVTIER_RETURN_IF_ERROR(options.Validate());
+  if (!gpu::GpuAvailable()) return Unavailable("bench-gpu needs a GPU: " + gpu::CachedProbe().reason);
+  const gpu::DeviceInfo& d = gpu::CachedProbe().devices.front();
+  GpuBenchReport report;
+  report.device = d.name + " (" + Size(d.total_memory_bytes) + ", sm_" + std::to_string(d.compute_major) +
+                  std::to_string(d.compute_minor) + ")";
+  auto rig = MakeRig(options);
+  if (!rig.ok()) return rig.status();
+  Rows rows(&report.rows);
+  KVTIER_RETURN_IF_ERROR(BenchLimits(options, **rig, rows, progress));
+  KVTIER_RETURN_IF_ERROR(BenchPackUnpack(options, **rig, rows, progress));
+  KVTIER_RETURN_IF_ERROR(BenchInt8(options, **rig, rows, progress));
+  KVTIER_RETURN_IF_ERROR(BenchGather(options, **rig, rows, progress));
+  KVTIER_RETURN_IF_ERROR(BenchChunkLoad(options, **rig, rows, progress));
+  return report;
+}
+
+}  // namespace kvtier::bench
