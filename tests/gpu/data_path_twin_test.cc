@@ -164,7 +164,9 @@ TEST(Int8DequantTwin, Checks) {
               "int8 stream 1: scale of token 1 is negative or not finite");
   // The device entry point checks the same arguments (not the scales: it cannot read them), then says no GPU.
   ExpectError(DequantizeInt8(good, DType::kFp32, out), StatusCode::kInvalidArgument, "int8 output of 96 bytes");
-  if (!GpuAvailable()) EXPECT_EQ(DequantizeInt8(good, DType::kFp16, out).code(), StatusCode::kUnavailable);
+  if (!GpuAvailable()) {
+    EXPECT_EQ(DequantizeInt8(good, DType::kFp16, out).code(), StatusCode::kUnavailable);
+  }
 }
 
 // ---- direct gather ----
@@ -197,7 +199,9 @@ TEST(GatherTwin, Checks) {
   ids[1] = -1;
   ExpectError(GatherBlocksCpu(g, out), StatusCode::kInvalidArgument, "block_ids[1] = -1 is outside");
   // The device entry point cannot read the ids: the rest of the checks, then no GPU.
-  if (!GpuAvailable()) EXPECT_EQ(GatherBlocks(g, out).code(), StatusCode::kUnavailable);
+  if (!GpuAvailable()) {
+    EXPECT_EQ(GatherBlocks(g, out).code(), StatusCode::kUnavailable);
+  }
   BlockGather bad = g;
   bad.num_blocks = 0;
   ExpectError(GatherBlocksCpu(bad, out), StatusCode::kInvalidArgument, "num_blocks is 0");
@@ -317,7 +321,9 @@ TEST(LowRankKeysTwin, FactorizationErrorVersusRank) {
       EXPECT_NEAR(reported, actual, 1e-5) << d.name << " rank " << rank;
       EXPECT_LE(reported, previous + 1e-12) << d.name << " rank " << rank;
       previous = reported;
-      if (rank == 64) EXPECT_LT(actual, 1e-6);
+      if (rank == 64) {
+        EXPECT_LT(actual, 1e-6);
+      }
       if (d.true_rank < 64 && rank >= d.true_rank) {
         // The noise floor: what is left is at most the noise's share of the data.
         EXPECT_LT(reported, 2.0 * d.noise) << d.name << " rank " << rank;
@@ -528,7 +534,9 @@ TEST(LowRankKeysTwin, ReconstructionChecks) {
               StatusCode::kInvalidArgument, "rotary_dim 512 exceeds the device kernels' limit of 256");
   EXPECT_TRUE(ReconstructKeysCpu(wide, sel, RopeParams{RopeStyle::kNeox, 512, 10000.0}, DType::kFp16, wide_out).ok());
   ids[0] = 99;
-  if (!GpuAvailable()) EXPECT_EQ(ReconstructKeys(keys, sel, rope, DType::kFp16, out).code(), StatusCode::kUnavailable);
+  if (!GpuAvailable()) {
+    EXPECT_EQ(ReconstructKeys(keys, sel, rope, DType::kFp16, out).code(), StatusCode::kUnavailable);
+  }
 }
 
 }  // namespace

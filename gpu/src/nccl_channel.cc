@@ -1,0 +1,183 @@
+// NcclChannel over a run-time-loaded libnccl (see nccl_channel.h). Built with nccl.h when the CUDA toolkit has
+// it (KVTIER_HAVE_NCCL_HEADER); otherwise every entry point answers UNAVAILABLE.
+#include "kvtier/gpu/nccl_channel.h"
+
+#include <cstring>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "kvtier/gpu/device.h"
+
+#if defined(KVTIER_HAVE_CUDA) && defined(KVTIER_HAVE_NCCL_HEADER)
+#include <dlfcn.h>
+#include <nccl.h>
+#endif
+
+namespace kvtier::gpu {
+
+#if defined(KVTIER_HAVE_CUDA) && defined(KVTIER_HAVE_NCCL_HEADER)
+namespace {
+
+static_assert(sizeof(ncclUniqueId) == sizeof(NcclUniqueId::bytes), "NcclUniqueId carries ncclUniqueId's bytes");
+
+// The NCCL entry points kvtier uses, resolved once from libnccl.so.2.
+struct NcclApi {
+  decltype(&::ncclGetVersion) get_version = nullptr;
+  decltype(&::ncclGetUniqueId) get_unique_id = nullptr;
+  decltype(&::ncclCommInitRankConfig) init_rank_config = nullptr;
+  decltype(&::ncclCommGetAsyncError) get_async_error = nullptr;
+  decltype(&::ncclCommDestroy) destroy = nullptr;
+  decltype(&::ncclCommAbort) abort = nullptr;
+  decltype(&::ncclSend) send = nullptr;
+  decltype(&::ncclRecv) recv = nullptr;
+  decltype(&::ncclGetErrorString) error_string = nullptr;
+  std::string missing;  // why it could not be loaded; empty when loaded
+};
+
+template <typename F>
+bool Resolve(void* lib, const char* name, F* out) {
+  *out = reinterpret_cast<F>(dlsym(lib, name));
+  return *out != nullptr;
+}
+
+const NcclApi& Api() {
+  static const NcclApi api = [] {
+    NcclApi a;
+    void* lib = dlopen("libnccl.so.2", RTLD_NOW | RTLD_LOCAL);
+    if (lib == nullptr) {
+      const char* err = dlerror();
+      a.missing = std::string("libnccl.so.2 not loadable: ") + (err != nullptr ? err : "unknown error");
+      return a;
+    }
+    // The library stays loaded for the life of the process: communicators may outlive any one caller.
+    const bool ok = Resolve(lib, "ncclGetVersion", &a.get_version) && Resolve(lib, "ncclGetUniqueId", &a.get_unique_id) &&
+                    Resolve(lib, "ncclCommInitRankConfig", &a.init_rank_config) &&
+                    Resolve(lib, "ncclCommGetAsyncError", &a.get_async_error) &&
+                    Resolve(lib, "ncclCommDestroy", &a.destroy) && Resolve(lib, "ncclCommAbort", &a.abort) &&
+                    Resolve(lib, "ncclSend", &a.send) && Resolve(lib, "ncclRecv", &a.recv) &&
+                    Resolve(lib, "ncclGetErrorString", &a.error_string);
+    if (!ok) a.missing = "libnccl.so.2 lacks an entry point kvtier needs (NCCL >= 2.14 required)";
+    return a;
+  }();
+  return api;
+}
+
+Status Ready() {
+  if (!GpuAvailable()) return Unavailable("no usable GPU: " + CachedProbe().reason);
+  if (!Api().missing.empty()) return Unavailable(Api().missing);
+  return Status::Ok();
+}
+
+Status FromNccl(ncclResult_t r, const char* what) {
+  if (r == ncclSuccess) return Status::Ok();
+  return Internal(std::string(what) + ": " + Api().error_string(r));
+}
+
+}  // namespace
+
+Result<std::string> NcclVersion() {
+  KVTIER_RETURN_IF_ERROR(Ready());
+  int v = 0;
+  KVTIER_RETURN_IF_ERROR(FromNccl(Api().get_version(&v), "ncclGetVersion"));
+  // NCCL >= 2.9 encodes major * 10000 + minor * 100 + patch.
+  return std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." + std::to_string(v % 100);
+}
+
+Result<NcclUniqueId> NcclCreateUniqueId() {
+  KVTIER_RETURN_IF_ERROR(Ready());
+  ncclUniqueId id;
+  KVTIER_RETURN_IF_ERROR(FromNccl(Api().get_unique_id(&id), "ncclGetUniqueId"));
+  NcclUniqueId out;
+  std::memcpy(out.bytes.data(), &id, sizeof(id));
+  return out;
+}
+
+Result<NcclChannel> NcclChannel::Connect(const NcclUniqueId& id, int rank, std::chrono::milliseconds timeout) {
+  if (rank != 0 && rank != 1) return InvalidArgument("NcclChannel: rank must be 0 or 1, not " + std::to_string(rank));
+  KVTIER_RETURN_IF_ERROR(Ready());
+  ncclUniqueId nid;
+  std::memcpy(&nid, id.bytes.data(), sizeof(nid));
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;  // return at once; the join is polled below so a missing peer cannot hang the caller
+  ncclComm_t comm = nullptr;
+  ncclResult_t r = Api().init_rank_config(&comm, 2, nid, rank, &config);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (r == ncclInProgress || r == ncclSuccess) {
+    ncclResult_t state = ncclSuccess;
+    if (comm == nullptr) break;
+    r = Api().get_async_error(comm, &state);
+    if (r != ncclSuccess) break;
+    if (state == ncclSuccess) return NcclChannel(comm, rank);
+    if (state != ncclInProgress) {
+      r = state;
+      break;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      Api().abort(comm);
+      return Unavailable("NcclChannel: the peer did not join within " + std::to_string(timeout.count()) + " ms");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (comm != nullptr) Api().abort(comm);
+  return FromNccl(r == ncclSuccess ? ncclInternalError : r, "ncclCommInitRankConfig");
+}
+
+NcclChannel::~NcclChannel() {
+  if (comm_ != nullptr) Api().destroy(static_cast<ncclComm_t>(comm_));
+}
+
+NcclChannel& NcclChannel::operator=(NcclChannel&& other) noexcept {
+  if (this != &other) {
+    if (comm_ != nullptr) Api().destroy(static_cast<ncclComm_t>(comm_));
+    comm_ = std::exchange(other.comm_, nullptr);
+    rank_ = other.rank_;
+  }
+  return *this;
+}
+
+Status NcclChannel::Send(const void* device_data, size_t bytes, StreamHandle stream) {
+  if (device_data == nullptr && bytes > 0) return InvalidArgument("NcclChannel::Send: null buffer");
+  return FromNccl(Api().send(device_data, bytes, ncclUint8, 1 - rank_, static_cast<ncclComm_t>(comm_), stream),
+                  "ncclSend");
+}
+
+Status NcclChannel::Recv(void* device_data, size_t bytes, StreamHandle stream) {
+  if (device_data == nullptr && bytes > 0) return InvalidArgument("NcclChannel::Recv: null buffer");
+  return FromNccl(Api().recv(device_data, bytes, ncclUint8, 1 - rank_, static_cast<ncclComm_t>(comm_), stream),
+                  "ncclRecv");
+}
+
+#else  // no CUDA or no nccl.h: a channel can never be created
+
+namespace {
+Status NoNccl() {
+#if defined(KVTIER_HAVE_CUDA)
+  return Unavailable("built without nccl.h (the CUDA toolkit used has no NCCL)");
+#else
+  return Unavailable("built without CUDA");
+#endif
+}
+}  // namespace
+
+Result<std::string> NcclVersion() { return NoNccl(); }
+Result<NcclUniqueId> NcclCreateUniqueId() { return NoNccl(); }
+Result<NcclChannel> NcclChannel::Connect(const NcclUniqueId&, int rank, std::chrono::milliseconds) {
+  if (rank != 0 && rank != 1) return InvalidArgument("NcclChannel: rank must be 0 or 1, not " + std::to_string(rank));
+  return NoNccl();
+}
+NcclChannel::~NcclChannel() = default;
+NcclChannel& NcclChannel::operator=(NcclChannel&& other) noexcept {
+  comm_ = std::exchange(other.comm_, nullptr);
+  rank_ = other.rank_;
+  return *this;
+}
+Status NcclChannel::Send(const void*, size_t, StreamHandle) { return NoNccl(); }
+Status NcclChannel::Recv(void*, size_t, StreamHandle) { return NoNccl(); }
+
+#endif
+
+NcclChannel::NcclChannel(NcclChannel&& other) noexcept
+    : comm_(std::exchange(other.comm_, nullptr)), rank_(other.rank_) {}
+
+}  // namespace kvtier::gpu
