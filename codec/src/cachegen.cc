@@ -16,6 +16,7 @@
 #include <immintrin.h>
 #endif
 
+#include "cachegen_layout.h"
 #include "cachegen_tables.h"
 #include "codec_impl.h"
 #include "float_convert.h"
@@ -24,27 +25,6 @@
 
 namespace kvtier::codec::internal {
 namespace {
-
-// The part of the chunk's shape every cachegen function needs.
-struct Geometry {
-  uint32_t layers = 0;
-  uint32_t width = 0;   // kv_heads * head_dim: channels of one row
-  uint32_t tokens = 0;
-  uint32_t tokens_per_stream = 0;
-  uint32_t sub_chunks = 0;
-  size_t dtype_bytes = 0;
-
-  Geometry(const KvShape& shape, uint32_t tps)
-      : layers(shape.num_layers),
-        width(shape.num_kv_heads * shape.head_dim),
-        tokens(shape.num_tokens),
-        tokens_per_stream(tps),
-        sub_chunks((shape.num_tokens + tps - 1) / tps),
-        dtype_bytes(DTypeBytes(shape.dtype)) {}
-  uint32_t slices() const { return 2 * layers; }
-  // Byte offset of row t of slice lk (= layer * 2 + kv) in the canonical layout.
-  size_t RowOffset(uint32_t lk, uint32_t t) const { return (size_t{lk} * tokens + t) * width * dtype_bytes; }
-};
 
 std::string HexId(uint64_t id) {
   char buf[20];
@@ -362,21 +342,11 @@ Status DecodeDataStream(std::span<const std::byte> bytes, uint32_t index, const 
                         std::span<std::byte> out) {
   const uint32_t w = g.width;
   const uint32_t rows = t1 - t0;
-  auto corrupt = [index](const char* what) {
-    return InvalidArgument("cachegen stream " + std::to_string(index) + ": " + what);
-  };
-  if (bytes.size() < size_t{rows} * 2 + kRansHeaderBytes) return corrupt("shorter than its scales and coder states");
   thread_local DecodeScratch scratch;
   std::vector<float>& scales = scratch.scales;
   scales.resize(rows);
-  for (uint32_t r = 0; r < rows; ++r) {
-    uint16_t bits;
-    std::memcpy(&bits, bytes.data() + size_t{r} * 2, 2);
-    scales[r] = ScaleFromBits(bits);
-    if (!(scales[r] >= 0.0f && scales[r] <= FLT_MAX)) return corrupt("row scale is negative, NaN or infinite");
-  }
   RansDecoder dec;
-  if (!dec.Init(bytes.subspan(size_t{rows} * 2))) return corrupt("malformed coder states");
+  KVTIER_RETURN_IF_ERROR(OpenDataStream(bytes, index, rows, scales.data(), dec));
   const uint32_t bins = tabs.bins;
   const uint32_t alphabet = 2 * bins + 1;
   const float b = static_cast<float>(bins);
@@ -392,14 +362,14 @@ Status DecodeDataStream(std::span<const std::byte> bytes, uint32_t index, const 
     const bool delta = IsDeltaRow(anchor_delta, t - t0);
     const size_t k = size_t{delta ? kKindDelta : kKindPlain} * w;
     codecs.decode(dec, tabs.tables.data() + k, tabs.info.data() + k, w, alphabet, sym);
-    if (dec.error) return corrupt("entropy-coded data is truncated or corrupt");
+    if (dec.error) return CorruptStream(index, kCorruptEntropy);
     const float step = scales[t - t0] / b;
     // A reconstruction may pass the largest finite value by up to half a step: keep it finite.
     const RowOutput o{tabs.lo.data() + k, w, center, max_out, dtype, scratch.row.data()};
     codecs.write(o, sym, step, delta ? anchor : nullptr, !delta && anchor_delta ? anchor : nullptr,
                  out.data() + g.RowOffset(lk, t));
   }
-  if (!dec.Finish()) return corrupt("entropy-coded data does not end where the stream ends");
+  if (!dec.Finish()) return CorruptStream(index, kUnfinishedEntropy);
   return Status::Ok();
 }
 
@@ -432,7 +402,58 @@ Status EncodeCacheGen(const KvView& kv, const EncodeOptions& options, EncodedStr
   return FirstError(statuses);
 }
 
-Status DecodeCacheGen(const ParsedContainer& in, std::span<std::byte> out, const DecodeOptions& options) {
+uint32_t CacheGenLayout::StreamEndToken(size_t i) const {
+  return std::min(geometry.tokens, StreamFirstToken(i) + geometry.tokens_per_stream);
+}
+
+Status CorruptStream(uint32_t index, const char* what) {
+  return InvalidArgument("cachegen stream " + std::to_string(index) + ": " + what);
+}
+
+Status OpenDataStream(std::span<const std::byte> bytes, uint32_t index, uint32_t rows, float* scales,
+                      RansDecoder& dec) {
+  if (bytes.size() < size_t{rows} * 2 + kRansHeaderBytes) {
+    return CorruptStream(index, kStreamTooShort);
+  }
+  for (uint32_t r = 0; r < rows; ++r) {
+    uint16_t bits;
+    std::memcpy(&bits, bytes.data() + size_t{r} * 2, 2);
+    scales[r] = ScaleFromBits(bits);
+    if (!(scales[r] >= 0.0f && scales[r] <= FLT_MAX)) return CorruptStream(index, kBadRowScale);
+  }
+  if (!dec.Init(bytes.subspan(size_t{rows} * 2))) return CorruptStream(index, kBadCoderStates);
+  return Status::Ok();
+}
+
+namespace {
+
+// Parses the table stream of every slice (one task per slice) into layout.inline_slices.
+Status ParseInlineTables(const ParsedContainer& in, const DecodeOptions& options, CacheGenLayout& layout) {
+  const Geometry& g = layout.geometry;
+  layout.inline_slices.resize(g.slices());
+  std::vector<Status> statuses(g.slices());
+  RunParallel(options.executor, g.slices(), [&](size_t lk) {
+    Result<std::span<const std::byte>> bytes = StreamBytes(in, static_cast<uint32_t>(lk));
+    if (!bytes.ok()) {
+      statuses[lk] = bytes.status();
+      return;
+    }
+    size_t pos = 1;
+    const uint32_t kinds = layout.anchor_delta ? 2 : 1;
+    if (bytes->empty() ||
+        !ParseSliceTables(*bytes, pos, static_cast<uint8_t>((*bytes)[0]), kinds, g.width, WeightCodes::kNibble,
+                          layout.inline_slices[lk]) ||
+        pos != bytes->size()) {
+      statuses[lk] = InvalidArgument("cachegen table stream " + std::to_string(lk) + " is malformed");
+    }
+  });
+  return FirstError(statuses);
+}
+
+}  // namespace
+
+Result<CacheGenLayout> PrepareCacheGenDecode(const ParsedContainer& in, uint64_t out_bytes,
+                                             const DecodeOptions& options) {
   const ContainerInfo& info = in.info;
   const KvShape& shape = info.shape;
   const uint32_t tps = in.params.codec_param;
@@ -441,63 +462,48 @@ Status DecodeCacheGen(const ParsedContainer& in, std::span<std::byte> out, const
   if (level < kCacheGenMinLevel || level > kCacheGenMaxLevel) {
     return InvalidArgument("cachegen level " + std::to_string(level) + " is outside 1..3");
   }
-  const bool anchor_delta = (in.params.flags & kFlagAnchorDelta) != 0;
-  const bool inline_tables = (in.params.flags & kFlagInlineTables) != 0;
-  if (inline_tables == (in.params.profile_id != 0)) {
+  CacheGenLayout layout(Geometry(shape, tps));
+  layout.level = level;
+  layout.anchor_delta = (in.params.flags & kFlagAnchorDelta) != 0;
+  layout.inline_tables = (in.params.flags & kFlagInlineTables) != 0;
+  if (layout.inline_tables == (in.params.profile_id != 0)) {
     return InvalidArgument("cachegen chunk must carry either inline tables or a profile id");
   }
-  if (out.size() != shape.RawBytes()) return InvalidArgument("cachegen: output buffer size does not match the shape");
-  const Geometry g(shape, tps);
-  const uint64_t expected = (inline_tables ? g.slices() : 0) + uint64_t{g.slices()} * g.sub_chunks;
+  if (out_bytes != shape.RawBytes()) return InvalidArgument("cachegen: output buffer size does not match the shape");
+  const Geometry& g = layout.geometry;
+  const uint64_t expected = (layout.inline_tables ? g.slices() : 0) + uint64_t{g.slices()} * g.sub_chunks;
   if (info.num_streams != expected) {
     return InvalidArgument("cachegen chunk has " + std::to_string(info.num_streams) + " streams, its shape needs " +
                            std::to_string(expected));
   }
-
-  std::vector<SliceTables> inline_slices;
-  const std::vector<SliceTables>* slices = nullptr;
-  if (inline_tables) {
-    inline_slices.resize(g.slices());
-    std::vector<Status> statuses(g.slices());
-    RunParallel(options.executor, g.slices(), [&](size_t lk) {
-      Result<std::span<const std::byte>> bytes = StreamBytes(in, static_cast<uint32_t>(lk));
-      if (!bytes.ok()) {
-        statuses[lk] = bytes.status();
-        return;
-      }
-      size_t pos = 1;
-      const uint32_t kinds = anchor_delta ? 2 : 1;
-      if (bytes->empty() ||
-          !ParseSliceTables(*bytes, pos, static_cast<uint8_t>((*bytes)[0]), kinds, g.width, WeightCodes::kNibble,
-                            inline_slices[lk]) ||
-          pos != bytes->size()) {
-        statuses[lk] = InvalidArgument("cachegen table stream " + std::to_string(lk) + " is malformed");
-      }
-    });
-    KVTIER_RETURN_IF_ERROR(FirstError(statuses));
-    slices = &inline_slices;
+  if (layout.inline_tables) {
+    KVTIER_RETURN_IF_ERROR(ParseInlineTables(in, options, layout));
+    layout.first_data = g.slices();
   } else {
     const ModelProfile* profile = options.profiles ? options.profiles(in.params.profile_id) : nullptr;
     if (profile == nullptr) return NotFound("unknown cachegen profile " + HexId(in.params.profile_id));
     if (!ProfileMatches(*profile, shape)) return ProfileMismatch(*profile, shape);
-    slices = &profile->tables().levels[level - 1];
+    layout.profile_slices = &profile->tables().levels[level - 1];
   }
+  return layout;
+}
 
-  const size_t first_data = inline_tables ? g.slices() : 0;
-  const size_t n = size_t{g.slices()} * g.sub_chunks;
+Status DecodeCacheGen(const ParsedContainer& in, std::span<std::byte> out, const DecodeOptions& options) {
+  Result<CacheGenLayout> prepared = PrepareCacheGenDecode(in, out.size(), options);
+  if (!prepared.ok()) return prepared.status();
+  const CacheGenLayout& layout = *prepared;
+  const size_t n = layout.num_data_streams();
   std::vector<Status> statuses(n);
   RunParallel(options.executor, n, [&](size_t i) {
-    const uint32_t index = static_cast<uint32_t>(first_data + i);
+    const uint32_t index = static_cast<uint32_t>(layout.first_data + i);
     Result<std::span<const std::byte>> bytes = StreamBytes(in, index);
     if (!bytes.ok()) {
       statuses[i] = bytes.status();
       return;
     }
-    const uint32_t lk = static_cast<uint32_t>(i / g.sub_chunks);
-    const uint32_t sc = static_cast<uint32_t>(i % g.sub_chunks);
-    const uint32_t t0 = sc * tps;
-    const uint32_t t1 = std::min(g.tokens, t0 + tps);
-    statuses[i] = DecodeDataStream(*bytes, index, (*slices)[lk], g, anchor_delta, shape.dtype, lk, t0, t1, out);
+    const uint32_t lk = layout.StreamSlice(i);
+    statuses[i] = DecodeDataStream(*bytes, index, layout.slice(lk), layout.geometry, layout.anchor_delta,
+                                   in.info.shape.dtype, lk, layout.StreamFirstToken(i), layout.StreamEndToken(i), out);
   });
   return FirstError(statuses);
 }

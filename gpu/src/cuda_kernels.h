@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "cachegen_stream.h"
+
 struct CUstream_st;
 
 namespace kvtier::gpu::detail {
@@ -109,5 +111,18 @@ static_assert(sizeof(LowRankParams) < 4000, "kernel parameters must stay under 4
 std::string LaunchInt8Dequant(const Int8Params& params, CUstream_st* stream);
 std::string LaunchGather(const GatherParams& params, uint32_t vector_bytes, CUstream_st* stream);
 std::string LaunchLowRank(const LowRankParams& params, CUstream_st* stream);
+
+// Cachegen decoding of up to kCachegenLaunchChunks chunks: one thread per data stream, streams numbered
+// across the chunks (chunk k's are [first_stream[k], first_stream[k + 1])).
+constexpr uint32_t kCachegenLaunchChunks = 32;
+
+struct CachegenLaunchParams {
+  CachegenChunkView chunks[kCachegenLaunchChunks];  // device pointers, anchors and errors set
+  uint32_t first_stream[kCachegenLaunchChunks + 1];
+  uint32_t num_chunks;
+};
+static_assert(sizeof(CachegenLaunchParams) < 4000, "kernel parameters must stay under 4 KiB");
+
+std::string LaunchCachegenDecode(const CachegenLaunchParams& params, CUstream_st* stream);
 
 }  // namespace kvtier::gpu::detail

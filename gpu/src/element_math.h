@@ -97,6 +97,32 @@ KVTIER_HD uint16_t FloatToBf16(float f) {
   return static_cast<uint16_t>((bits + rounding) >> 16);
 }
 
+// One correctly rounded fp32 operation each, never fused with a neighbour (the device spells it with
+// intrinsics; host files that use these are compiled with -ffp-contract=off).
+KVTIER_HD float MulRn(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+
+KVTIER_HD float AddRn(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+
+KVTIER_HD float DivRn(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fdiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+
 // Element `i` of a row of `type` elements, as float.
 KVTIER_HD float LoadElement(const unsigned char* row, uint32_t i, uint8_t type) {
   if (type == kElemFp32) {

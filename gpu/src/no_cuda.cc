@@ -2,6 +2,7 @@
 // no GPU is available. Stream, Event and DeviceBuffer can never be created.
 #include <utility>
 
+#include "cachegen_host.h"
 #include "checks.h"
 #include "kvtier/gpu/device.h"
 #include "kvtier/gpu/device_buffer.h"
@@ -44,6 +45,11 @@ Status RerotateChunkKeys(const ChunkShape& shape, const RopeParams& rope, int64_
 
 Status DequantizeInt8(const Int8Payload& payload, DType out_dtype, std::span<std::byte> out, StreamHandle) {
   KVTIER_RETURN_IF_ERROR(detail::CheckInt8Call(payload, out_dtype, out.data(), out.size()));
+  return NoCuda();
+}
+
+Status DecodeCachegen(std::span<const CachegenDeviceChunk> chunks, StreamHandle) {
+  for (size_t k = 0; k < chunks.size(); ++k) KVTIER_RETURN_IF_ERROR(detail::CheckCachegenDeviceChunk(chunks[k], k));
   return NoCuda();
 }
 

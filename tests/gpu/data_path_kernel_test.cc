@@ -10,6 +10,7 @@
 #include <random>
 
 #include "data_path_cases.h"
+#include "device_test_util.h"
 #include "kvtier/gpu/device.h"
 #include "kvtier/gpu/device_buffer.h"
 #include "kvtier/gpu/stream.h"
@@ -21,19 +22,8 @@ using testing::DataBytes;
 
 constexpr DType kDTypes[] = {DType::kFp16, DType::kBf16, DType::kFp32};
 
-#define REQUIRE_GPU() \
-  if (!GpuAvailable()) GTEST_SKIP() << "no GPU: " << CachedProbe().reason
-
-DeviceBuffer Allocate(size_t bytes) {
-  Result<DeviceBuffer> b = DeviceBuffer::Allocate(bytes);
-  EXPECT_TRUE(b.ok()) << b.status().ToString();
-  return std::move(b).value();
-}
-
-template <typename T>
-std::span<const std::byte> AsBytes(const std::vector<T>& v) {
-  return {reinterpret_cast<const std::byte*>(v.data()), v.size() * sizeof(T)};
-}
+using testing::AsByteSpan;
+using testing::MustAllocate;
 
 TEST(Int8DequantKernel, EqualsTheTwinForEveryOutputDType) {
   REQUIRE_GPU();
@@ -47,13 +37,13 @@ TEST(Int8DequantKernel, EqualsTheTwinForEveryOutputDType) {
       Result<Int8Payload> host = ParseInt8Container(encoded);
       ASSERT_TRUE(host.ok()) << host.status().ToString();
       const size_t offset = i % 4;  // bodies off 4-byte alignment: scales read byte-wise
-      DeviceBuffer body = Allocate(host->body.size() + offset);
+      DeviceBuffer body = MustAllocate(host->body.size() + offset);
       ASSERT_TRUE(body.CopyFromHost(host->body, offset).ok());
       const Int8Payload device{s, std::span<const std::byte>(body.data() + offset, host->body.size())};
       for (DType out_dtype : kDTypes) {
         SCOPED_TRACE(testing::DescribeShape(s) + " -> " + std::string(DTypeName(out_dtype)));
         const size_t bytes = Int8OutputBytes(s, out_dtype);
-        DeviceBuffer out = Allocate(bytes);
+        DeviceBuffer out = MustAllocate(bytes);
         ASSERT_TRUE(out.Fill(0xff).ok());
         const Status st = DequantizeInt8(device, out_dtype, out.span(), stream->get());
         ASSERT_TRUE(st.ok()) << st.ToString();
@@ -89,12 +79,12 @@ TEST(GatherKernel, ReadsSelectedBlocksStraightFromMappedHostMemory) {
     const bool with_bad_id = i % 5 == 4;
     std::vector<int32_t> ids = c.ids;
     if (with_bad_id) ids.push_back(static_cast<int32_t>(c.num_blocks));
-    DeviceBuffer device_ids = Allocate(ids.size() * 4);
-    ASSERT_TRUE(device_ids.CopyFromHost(AsBytes(ids)).ok());
+    DeviceBuffer device_ids = MustAllocate(ids.size() * 4);
+    ASSERT_TRUE(device_ids.CopyFromHost(AsByteSpan(ids)).ok());
     const BlockGather g{static_cast<const std::byte*>(reg->device_pointer()), c.num_blocks, c.block_bytes,
                         reinterpret_cast<const int32_t*>(device_ids.data()), static_cast<uint32_t>(ids.size())};
     const size_t bytes = GatherOutputBytes(g);
-    DeviceBuffer out = Allocate(bytes);
+    DeviceBuffer out = MustAllocate(bytes);
     ASSERT_TRUE(out.Fill(0xff).ok());
     const Status st = GatherBlocks(g, out.span(), stream->get());
     ASSERT_TRUE(st.ok()) << st.ToString();
@@ -138,18 +128,18 @@ TEST(LowRankKernel, EqualsTheTwinWithinTheDocumentedBound) {
       testing::LowRankCase c = testing::RandomLowRankCase(rng, kMaxDeviceRotaryDim);
       const bool with_bad_id = i % 4 == 3;
       SCOPED_TRACE(c.Describe() + " " + std::string(DTypeName(dtype)) + (with_bad_id ? " bad id" : ""));
-      DeviceBuffer a = Allocate(c.a.size() * 4), b = Allocate(c.b.size() * 4);
-      ASSERT_TRUE(a.CopyFromHost(AsBytes(c.a)).ok());
-      ASSERT_TRUE(b.CopyFromHost(AsBytes(c.b)).ok());
+      DeviceBuffer a = MustAllocate(c.a.size() * 4), b = MustAllocate(c.b.size() * 4);
+      ASSERT_TRUE(a.CopyFromHost(AsByteSpan(c.a)).ok());
+      ASSERT_TRUE(b.CopyFromHost(AsByteSpan(c.b)).ok());
       std::vector<int32_t> ids = c.ids;
       if (with_bad_id) ids[0] = 1 << 30;  // the kernel skips that block: its slots stay poisoned
-      DeviceBuffer device_ids = Allocate(ids.size() * 4);
-      ASSERT_TRUE(device_ids.CopyFromHost(AsBytes(ids)).ok());
+      DeviceBuffer device_ids = MustAllocate(ids.size() * 4);
+      ASSERT_TRUE(device_ids.CopyFromHost(AsByteSpan(ids)).ok());
       const LowRankKeysView view{c.shape, reinterpret_cast<const float*>(a.data()),
                                  reinterpret_cast<const float*>(b.data())};
       const KeyBlockSelection sel = c.Selection(reinterpret_cast<const int32_t*>(device_ids.data()));
       const size_t bytes = ReconstructOutputBytes(c.shape, sel, dtype);
-      DeviceBuffer out = Allocate(bytes);
+      DeviceBuffer out = MustAllocate(bytes);
       ASSERT_TRUE(out.Fill(0xff).ok());
       const Status st = ReconstructKeys(view, sel, c.rope, dtype, out.span(), stream->get());
       ASSERT_TRUE(st.ok()) << st.ToString();

@@ -13,6 +13,7 @@
 #include "kvtier/gpu/paged_kv.h"
 #include "kvtier/gpu/rope.h"
 #include "kvtier/gpu/stream.h"
+#include "device_test_util.h"
 #include "paged_kv_cases.h"
 
 namespace kvtier::gpu {
@@ -26,19 +27,8 @@ using testing::RandomCase;
 constexpr std::byte kPoison{0xff};
 constexpr DType kDTypes[] = {DType::kFp16, DType::kBf16, DType::kFp32};
 
-#define REQUIRE_GPU() \
-  if (!GpuAvailable()) GTEST_SKIP() << "no GPU: " << CachedProbe().reason
-
-DeviceBuffer MustAllocate(size_t bytes) {
-  Result<DeviceBuffer> b = DeviceBuffer::Allocate(bytes);
-  EXPECT_TRUE(b.ok()) << b.status().ToString();
-  return std::move(b).value();
-}
-
-template <typename T>
-std::span<const std::byte> AsByteSpan(const std::vector<T>& v) {
-  return {reinterpret_cast<const std::byte*>(v.data()), v.size() * sizeof(T)};
-}
+using testing::AsByteSpan;
+using testing::MustAllocate;
 
 // A paged cache in device memory; `offset` shifts every layer's base (to exercise narrower vector widths).
 struct DeviceCache {
