@@ -21,9 +21,9 @@
 // Errors only decoding can find (a read past a stream's end, an escaped symbol outside the alphabet, words
 // left over or states not back at 2^16 at the end) are codec::Decode's: INVALID_ARGUMENT
 // "cachegen stream N: ..." for the lowest such stream. The twin returns it; the kernel writes one code per
-// stream into its workspace, and CachegenDeviceStatus turns the codes into the same Status. (When several
-// streams are damaged, codec::Decode reports the lowest damaged one of any kind, the parse the lowest one
-// it can see without decoding: these may differ.)
+// stream into its workspace, and CachegenDeviceStatus turns the codes into the same Status. codec::Decode
+// names the lowest failing stream whatever its fault, so when the parse refuses a stream it first decodes the
+// streams before it (on the CPU) and names an earlier one that fails: its answer is always the decoder's.
 //
 // Ownership: the caller owns every buffer; a plan's body is a view into the encoded container, which must
 // outlive it. Stateless functions, thread-safe on distinct outputs; the device entry point only enqueues on
