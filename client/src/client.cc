@@ -222,6 +222,7 @@ Result<std::vector<PutResult>> Client::PutBatch(std::span<const ChunkPut> chunks
       h->set_checksum(checksums[i]);
       h->set_base_position(c.options.base_position);
       h->set_pin(c.options.pin);
+      h->set_prefer_tier(c.options.prefer_tier);
       if (c.options.reuse != nullptr) *h->mutable_reuse() = *c.options.reuse;
       else h->clear_reuse();
       open = writer->Write(msg);

@@ -240,6 +240,7 @@ Result<std::optional<std::vector<PutResult>>> LocalPath::PutBatch(std::span<cons
     h->set_checksum(checksums[i]);
     h->set_base_position(c.options.base_position);
     h->set_pin(c.options.pin);
+    h->set_prefer_tier(c.options.prefer_tier);
     auto reserved = channel->Call(request);
     if (reserved.ok() && !(*reserved)->reserve().already_present()) {
       const v1::LocalReserveReply& r = (*reserved)->reserve();

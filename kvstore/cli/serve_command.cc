@@ -59,6 +59,11 @@ int ServeCommand(int argc, char** argv) {
   flags.AddString("disk-path", "DIR", &config.store.disk.path,
                   "enable the NVMe tier in DIR (data file + index; default: no NVMe tier)");
   flags.AddBytes("disk-capacity", &config.store.disk.capacity_bytes, "NVMe tier data file size (default 16GiB)");
+  flags.AddBytes("gpu-capacity", &config.store.gpu.capacity_bytes,
+                 "GPU tier device arena, e.g. 8GiB (default 0 = no GPU tier; without a GPU it stays off)");
+  flags.AddInt("gpu-device", &config.store.gpu.device, "CUDA device ordinal of the GPU tier (default 0)");
+  flags.AddString("gpu-placement", "POLICY", &config.store.gpu.placement,
+                  "which puts get a GPU copy: on-request (puts asking for TIER_GPU) or all (default on-request)");
   flags.AddString("log-level", "LEVEL", &log_level, "debug, info, warning or error (default info)");
   int grace_ms = -1;
   flags.AddInt("shutdown-grace-ms", &grace_ms, "on SIGTERM, let in-flight calls run this long (default 10000)");
@@ -87,12 +92,12 @@ int ServeCommand(int argc, char** argv) {
   SetLogLevel(config.log_level);
   KVTIER_LOG(kInfo) << "kvtier " << KVTIER_VERSION << " starting; effective config:\n" << config.ToYaml();
 
-  const gpu::GpuProbe probe = gpu::ProbeDevices();
+  const gpu::GpuProbe& probe = gpu::CachedProbe();
   if (probe.devices.empty()) {
-    KVTIER_LOG(kInfo) << "no GPU tier: " << probe.reason;
+    // The store says the same about a configured GPU tier (a warning) when it opens.
+    KVTIER_LOG(kInfo) << "no GPU: " << probe.reason << "; no GPU tier, host arenas not pinned";
   } else {
-    KVTIER_LOG(kInfo) << probe.devices.size() << " GPU(s) found (" << probe.devices[0].name
-                      << "); the GPU tier is not part of this version";
+    KVTIER_LOG(kInfo) << probe.devices.size() << " GPU(s) found (" << probe.devices[0].name << ")";
   }
 
   // Block the stop signals before gRPC starts its threads, so only the watcher below receives them.

@@ -61,10 +61,35 @@ Status ReadU32(const YAML::Node& node, const std::string& key, uint32_t* out) {
 
 Status ParseHostTier(const YAML::Node& node, ServerConfig* c) {
   if (!node.IsMap()) return KeyError("host_tier", "expected a mapping");
-  KVTIER_RETURN_IF_ERROR(CheckKeys(node, "host_tier.", {"capacity", "huge_pages", "prefault"}));
+  KVTIER_RETURN_IF_ERROR(CheckKeys(node, "host_tier.", {"capacity", "huge_pages", "prefault", "cuda_register"}));
   if (node["capacity"]) KVTIER_RETURN_IF_ERROR(ReadBytes(node["capacity"], "host_tier.capacity", &c->store.host_capacity_bytes));
   if (node["huge_pages"]) KVTIER_RETURN_IF_ERROR(ReadBool(node["huge_pages"], "host_tier.huge_pages", &c->store.host_huge_pages));
   if (node["prefault"]) KVTIER_RETURN_IF_ERROR(ReadBool(node["prefault"], "host_tier.prefault", &c->store.host_prefault));
+  if (node["cuda_register"]) {
+    KVTIER_RETURN_IF_ERROR(ReadBool(node["cuda_register"], "host_tier.cuda_register", &c->store.host_cuda_register));
+  }
+  return Status::Ok();
+}
+
+Status ParseGpuTier(const YAML::Node& node, ServerConfig* c) {
+  if (!node.IsMap()) return KeyError("gpu_tier", "expected a mapping");
+  KVTIER_RETURN_IF_ERROR(CheckKeys(node, "gpu_tier.", {"capacity", "device", "placement", "max_consecutive_errors"}));
+  GpuOptions& g = c->store.gpu;
+  if (node["capacity"]) KVTIER_RETURN_IF_ERROR(ReadBytes(node["capacity"], "gpu_tier.capacity", &g.capacity_bytes));
+  if (node["device"]) {
+    uint32_t device = 0;
+    KVTIER_RETURN_IF_ERROR(ReadU32(node["device"], "gpu_tier.device", &device));
+    if (device > 1024) return KeyError("gpu_tier.device", "device ordinal " + std::to_string(device) + " is too large");
+    g.device = static_cast<int>(device);
+  }
+  if (node["placement"]) KVTIER_RETURN_IF_ERROR(ReadString(node["placement"], "gpu_tier.placement", &g.placement));
+  if (node["max_consecutive_errors"]) {
+    KVTIER_RETURN_IF_ERROR(
+        ReadU32(node["max_consecutive_errors"], "gpu_tier.max_consecutive_errors", &g.max_consecutive_errors));
+  }
+  if (Status s = g.Validate(); !s.ok()) {
+    return InvalidArgument("config key '" + s.message().substr(0, s.message().find(' ')) + "': " + s.message());
+  }
   return Status::Ok();
 }
 
@@ -284,6 +309,12 @@ std::string ServerConfig::ToYaml() const {
       << "  capacity: " << FormatByteSize(store.host_capacity_bytes) << "\n"
       << "  huge_pages: " << (store.host_huge_pages ? "true" : "false") << "\n"
       << "  prefault: " << (store.host_prefault ? "true" : "false") << "\n"
+      << "  cuda_register: " << (store.host_cuda_register ? "true" : "false") << "\n"
+      << "gpu_tier:\n"
+      << "  capacity: " << FormatByteSize(store.gpu.capacity_bytes) << "\n"
+      << "  device: " << store.gpu.device << "\n"
+      << "  placement: " << store.gpu.placement << "\n"
+      << "  max_consecutive_errors: " << store.gpu.max_consecutive_errors << "\n"
       << "disk:\n"
       << "  path: \"" << store.disk.path << "\"\n"
       << "  capacity: " << FormatByteSize(store.disk.capacity_bytes) << "\n"
@@ -350,7 +381,7 @@ Status ParseServerConfigYaml(std::string_view yaml, ServerConfig* config) {
   try {
     KVTIER_RETURN_IF_ERROR(
         CheckKeys(root, "", {"listen", "metrics_listen", "log_level", "shutdown_grace_ms", "tls", "auth",
-                             "host_tier", "disk", "limits", "quotas", "reuse", "shared_memory"}));
+                             "host_tier", "gpu_tier", "disk", "limits", "quotas", "reuse", "shared_memory"}));
     if (root["shutdown_grace_ms"]) {
       KVTIER_RETURN_IF_ERROR(ReadU32(root["shutdown_grace_ms"], "shutdown_grace_ms", &config->shutdown_grace_ms));
     }
@@ -368,6 +399,7 @@ Status ParseServerConfigYaml(std::string_view yaml, ServerConfig* config) {
     if (root["tls"]) KVTIER_RETURN_IF_ERROR(ParseTls(root["tls"], config));
     if (root["auth"]) KVTIER_RETURN_IF_ERROR(ParseAuth(root["auth"], config));
     if (root["host_tier"]) KVTIER_RETURN_IF_ERROR(ParseHostTier(root["host_tier"], config));
+    if (root["gpu_tier"]) KVTIER_RETURN_IF_ERROR(ParseGpuTier(root["gpu_tier"], config));
     if (root["disk"]) KVTIER_RETURN_IF_ERROR(ParseDisk(root["disk"], config));
     if (root["limits"]) KVTIER_RETURN_IF_ERROR(ParseLimits(root["limits"], config));
     if (root["quotas"]) KVTIER_RETURN_IF_ERROR(ParseQuotas(root["quotas"], config));

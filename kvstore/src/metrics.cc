@@ -31,6 +31,29 @@ std::string_view OpName(Op op) {
   return "unknown";
 }
 
+namespace {
+
+using prometheus::MetricType;
+// Samples of one family: (label name, label value) -> value; an empty label name means no label.
+using Samples = std::vector<std::pair<std::pair<std::string, std::string>, double>>;
+
+void AddFamily(std::vector<prometheus::MetricFamily>* out, const char* name, const char* help, MetricType type,
+               const Samples& samples) {
+  prometheus::MetricFamily f{name, help, type, {}};
+  for (const auto& [label, value] : samples) {
+    prometheus::ClientMetric m;
+    if (!label.first.empty()) m.label.push_back({label.first, label.second});
+    if (type == MetricType::Counter) m.counter.value = value;
+    else m.gauge.value = value;
+    f.metric.push_back(std::move(m));
+  }
+  out->push_back(std::move(f));
+}
+
+double D(uint64_t v) { return static_cast<double>(v); }
+
+}  // namespace
+
 // Turns a Store::Stats() snapshot into metric families at scrape time.
 class StoreCollector final : public prometheus::Collectable {
  public:
@@ -58,7 +81,6 @@ class StoreCollector final : public prometheus::Collectable {
       else m.gauge.value = value;
       out.push_back(prometheus::MetricFamily{name, help, type, {std::move(m)}});
     };
-    using prometheus::MetricType;
     per_tier("kvtier_tier_bytes", "Bytes allocated to chunks in the tier.", MetricType::Gauge,
              &TierSnapshot::used_bytes);
     per_tier("kvtier_tier_chunks", "Chunks stored in the tier.", MetricType::Gauge, &TierSnapshot::chunks);
@@ -95,49 +117,72 @@ class StoreCollector final : public prometheus::Collectable {
       inflight.metric.push_back(std::move(m));
     }
     out.push_back(std::move(inflight));
+    single("kvtier_host_registered_bytes",
+           "Host arena bytes registered with CUDA as pinned memory (0: pageable, e.g. no GPU).", MetricType::Gauge,
+           static_cast<double>(stats.gpu.host_registered_bytes));
+    CollectMovement(stats, &out);
     if (stats.disk.enabled) CollectDisk(stats.disk, &out);
+    if (stats.gpu.enabled) CollectGpu(stats.gpu, &out);
     return out;
   }
 
  private:
+  // Chunks moved between DRAM and the other tiers, labelled with that other tier.
+  static void CollectMovement(const StoreStats& stats, std::vector<prometheus::MetricFamily>* out) {
+    Samples promotions, demotions;
+    if (stats.disk.enabled) {
+      promotions.push_back({{"tier", "nvme"}, D(stats.disk.promotions)});
+      demotions.push_back({{"tier", "nvme"}, D(stats.disk.demotions)});
+    }
+    if (stats.gpu.enabled) {
+      promotions.push_back({{"tier", "gpu"}, D(stats.gpu.promotions)});
+      demotions.push_back({{"tier", "gpu"}, D(stats.gpu.demotions)});
+    }
+    if (promotions.empty()) return;
+    AddFamily(out, "kvtier_promotions_total",
+              "Chunks copied back into host DRAM for a read, by the tier they were read from.", MetricType::Counter,
+              promotions);
+    AddFamily(out, "kvtier_demotions_total",
+              "Chunks moved down: written from host DRAM to the NVMe tier (tier=nvme), or moved from the GPU "
+              "tier into host DRAM to make room there (tier=gpu).",
+              MetricType::Counter, demotions);
+  }
+
+  static void CollectGpu(const GpuStats& g, std::vector<prometheus::MetricFamily>* out) {
+    AddFamily(out, "kvtier_gpu_copy_bytes_total", "Bytes copied from (read) and to (write) the GPU tier's memory.",
+              MetricType::Counter, {{{"op", "read"}, D(g.read_bytes)}, {{"op", "write"}, D(g.write_bytes)}});
+    AddFamily(out, "kvtier_gpu_copy_errors_total", "Failed copies from (read) and to (write) the GPU tier's memory.",
+              MetricType::Counter, {{{"op", "read"}, D(g.read_errors)}, {{"op", "write"}, D(g.write_errors)}});
+    AddFamily(out, "kvtier_gpu_state",
+              "1 for the GPU tier's current state: ok, or failed (disabled after copy errors).", MetricType::Gauge,
+              {{{"state", "ok"}, g.failed ? 0.0 : 1.0}, {{"state", "failed"}, g.failed ? 1.0 : 0.0}});
+    AddFamily(out, "kvtier_gpu_dropped_total",
+              "Chunks lost from the GPU tier with no other copy: no room in host DRAM when evicted, or the tier "
+              "failed.",
+              MetricType::Counter, {{{"", ""}, D(g.dropped)}});
+  }
+
   static void CollectDisk(const DiskStats& d, std::vector<prometheus::MetricFamily>* out) {
-    using prometheus::MetricType;
-    auto family = [&](const char* name, const char* help, MetricType type,
-                      std::vector<std::pair<std::pair<std::string, std::string>, double>> samples) {
-      prometheus::MetricFamily f{name, help, type, {}};
-      for (auto& [label, value] : samples) {
-        prometheus::ClientMetric m;
-        if (!label.first.empty()) m.label.push_back({label.first, label.second});
-        if (type == MetricType::Counter) m.counter.value = value;
-        else m.gauge.value = value;
-        f.metric.push_back(std::move(m));
-      }
-      out->push_back(std::move(f));
-    };
-    auto d64 = [](uint64_t v) { return static_cast<double>(v); };
-    family("kvtier_disk_io_bytes_total", "Bytes read from and written to the NVMe tier's device.",
-           MetricType::Counter, {{{"op", "read"}, d64(d.read_bytes)}, {{"op", "write"}, d64(d.write_bytes)}});
-    family("kvtier_disk_io_errors_total", "Failed NVMe tier reads and writes (device and index).",
-           MetricType::Counter, {{{"op", "read"}, d64(d.read_errors)}, {{"op", "write"}, d64(d.write_errors)}});
-    family("kvtier_disk_regions", "NVMe tier regions by state.", MetricType::Gauge,
-           {{{"state", "free"}, d64(d.regions_free)},
-            {{"state", "open"}, d64(d.regions_open)},
-            {{"state", "sealed"}, d64(d.regions_sealed)}});
-    family("kvtier_disk_state", "1 for the NVMe tier's current state: ok, full (writes stopped) or failed.",
-           MetricType::Gauge,
-           {{{"state", "ok"}, d.failed || d.full ? 0.0 : 1.0},
-            {{"state", "full"}, d.full && !d.failed ? 1.0 : 0.0},
-            {{"state", "failed"}, d.failed ? 1.0 : 0.0}});
-    family("kvtier_disk_direct_io", "1 when the NVMe tier uses O_DIRECT, 0 for buffered I/O.", MetricType::Gauge,
-           {{{"", ""}, d.direct_io ? 1.0 : 0.0}});
-    family("kvtier_promotions_total", "Chunks read from the NVMe tier back into host DRAM.", MetricType::Counter,
-           {{{"", ""}, d64(d.promotions)}});
-    family("kvtier_demotions_total", "Chunks written from host DRAM to the NVMe tier.", MetricType::Counter,
-           {{{"", ""}, d64(d.demotions)}});
-    family("kvtier_admission_rejected_total", "Chunks the admission policy kept off the NVMe tier.",
-           MetricType::Counter, {{{"", ""}, d64(d.admission_rejected)}});
-    family("kvtier_disk_reinsertions_total", "Chunks rewritten because they were read while their region was reclaimed.",
-           MetricType::Counter, {{{"", ""}, d64(d.reinsertions)}});
+    AddFamily(out, "kvtier_disk_io_bytes_total", "Bytes read from and written to the NVMe tier's device.",
+              MetricType::Counter, {{{"op", "read"}, D(d.read_bytes)}, {{"op", "write"}, D(d.write_bytes)}});
+    AddFamily(out, "kvtier_disk_io_errors_total", "Failed NVMe tier reads and writes (device and index).",
+              MetricType::Counter, {{{"op", "read"}, D(d.read_errors)}, {{"op", "write"}, D(d.write_errors)}});
+    AddFamily(out, "kvtier_disk_regions", "NVMe tier regions by state.", MetricType::Gauge,
+              {{{"state", "free"}, D(d.regions_free)},
+               {{"state", "open"}, D(d.regions_open)},
+               {{"state", "sealed"}, D(d.regions_sealed)}});
+    AddFamily(out, "kvtier_disk_state", "1 for the NVMe tier's current state: ok, full (writes stopped) or failed.",
+              MetricType::Gauge,
+              {{{"state", "ok"}, d.failed || d.full ? 0.0 : 1.0},
+               {{"state", "full"}, d.full && !d.failed ? 1.0 : 0.0},
+               {{"state", "failed"}, d.failed ? 1.0 : 0.0}});
+    AddFamily(out, "kvtier_disk_direct_io", "1 when the NVMe tier uses O_DIRECT, 0 for buffered I/O.",
+              MetricType::Gauge, {{{"", ""}, d.direct_io ? 1.0 : 0.0}});
+    AddFamily(out, "kvtier_admission_rejected_total", "Chunks the admission policy kept off the NVMe tier.",
+              MetricType::Counter, {{{"", ""}, D(d.admission_rejected)}});
+    AddFamily(out, "kvtier_disk_reinsertions_total",
+              "Chunks rewritten because they were read while their region was reclaimed.", MetricType::Counter,
+              {{{"", ""}, D(d.reinsertions)}});
   }
 
   const Store* store_;

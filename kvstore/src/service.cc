@@ -104,6 +104,7 @@ Status KvTierService::DoPut(grpc::ServerContext* ctx, grpc::ServerReader<v1::Put
       spec.checksum = h.checksum();
       spec.base_position = h.base_position();
       spec.pin = h.pin();
+      spec.prefer_tier = static_cast<TierKind>(h.prefer_tier() >= 0 && h.prefer_tier() < 256 ? h.prefer_tier() : 255);
       if (h.has_reuse()) {
         auto meta = VariantMetaFromProto(h.reuse());
         if (!meta.ok()) return meta.status();

@@ -11,6 +11,9 @@
 #include "kvtier/api/reuse.h"
 #include "dirty_list.h"
 #include "entry_pool.h"
+#include "gpu_list.h"
+#include "kvtier/gpu/host_gather.h"
+#include "kvtier/kvstore/gpu_tier.h"
 #include "kvtier/kvstore/host_tier.h"
 #include "nvme/meta_store.h"
 #include "nvme/nvme_tier.h"
@@ -37,6 +40,7 @@ codec::KvShape ShapeOf(const ModelFingerprint& fp, size_t tokens) {
 Status StoreOptions::Validate() const {
   if (host_capacity_bytes < (1ull << 20)) return InvalidArgument("host capacity must be at least 1 MiB");
   if (disk.enabled()) KVTIER_RETURN_IF_ERROR(disk.Validate());
+  KVTIER_RETURN_IF_ERROR(gpu.Validate());
   if (max_chunk_bytes == 0) return InvalidArgument("max_chunk_bytes must be > 0");
   if (max_batch == 0) return InvalidArgument("max_batch must be > 0");
   if (max_namespaces == 0) return InvalidArgument("max_namespaces must be > 0");
@@ -75,6 +79,7 @@ PendingPut& PendingPut::operator=(PendingPut&& other) noexcept {
     variant_ = std::move(other.variant_);
     variant_refused_ = other.variant_refused_;
     variant_admitted_ = other.variant_admitted_;
+    to_gpu_ = other.to_gpu_;
   }
   return *this;
 }
@@ -173,6 +178,8 @@ Result<std::unique_ptr<Store>> Store::Open(StoreOptions options) {
     store->hosts_.push_back(std::move(shared).value());
     store->policies_.push_back(MakeLruPolicy());
   }
+  if (o.host_cuda_register) store->RegisterHostArenas();
+  if (o.gpu.enabled()) store->OpenGpu();
   if (store->options_.disk.enabled()) KVTIER_RETURN_IF_ERROR(store->OpenDisk());
   return store;
 }
@@ -183,6 +190,7 @@ Store::Store(StoreOptions options)
       table_(std::make_unique<ChunkTable>()),
       pool_(std::make_unique<EntryPool>()),
       dirty_(std::make_unique<DirtyList>()),
+      gpu_lru_(std::make_unique<GpuList>()),
       variants_(std::make_unique<VariantIndex>(options_.variants.max_variants,
                                                options_.variants.admission_policy())) {}
 
@@ -283,6 +291,11 @@ Status ValidateVariant(const ModelFingerprint& fp, const PutSpec& spec) {
 
 Status Store::ValidateSpec(const Scope& scope, const PutSpec& spec) const {
   const ModelFingerprint& fp = scope.fingerprint;
+  const TierKind prefer = spec.prefer_tier;
+  if (prefer != TierKind::kNone && prefer != TierKind::kHost && prefer != TierKind::kGpu) {
+    return InvalidArgument("prefer_tier " + std::to_string(static_cast<int>(prefer)) +
+                           " cannot be asked for: use HOST or GPU (chunks reach the NVMe tier by demotion)");
+  }
   if (spec.token_ids.empty()) return InvalidArgument("token_ids is empty: a chunk holds at least one token");
   if (spec.token_ids.size() > fp.chunk_tokens) {
     return InvalidArgument(std::to_string(spec.token_ids.size()) + " token ids exceed fingerprint.chunk_tokens " +
@@ -330,6 +343,7 @@ Result<PendingPut> Store::BeginPut(const Scope& scope, const PutSpec& spec) {
   put.codec_ = spec.codec;
   put.shape_ = ShapeOf(scope.fingerprint, spec.token_ids.size());
   put.variant_ = spec.variant;
+  put.to_gpu_ = gpu_ != nullptr && (spec.prefer_tier == TierKind::kGpu || gpu_all_puts_);
   for (int attempt = 0;; ++attempt) {
     std::unique_lock lock(mu_);
     if (spec.variant != nullptr) KVTIER_RETURN_IF_ERROR(CheckVariantGroupLocked(scope, spec.variant->content_key));
@@ -395,7 +409,21 @@ Result<PendingPut> Store::BeginPut(const Scope& scope, const PutSpec& spec) {
 
 Result<PutOutcome> Store::CommitPut(PendingPut* put) {
   ChunkEntry* e = put->entry_;
-  std::lock_guard lock(mu_);
+  PutOutcome outcome;
+  bool to_gpu = false;
+  {
+    std::lock_guard lock(mu_);
+    outcome = CommitPutLocked(put);
+    to_gpu = put->to_gpu_ && outcome.tier == TierKind::kHost && GpuWritableLocked();
+    if (to_gpu) e->refs.fetch_add(1, std::memory_order_acq_rel);  // keeps the host copy while it is copied
+  }
+  // The put waits for its GPU copy (and for room made on the GPU): that is its backpressure.
+  if (to_gpu && CopyToGpu(e)) outcome.tier = TierKind::kGpu;
+  return outcome;
+}
+
+PutOutcome Store::CommitPutLocked(PendingPut* put) {
+  ChunkEntry* e = put->entry_;
   --reservations_;
   reserved_bytes_ -= e->host.length;
   if (ChunkEntry* existing = table_->Find(e->ns_id, e->key)) {
@@ -444,17 +472,20 @@ Result<Placement> Store::AllocateHostLocked(uint64_t bytes, bool may_drop, uint8
   for (;;) {
     auto placement = host.Allocate(bytes);
     if (placement.ok()) return placement;
-    // Prefer victims whose bytes survive on disk; drop a chunk that could still be demoted only if allowed.
-    ChunkEntry* victim = policy.PickVictim(
-        [&](const ChunkEntry& e) { return EvictableLocked(e, now) && (e.on_disk || !DemotableLocked(e)); });
+    // Prefer victims whose bytes survive on disk or on the GPU; drop a chunk that could still be demoted
+    // only if allowed.
+    ChunkEntry* victim = policy.PickVictim([&](const ChunkEntry& e) {
+      return EvictableLocked(e, now) && (e.on_disk || e.in_gpu || !DemotableLocked(e));
+    });
     if (victim == nullptr) {
       victim = policy.PickVictim([&](const ChunkEntry& e) { return EvictableLocked(e, now); });
       if (victim == nullptr) return ExhaustedLocked(bytes, pool);
       if (!may_drop) return Status(StatusCode::kAborted, "demote before evicting");
     }
     host_evictions_.fetch_add(1, std::memory_order_relaxed);
-    // A chunk already on disk only loses its DRAM copy: that is the demotion, and nothing is rewritten.
-    if (victim->on_disk) DropHostCopyLocked(victim);
+    // A chunk already on disk or on the GPU only loses its DRAM copy: that is the demotion, and nothing
+    // is rewritten.
+    if (victim->on_disk || victim->in_gpu) DropHostCopyLocked(victim);
     else RemoveLocked(victim);
   }
 }
@@ -530,6 +561,7 @@ void Store::RemoveLocked(ChunkEntry* e) {
     const std::pair<uint32_t, ChunkKey> key{e->ns_id, e->key};
     NoteMetaResult(meta_->DeleteChunks({&key, 1}));
   }
+  if (e->in_gpu) UncountGpuCopyLocked(e);  // the placement goes with the last reference
   UnrefLocked(e);
 }
 
@@ -584,7 +616,18 @@ void Store::ReleaseEntryLocked(ChunkEntry* e) {
   if (e->ns_id >= 1 && e->ns_id <= namespace_bytes_.size()) namespace_bytes_[e->ns_id - 1] -= e->payload_bytes;
   if (e->in_host) HostOf(e->host_pool).Free(e->host);
   if (e->on_disk && nvme_ != nullptr) nvme_->Free(e->disk);
+  if (e->in_gpu) gpu_->Free(e->gpu);
   pool_->Release(e);
+}
+
+void Store::AddHostCopyLocked(ChunkEntry* e, const Placement& placement) {
+  e->host = placement;
+  e->in_host = true;
+  if (!e->indexed) return;  // deleted meanwhile: the copy serves the reader that made it, then is freed
+  ++host_chunks_;
+  if (e->pinned) ++host_pinned_chunks_;
+  else PolicyOf(*e).OnInsert(e);
+  if (nvme_ != nullptr && !e->pinned && !e->on_disk) dirty_->PushFront(e);  // it needs a disk copy
 }
 
 void Store::BindLocked(ChunkRef* ref, ChunkEntry* e) {
@@ -598,7 +641,7 @@ void Store::BindLocked(ChunkRef* ref, ChunkEntry* e) {
 Result<ChunkRef> Store::Get(const Scope& scope, const ChunkKey& key, std::span<const uint32_t> expected_tokens,
                             bool verify_payload) {
   ChunkEntry* e = nullptr;
-  bool from_disk = false;
+  TierKind from = TierKind::kHost;  // where this read is served from
   {
     std::lock_guard lock(mu_);
     e = scope.ns_id == 0 ? nullptr : table_->Find(scope.ns_id, key);
@@ -609,19 +652,20 @@ Result<ChunkRef> Store::Get(const Scope& scope, const ChunkKey& key, std::span<c
     KVTIER_RETURN_IF_ERROR(CheckFingerprintLocked(scope, *e));
     e->refs.fetch_add(1, std::memory_order_acq_rel);
     ++e->hits;
-    from_disk = !e->in_host;
-    if (!from_disk && !e->pinned) {
+    from = e->tier();
+    if (from == TierKind::kHost && !e->pinned) {
       PolicyOf(*e).OnAccess(e);
       if (e->admission_refused && !e->on_disk && nvme_ != nullptr) dirty_->PushFront(e);
       dirty_->Touch(e);
     }
+    gpu_lru_->Touch(e);            // a no-op for chunks without an unpinned GPU copy
     e->admission_refused = false;  // reuse is new evidence for the admission policy
   }
   ChunkRef ref;
   ref.store_ = this;
   ref.entry_ = e;  // from here on ref's destructor releases the reference taken above
-  if (from_disk) {
-    auto promoted = Promote(e);
+  if (from != TierKind::kHost) {
+    auto promoted = BringToHost(e, &from);
     if (!promoted.ok() || !*promoted) {
       misses_.fetch_add(1, std::memory_order_relaxed);
       return ChunkRef();
@@ -644,7 +688,8 @@ Result<ChunkRef> Store::Get(const Scope& scope, const ChunkKey& key, std::span<c
     ReportCorrupt(ref);
     return ChunkRef();
   }
-  (from_disk ? disk_hits_ : host_hits_).fetch_add(1, std::memory_order_relaxed);
+  (from == TierKind::kHost ? host_hits_ : from == TierKind::kGpu ? gpu_hits_ : disk_hits_)
+      .fetch_add(1, std::memory_order_relaxed);
   return ref;
 }
 
@@ -773,11 +818,16 @@ StoreStats Store::Stats() const {
   }
   TierSnapshot disk;
   disk.kind = TierKind::kNvme;
+  TierSnapshot gpu;
+  gpu.kind = TierKind::kGpu;
   {
     std::lock_guard lock(mu_);
     host.chunks = host_chunks_;
     host.pinned_chunks = host_pinned_chunks_;
     disk.chunks = disk_chunks_;
+    gpu.chunks = gpu_chunks_;
+    gpu.pinned_chunks = gpu_pinned_chunks_;
+    stats.gpu.failed = gpu_failed_;
     stats.namespaces = static_cast<uint32_t>(namespaces_.size());
     stats.disk.failed = disk_failed_;
     stats.disk.full = disk_full_;
@@ -801,12 +851,17 @@ StoreStats Store::Stats() const {
   host.hits = host_hits_.load(std::memory_order_relaxed);
   host.evictions = host_evictions_.load(std::memory_order_relaxed);
   stats.tiers.push_back(host);
+  // The NVMe and GPU tiers' snapshots: their own space, and their read and eviction counters.
+  auto add_tier = [&](TierSnapshot t, const Tier& tier, const std::atomic<uint64_t>& hits,
+                      const std::atomic<uint64_t>& evictions) {
+    t.capacity_bytes = tier.capacity_bytes();
+    t.used_bytes = tier.used_bytes();
+    t.hits = hits.load(std::memory_order_relaxed);
+    t.evictions = evictions.load(std::memory_order_relaxed);
+    stats.tiers.push_back(t);
+  };
   if (nvme_ != nullptr) {
-    disk.capacity_bytes = nvme_->capacity_bytes();
-    disk.used_bytes = nvme_->used_bytes();
-    disk.hits = disk_hits_.load(std::memory_order_relaxed);
-    disk.evictions = disk_evictions_.load(std::memory_order_relaxed);
-    stats.tiers.push_back(disk);
+    add_tier(disk, *nvme_, disk_hits_, disk_evictions_);
     DiskStats& d = stats.disk;
     d.enabled = true;
     d.direct_io = nvme_->direct_io();
@@ -823,6 +878,21 @@ StoreStats Store::Stats() const {
     d.admission_rejected = admission_rejected_.load(std::memory_order_relaxed);
     d.reinsertions = reinsertions_.load(std::memory_order_relaxed);
   }
+  if (gpu_ != nullptr) {
+    add_tier(gpu, *gpu_, gpu_hits_, gpu_evictions_);
+    GpuStats& g = stats.gpu;
+    g.enabled = true;
+    g.device = gpu_->memory().name();
+    g.read_bytes = gpu_read_bytes_.load(std::memory_order_relaxed);
+    g.write_bytes = gpu_write_bytes_.load(std::memory_order_relaxed);
+    g.read_errors = gpu_read_errors_.load(std::memory_order_relaxed);
+    g.write_errors = gpu_write_errors_.load(std::memory_order_relaxed);
+    g.promotions = gpu_promotions_.load(std::memory_order_relaxed);
+    g.demotions = gpu_demotions_.load(std::memory_order_relaxed);
+    g.dropped = gpu_dropped_.load(std::memory_order_relaxed);
+  }
+  stats.gpu.unavailable = gpu_unavailable_;
+  stats.gpu.host_registered_bytes = host_registered_bytes_;
   stats.misses = misses_.load(std::memory_order_relaxed);
   stats.checksum_failures = checksum_failures_.load(std::memory_order_relaxed);
   stats.token_mismatches = token_mismatches_.load(std::memory_order_relaxed);

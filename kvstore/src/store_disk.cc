@@ -273,9 +273,9 @@ void Store::NoteDiskResult(const Status& status, bool write) {
 void Store::DisableDiskLocked(const std::string& why) {
   disk_failed_ = true;
   KVTIER_LOG(kError) << "nvme tier disabled: " << why << "; the host tier keeps serving";
-  // Chunks only on disk become misses; chunks also in DRAM keep their DRAM copy.
+  // Chunks only on disk become misses; chunks also in DRAM or on the GPU keep that copy.
   std::vector<ChunkEntry*> disk_only, both;
-  table_->ForEach([&](ChunkEntry& e) { (e.in_host ? both : disk_only).push_back(&e); });
+  table_->ForEach([&](ChunkEntry& e) { (e.in_host || e.in_gpu ? both : disk_only).push_back(&e); });
   for (ChunkEntry* e : both) {
     if (e->on_disk) {
       e->on_disk = false;
@@ -290,6 +290,15 @@ void Store::DisableDiskLocked(const std::string& why) {
     --disk_chunks_;
     UnrefLocked(e);
   }
+}
+
+Result<bool> Store::BringToHost(ChunkEntry* e, TierKind* from) {
+  if (*from == TierKind::kGpu) {
+    auto promoted = PromoteFromGpu(e);
+    if (promoted.ok() && *promoted) return true;
+    *from = TierKind::kNvme;  // the GPU copy failed or is gone: the disk copy, if there is one
+  }
+  return Promote(e);
 }
 
 Result<bool> Store::Promote(ChunkEntry* e) {
@@ -332,13 +341,9 @@ Result<bool> Store::Promote(ChunkEntry* e) {
     host.Free(host_placement);  // another reader promoted it first
     return true;
   }
-  e->host = host_placement;
-  e->in_host = true;
+  AddHostCopyLocked(e, host_placement);
   if (!e->indexed) return true;  // deleted meanwhile: the copy serves this reader only, then is freed
   e->hit_on_disk = true;
-  ++host_chunks_;
-  if (e->pinned) ++host_pinned_chunks_;
-  else PolicyOf(*e).OnInsert(e);
   nvme_->NoteHit(disk_placement);
   promotions_.fetch_add(1, std::memory_order_relaxed);
   return true;
@@ -473,8 +478,8 @@ Status Store::ReclaimRegion() {
   std::lock_guard reclaim(reclaim_mu_);
   const auto victim = nvme_->PickVictim();
   if (!victim) return ResourceExhausted("nvme tier: every region is open or being read");
-  // Chunks in the victim region: those also in DRAM lose only their disk copy; those read from disk
-  // while there are kept (reinsertion); the rest leave the cache.
+  // Chunks in the victim region: those also in DRAM or on the GPU lose only their disk copy; those read
+  // from disk while there are kept (reinsertion); the rest leave the cache.
   struct Hot {
     ChunkEntry* entry;
     Placement old_placement;
@@ -489,7 +494,7 @@ Status Store::ReclaimRegion() {
       if (e.on_disk && nvme_->RegionOf(e.disk) == *victim) in_region.push_back(&e);
     });
     for (ChunkEntry* e : in_region) {
-      if (e->in_host) {
+      if (e->in_host || e->in_gpu) {
         DropDiskCopyLocked(e);
       } else if (e->hit_on_disk && options_.disk.reinsert_hits) {
         e->refs.fetch_add(1, std::memory_order_acq_rel);
@@ -551,7 +556,7 @@ Status Store::ReclaimRegion() {
       if (placement.length > 0) nvme_->Free(placement);
       if (current) {
         disk_evictions_.fetch_add(1, std::memory_order_relaxed);
-        if (e->in_host) DropDiskCopyLocked(e);
+        if (e->in_host || e->in_gpu) DropDiskCopyLocked(e);
         else RemoveLocked(e);
       }
     }

@@ -4,6 +4,7 @@
 // deterministic), so lossy codecs are checked byte for byte too.
 #include <cmath>
 #include <cstring>
+#include <numeric>
 
 #include "integration/test_server.h"
 #include "kvtier/api/convert.h"
@@ -86,24 +87,12 @@ class CodecServiceTest : public ServerFixture {
 
   // A put stream of one chunk whose header says `codec` and whose payload is `payload`.
   grpc::Status RawPut(const ChunkKey& key, v1::Codec codec, std::span<const std::byte> payload, uint32_t tokens) {
-    v1::PutRequest header;
-    v1::PutHeader* h = header.mutable_header();
-    *h->mutable_context() = Context();
-    h->set_key(KeyToWire(key));
-    for (uint32_t i = 0; i < tokens; ++i) h->add_token_ids(i);
-    h->set_codec(codec);
-    h->set_payload_bytes(payload.size());
-    h->set_checksum(Checksum64(payload));
-    v1::PutRequest data;
-    data.set_data(reinterpret_cast<const char*>(payload.data()), payload.size());
-    auto stub = RawStub();
-    grpc::ClientContext ctx;
+    std::vector<uint32_t> ids(tokens);
+    std::iota(ids.begin(), ids.end(), 0u);
+    v1::PutRequest header = PutHeaderFor(Context(), key, payload, ids);
+    header.mutable_header()->set_codec(codec);
     v1::PutResponse response;
-    auto writer = stub->Put(&ctx, &response);
-    writer->Write(header);
-    writer->Write(data);
-    writer->WritesDone();
-    return writer->Finish();
+    return PutRaw(header, payload, &response);
   }
 
   static void ExpectStatus(const grpc::Status& s, grpc::StatusCode code, const std::string& fragment) {

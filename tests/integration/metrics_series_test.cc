@@ -17,7 +17,7 @@ std::string CodecSeries(codec::CodecId id, const char* direction) {
 
 class MetricsSeriesTest : public ObservedServerTest {
  protected:
-  void SetUp() override { StartObserved(/*nvme=*/false); }
+  void SetUp() override { StartObserved(/*all_tiers=*/false); }
 
   // Polls the scrape until `series` has `value` (bounded); returns the last value seen.
   double AwaitSample(const std::string& series, double value) {
@@ -88,14 +88,7 @@ TEST_F(MetricsSeriesTest, InflightPutBytesWhileAStreamIsOpen) {
   const ChunkKey key{0xf11, 1};
   const auto payload = PayloadFor(key, 16 * 1024);
   const uint64_t used_before = HostUsedBytes();
-  v1::PutRequest header;
-  v1::PutHeader* h = header.mutable_header();
-  *h->mutable_context() = Context();
-  h->set_key(KeyToWire(key));
-  for (uint32_t t : TokensFor(key, 16)) h->add_token_ids(t);
-  h->set_codec(v1::CODEC_RAW);
-  h->set_payload_bytes(payload.size());
-  h->set_checksum(Checksum64(payload));
+  const v1::PutRequest header = PutHeaderFor(Context(), key, payload, TokensFor(key, 16));
   v1::PutRequest half;
   half.set_data(reinterpret_cast<const char*>(payload.data()), payload.size() / 2);
   auto stub = RawStub();

@@ -63,8 +63,9 @@ TEST_F(MetricsTest, NvmeTierSeries) {
   const std::string text = HttpGet(server_->metrics_port(), "/metrics");
   const StoreStats stats = server_->store().Stats();
   ASSERT_GT(stats.disk.demotions, 0u);
-  EXPECT_EQ(Sample(text, "kvtier_demotions_total"), static_cast<double>(stats.disk.demotions));
-  EXPECT_EQ(Sample(text, "kvtier_promotions_total"), 1);
+  EXPECT_EQ(Sample(text, "kvtier_demotions_total{tier=\"nvme\"}"), static_cast<double>(stats.disk.demotions));
+  EXPECT_EQ(Sample(text, "kvtier_promotions_total{tier=\"nvme\"}"), 1);
+  EXPECT_EQ(text.find("tier=\"gpu\""), std::string::npos) << "no GPU tier, no gpu series";
   EXPECT_EQ(Sample(text, "kvtier_disk_io_bytes_total{op=\"write\"}"), static_cast<double>(stats.disk.write_bytes));
   EXPECT_GT(Sample(text, "kvtier_disk_io_bytes_total{op=\"read\"}"), 256 * 1024);
   EXPECT_EQ(Sample(text, "kvtier_disk_io_errors_total{op=\"read\"}"), 0);

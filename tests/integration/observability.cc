@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "integration/scrape.h"
+#include "kvstore/emulated_device_memory.h"
 
 namespace kvtier::testing {
 
@@ -34,16 +35,18 @@ std::vector<std::byte> EncodedKv(const ModelFingerprint& fp, std::span<const std
   return out;
 }
 
-void ObservedServerTest::StartObserved(bool nvme) {
-  if (nvme) {
+void ObservedServerTest::StartObserved(bool all_tiers) {
+  if (all_tiers) {
     dir_ = std::filesystem::temp_directory_path() /
            ("kvtier-observed-" + std::to_string(getpid()) + "-" +
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
   }
-  StartServer(nvme ? 4ull << 20 : 64ull << 20, [&](ServerConfig& c) {
+  StartServer(all_tiers ? 4ull << 20 : 64ull << 20, [&](ServerConfig& c) {
     c.metrics_listen = "127.0.0.1:0";
-    if (!nvme) return;
+    if (!all_tiers) return;
+    c.store.gpu.capacity_bytes = 1ull << 20;
+    c.store.gpu.open_device = OpenEmulatedDevice(std::make_shared<DeviceFaultKnobs>());
     c.store.disk.path = dir_.string();
     c.store.disk.capacity_bytes = 32ull << 20;
     c.store.disk.region_bytes = 4ull << 20;
@@ -96,6 +99,12 @@ void ObservedServerTest::DriveMixedTraffic() {
   std::vector<std::byte> big_dest(256 * 1024);
   ASSERT_TRUE(client->Get({0xd15c, 0}, big_dest)->found);
   ASSERT_EQ(server_->store().Stats().disk.promotions, 1u);
+  // One chunk gets a GPU copy.
+  PutOptions on_gpu;
+  on_gpu.prefer_tier = v1::TIER_GPU;
+  const ChunkKey gpu_key{0x69u, 1};
+  ASSERT_TRUE(client_->Put(gpu_key, TokensFor(gpu_key, 16), PayloadFor(gpu_key, 16 * 1024), on_gpu).ok());
+  ASSERT_EQ(server_->store().Stats().gpu.write_bytes, 64u + 16 * 1024);
 }
 
 std::string ObservedServerTest::Scrape() {

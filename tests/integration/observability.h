@@ -23,14 +23,15 @@ std::vector<std::byte> EncodedKv(const ModelFingerprint& fp, std::span<const std
 
 class ObservedServerTest : public ServerFixture {
  protected:
-  // A server with /metrics on a free loopback port; with `nvme` also an NVMe tier in a temp dir.
-  void StartObserved(bool nvme);
+  // A server with /metrics on a free loopback port; with `all_tiers` also an NVMe tier in a temp dir and a
+  // GPU tier on the emulated device (tests/kvstore/emulated_device_memory.h), so every family is exported.
+  void StartObserved(bool all_tiers);
   void TearDown() override;
 
   // A client of the default namespace and fingerprint whose puts use `codec` (inline cachegen tables).
   std::unique_ptr<Client> CodecClient(codec::CodecId codec, bool server_decode = false);
-  // Puts, hits, misses, server-side decodes, leases, an error and (with NVMe) demotion and promotion,
-  // through every codec: every series gets a sample.
+  // Puts, hits, misses, server-side decodes, leases, an error and (with all tiers) demotion and promotion,
+  // and a GPU copy, through every codec: every series gets a sample.
   void DriveMixedTraffic();
   // The /metrics body; fails the test unless the answer is 200.
   std::string Scrape();

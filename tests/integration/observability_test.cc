@@ -31,13 +31,13 @@ class PromtoolTest : public ObservedServerTest {
 };
 
 TEST_F(PromtoolTest, ScrapeAfterMixedTrafficPassesPromtoolCheckMetrics) {
-  StartObserved(/*nvme=*/true);
+  StartObserved(/*all_tiers=*/true);
   DriveMixedTraffic();
   const std::string text = Scrape();
   // The scrape holds what the lint must see: every family the server has, with samples.
   for (const char* series : {"kvtier_requests_total{", "kvtier_request_duration_seconds_bucket{",
                              "kvtier_codec_bytes_total{", "kvtier_leases_held ", "kvtier_inflight_bytes{",
-                             "kvtier_build_info{", "kvtier_disk_io_bytes_total{", "kvtier_promotions_total "}) {
+                             "kvtier_build_info{", "kvtier_disk_io_bytes_total{", "kvtier_promotions_total{", "kvtier_gpu_state{"}) {
     EXPECT_NE(text.find(std::string("\n") + series), std::string::npos) << series;
   }
   const CommandResult lint = Promtool(promtool_, text, "scrape");
@@ -59,7 +59,7 @@ TEST_F(PromtoolTest, PromtoolRejectsWhatItShould) {
 class MetricsTextTest : public ObservedServerTest {};
 
 TEST_F(MetricsTextTest, EveryFamilyHasHelpTypeAndBaseUnitNames) {
-  StartObserved(/*nvme=*/true);
+  StartObserved(/*all_tiers=*/true);
   DriveMixedTraffic();
   const std::string text = Scrape();
   std::map<std::string, std::string> help, type;
@@ -82,7 +82,7 @@ TEST_F(MetricsTextTest, EveryFamilyHasHelpTypeAndBaseUnitNames) {
   }
   EXPECT_GE(kvtier_families, 25);
 
-  // README "Metrics" lists exactly these families (the NVMe tier is on, so all of them are here).
+  // README "Metrics" lists exactly these families (every tier is on, so all of them are here).
   std::ifstream readme(std::filesystem::path(KVTIER_SOURCE_DIR) / "README.md");
   std::stringstream readme_text;
   readme_text << readme.rdbuf();
@@ -104,7 +104,7 @@ TEST_F(MetricsTextTest, EveryFamilyHasHelpTypeAndBaseUnitNames) {
 class DashboardTest : public ObservedServerTest {};
 
 TEST_F(DashboardTest, EveryQueryReadsOnlySeriesTheServerExports) {
-  StartObserved(/*nvme=*/true);
+  StartObserved(/*all_tiers=*/true);
   DriveMixedTraffic();
   const std::set<std::string> exported = ExposedNames(Scrape());
   Json dashboard;

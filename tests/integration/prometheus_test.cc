@@ -184,7 +184,7 @@ class PrometheusTest : public ObservedServerTest {
 };
 
 TEST_F(PrometheusTest, CountersMoveByExactlyWhatWasDone) {
-  StartObserved(/*nvme=*/false);
+  StartObserved(/*all_tiers=*/false);
   PrometheusProcess prometheus(binary_, server_->metrics_port());
   ASSERT_TRUE(prometheus.running()) << prometheus.LogTail();
 

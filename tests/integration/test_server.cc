@@ -39,6 +39,19 @@ std::vector<uint32_t> TokensFor(const ChunkKey& key, size_t n) {
   return out;
 }
 
+v1::PutRequest PutHeaderFor(const v1::RequestContext& context, const ChunkKey& key, std::span<const std::byte> payload,
+                            std::span<const uint32_t> tokens) {
+  v1::PutRequest header;
+  v1::PutHeader* h = header.mutable_header();
+  *h->mutable_context() = context;
+  h->set_key(KeyToWire(key));
+  h->mutable_token_ids()->Assign(tokens.begin(), tokens.end());
+  h->set_codec(v1::CODEC_RAW);
+  h->set_payload_bytes(payload.size());
+  h->set_checksum(Checksum64(payload));
+  return header;
+}
+
 ServerConfig SmallServerConfig() {
   ServerConfig c;
   c.listen = "127.0.0.1:0";
@@ -116,6 +129,18 @@ std::unique_ptr<v1::KvTier::Stub> ServerFixture::RawStub() {
   args.SetMaxReceiveMessageSize(64 << 20);
   return v1::KvTier::NewStub(
       grpc::CreateCustomChannel(server_->address(), grpc::InsecureChannelCredentials(), args));
+}
+
+grpc::Status ServerFixture::PutRaw(const v1::PutRequest& header, std::span<const std::byte> payload,
+                                   v1::PutResponse* response) {
+  v1::PutRequest data;
+  data.set_data(reinterpret_cast<const char*>(payload.data()), payload.size());
+  auto stub = RawStub();
+  grpc::ClientContext ctx;
+  auto writer = stub->Put(&ctx, response);
+  if (writer->Write(header)) writer->Write(data);  // a refused header ends the stream
+  writer->WritesDone();
+  return writer->Finish();
 }
 
 uint64_t ServerFixture::HostUsedBytes() { return server_->store().Stats().tiers[0].used_bytes; }

@@ -21,6 +21,11 @@ ModelFingerprint TestFingerprint(uint32_t chunk_tokens = 16);  // 1 KiB of KV pe
 std::vector<std::byte> PayloadFor(const ChunkKey& key, size_t bytes);
 std::vector<uint32_t> TokensFor(const ChunkKey& key, size_t n);
 
+// The header message of a raw put stream: `key` in `context`, RAW codec, `tokens`, size and checksum of
+// `payload`. Tests change fields to send what the Client would never send.
+v1::PutRequest PutHeaderFor(const v1::RequestContext& context, const ChunkKey& key, std::span<const std::byte> payload,
+                            std::span<const uint32_t> tokens);
+
 // A config for servers a test starts by hand (to see them refused): loopback port 0, no metrics, a small
 // arena that is not pre-faulted.
 ServerConfig SmallServerConfig();
@@ -39,6 +44,8 @@ class ServerFixture : public ::testing::Test {
                                     const ModelFingerprint& fp = TestFingerprint());
   v1::RequestContext Context(const std::string& name_space = "test", const ModelFingerprint& fp = TestFingerprint());
   std::unique_ptr<v1::KvTier::Stub> RawStub();
+  // A raw put stream: `header`, then `payload` in one data frame (written only while the stream is open).
+  grpc::Status PutRaw(const v1::PutRequest& header, std::span<const std::byte> payload, v1::PutResponse* response);
   uint64_t HostUsedBytes();
 
   std::atomic<int64_t> now_ns_{1'000'000'000};  // the server's lease clock

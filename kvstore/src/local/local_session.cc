@@ -291,6 +291,7 @@ Status LocalSession::Reserve(const v1::LocalReserve& reserve, v1::LocalReserveRe
   r.spec.checksum = h.checksum();
   r.spec.base_position = h.base_position();
   r.spec.pin = h.pin();
+  r.spec.prefer_tier = static_cast<TierKind>(h.prefer_tier() >= 0 && h.prefer_tier() < 256 ? h.prefer_tier() : 255);
   reply->set_reservation(IdOf(r.generation, slot));
   reply->set_window_offset(extent->offset);
   return Status::Ok();

@@ -92,6 +92,8 @@ struct PutOptions {
   // Set: a variant put (docs/keys.md "Variants"): the key passed must be
   // VariantKey(reuse->content_key, reuse->context_keys). Must outlive the call. Always sent over gRPC.
   const v1::ReuseMetadata* reuse = nullptr;
+  // TIER_GPU: the server also keeps a copy on its GPU tier (when it has one). TIER_NONE: host DRAM.
+  v1::Tier prefer_tier = v1::TIER_NONE;
 };
 
 struct ChunkPut {

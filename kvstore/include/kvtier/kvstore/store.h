@@ -1,4 +1,4 @@
-// Store: the kvtier engine. It owns the tiers (host DRAM, and the NVMe tier when configured), the index
+// Store: the kvtier engine. It owns the tiers (host DRAM, and the NVMe and GPU tiers when configured), the index
 // of committed chunks, namespaces and fingerprints, leases, eviction, demotion and promotion, and enforces
 // the data-model rules of DESIGN §2-§4:
 // chunks are immutable, a second put of a committed key is a no-op, namespaces never see each
@@ -11,6 +11,13 @@
 // from disk and evicted again is not rewritten. A read of a disk-only chunk promotes it to DRAM after
 // verifying the record. The disk index lives in RocksDB, so a restart is warm. Repeated disk errors
 // disable the NVMe tier and the host tier keeps serving.
+//
+// With a GPU tier, a put that asks for it (or every put, by policy) also gets a GPU copy when it commits.
+// The GPU copy is one more copy of the chunk, like the disk's: evicting the host copy of such a chunk only
+// drops that copy, a read of a GPU-only chunk copies it back to DRAM first, and a GPU chunk evicted to make
+// room on the GPU moves to DRAM when it has no other copy (dropped, and counted, only when DRAM has no room
+// for it). A failed copy never loses a chunk; repeated copy errors disable the GPU tier. When a GPU is
+// present the host arenas are registered with CUDA (pinned), so copies need no staging.
 //
 // Thread-safety: every public method may be called from any thread. Index, policy and counters are
 // guarded by one mutex held only for bookkeeping; payload bytes are copied, checksummed and read from
@@ -36,6 +43,7 @@
 #include "kvtier/kvstore/admission_policy.h"
 #include "kvtier/kvstore/block_file.h"
 #include "kvtier/kvstore/chunk_entry.h"
+#include "kvtier/kvstore/device_memory.h"
 #include "kvtier/kvstore/eviction_policy.h"
 #include "kvtier/kvstore/host_arena.h"
 #include "kvtier/kvstore/profile_registry.h"
@@ -48,9 +56,14 @@ class ChunkTable;
 struct DiskVariantRecord;
 class DirtyList;
 class EntryPool;
+class GpuList;
+class GpuTier;
 class HostTier;
 class MetaStore;
 class NvmeTier;
+namespace gpu {
+class HostRegistration;
+}
 
 // How a chunk's payload is encoded; values equal the proto enum kvtier.v1.Codec. Encoded payloads are
 // codec containers, checked (header, shape, referenced profile) before they become visible.
@@ -80,10 +93,30 @@ struct DiskOptions {
   Status Validate() const;
 };
 
+// The GPU tier (DESIGN §4). Off unless capacity_bytes > 0. Without a usable GPU (or when reserving the
+// arena fails) the store logs why and runs without it: a GPU tier is never a reason not to start.
+struct GpuOptions {
+  uint64_t capacity_bytes = 0;           // device arena reserved at start; 0 = no GPU tier
+  int device = 0;                        // CUDA device ordinal
+  // Which puts get a GPU copy: "on-request" (those whose PutSpec::prefer_tier is kGpu) or "all".
+  std::string placement = "on-request";
+  uint32_t max_consecutive_errors = 8;   // copy errors in a row that disable the tier
+  // Test hook: reserves the device memory instead of CUDA (an emulation with fault injection); the GPU
+  // probe is then skipped. Empty in production.
+  std::function<Result<std::unique_ptr<DeviceMemory>>(int device, uint64_t bytes)> open_device;
+
+  bool enabled() const { return capacity_bytes > 0; }
+  Status Validate() const;
+};
+
 struct StoreOptions {
   uint64_t host_capacity_bytes = 4ull << 30;  // host DRAM arena; reserved and pre-faulted at start
   bool host_huge_pages = true;                // back the arena with huge pages when the system has them
   bool host_prefault = true;                  // fault the arena in at start (slow start, fast puts)
+  // When a GPU is present, register the host arenas with CUDA (cudaHostRegister) at start, so copies
+  // between host chunks and GPU memory are DMA without staging. Costs a pinning pass at start (like the
+  // pre-fault) and a CUDA context on the device. Failure is logged; the arenas then stay pageable.
+  bool host_cuda_register = true;
   uint64_t max_chunk_bytes = 256ull << 20;    // largest payload accepted by a put
   uint32_t max_batch = 1024;                  // most keys in one Get/Lookup/Exists/Delete
   uint32_t max_lease_ttl_ms = 600000;         // leases asked for longer are cut to this (10 min)
@@ -102,6 +135,7 @@ struct StoreOptions {
   // Monotonic clock in nanoseconds, for leases. Empty: std::chrono::steady_clock. Tests inject one.
   std::function<int64_t()> now_ns;
   DiskOptions disk;
+  GpuOptions gpu;
   // Variants of content-mode chunks (variant_index.h): how many per chunk, and what a full group admits.
   // With the NVMe tier each admitted variant's metadata is kept in the disk index too, and a restart
   // re-indexes the variants whose chunks are on disk (newest puts first, up to max_variants per group).
@@ -129,11 +163,14 @@ struct PutSpec {
   // Set: a variant of a content-mode chunk. `key` must be VariantKey(content_key, context) and
   // content_key the content key of token_ids; sizes and values are checked (VariantMeta::Validate).
   std::shared_ptr<const VariantMeta> variant;
+  // kGpu: also place a copy on the GPU tier at commit (without one, the chunk lands in host DRAM only).
+  // kNone and kHost: host DRAM. kNvme is INVALID_ARGUMENT: chunks reach the NVMe tier by demotion.
+  TierKind prefer_tier = TierKind::kNone;
 };
 
 struct PutOutcome {
   bool already_present = false;
-  TierKind tier = TierKind::kNone;
+  TierKind tier = TierKind::kNone;  // kGpu when the chunk got a GPU copy (it is in host DRAM as well)
   bool variant_admitted = true;  // false: keep-existing refused a variant for a full group (nothing stored)
 };
 
@@ -180,6 +217,7 @@ class PendingPut {
   std::shared_ptr<const VariantMeta> variant_;  // a variant put: indexed on commit
   bool variant_refused_ = false;   // keep-existing refused it before any byte was stored (drain only)
   bool variant_admitted_ = true;   // what the outcome says when nothing is written
+  bool to_gpu_ = false;            // copy it to the GPU tier at commit
 };
 
 // A reader's hold on a committed chunk: its bytes stay valid (even if the chunk is deleted or
@@ -239,6 +277,19 @@ struct DiskStats {
   uint64_t variant_records_skipped = 0;   // variant records at start that were corrupt or inconsistent
 };
 
+struct GpuStats {
+  bool enabled = false;         // a GPU tier is running
+  bool failed = false;          // disabled after repeated copy errors
+  std::string unavailable;      // a GPU tier was configured but is not running: why
+  std::string device;           // what backs it, e.g. "NVIDIA H200 (device 0)"
+  uint64_t read_bytes = 0, write_bytes = 0;    // copied from (read) and to (write) the device
+  uint64_t read_errors = 0, write_errors = 0;  // failed copies
+  uint64_t promotions = 0;      // GPU-only chunks copied back to DRAM for a read
+  uint64_t demotions = 0;       // GPU-only chunks moved to DRAM to make room on the GPU
+  uint64_t dropped = 0;         // GPU-only chunks lost: no room in DRAM when evicted, or the tier failed
+  uint64_t host_registered_bytes = 0;  // host arena bytes registered with CUDA (pinned); 0 = pageable
+};
+
 struct StoreStats {
   std::vector<TierSnapshot> tiers;
   uint64_t misses = 0;
@@ -249,6 +300,7 @@ struct StoreStats {
   uint64_t inflight_put_bytes = 0;  // host bytes reserved by puts not yet committed or aborted
   uint64_t variants = 0;            // indexed variants of content-mode chunks
   DiskStats disk;
+  GpuStats gpu;                     // tiers lists host, then nvme, then gpu (those present)
 };
 
 class Store {
@@ -324,6 +376,8 @@ class Store {
 
   explicit Store(StoreOptions options);
   Status OpenDisk();
+  void OpenGpu();              // never fails the Open: without a GPU tier the store runs on
+  void RegisterHostArenas();  // with CUDA, when a GPU is present
   int64_t NowNs() const;
   Status ValidateSpec(const Scope& scope, const PutSpec& spec) const;
   // An encoded payload's container must say what the put said: codec, shape, a known profile.
@@ -357,16 +411,21 @@ class Store {
   bool RestoreVariantLocked(const DiskVariantRecord& record, bool* consistent);
   void DropHostCopyLocked(ChunkEntry* e);
   void DropDiskCopyLocked(ChunkEntry* e);
+  // Gives e (no host copy yet) the host copy at `placement`, with the counters and lists of a host chunk.
+  void AddHostCopyLocked(ChunkEntry* e, const Placement& placement);
   void ListLeaseLocked(ChunkEntry* e);
   void UnlistLeaseLocked(ChunkEntry* e) const;
   void UnrefLocked(ChunkEntry* e);
   void ReleaseEntryLocked(ChunkEntry* e);
   void Unref(ChunkEntry* e);
   Result<PutOutcome> CommitPut(PendingPut* put);
+  PutOutcome CommitPutLocked(PendingPut* put);
   void AbortPut(PendingPut* put);
   void BindLocked(ChunkRef* ref, ChunkEntry* e);  // points ref at e's host copy
   // The NVMe side (store_disk.cc).
   Result<bool> Promote(ChunkEntry* e);  // false: the record did not verify (dropped, counted)
+  // A read of a chunk without a host copy (`*from` = e->tier()): from the GPU copy, else the disk's.
+  Result<bool> BringToHost(ChunkEntry* e, TierKind* from);
   void DemoterLoop();
   // Writes a batch of the coldest undemoted host chunks (of host pool `pool` only, when >= 0) to disk.
   uint64_t DemoteBatch(bool force, int pool = -1);
@@ -376,6 +435,21 @@ class Store {
   void NoteMetaResult(const Status& status);               // index writes: out of space stops demotion
   void DisableDiskLocked(const std::string& why);
   bool DiskWritableLocked() const;
+  // The GPU side (store_gpu.cc). Callers of the unlocked ones hold a reference on the entry.
+  bool CopyToGpu(ChunkEntry* e);           // after commit; consumes one reference; true: placed
+  Result<Placement> AllocateGpu(uint64_t bytes);  // evicts (demotes) GPU chunks for room
+  ChunkEntry* PickGpuVictimLocked() const;
+  Status ExhaustedGpuLocked(uint64_t bytes) const;
+  Status DemoteFromGpu(ChunkEntry* e);     // e picked for eviction; consumes its reference and copy count
+  Result<bool> PromoteFromGpu(ChunkEntry* e);  // false: no GPU copy any more
+  // Host room the way a put makes it (disk demotion first); may release and retake `lock`.
+  Result<Placement> AllocateHostLikePutLocked(std::unique_lock<std::mutex>& lock, uint64_t bytes, uint8_t pool);
+  void AddGpuCopyLocked(ChunkEntry* e, const Placement& placement);
+  void UncountGpuCopyLocked(ChunkEntry* e);  // off the counters and the LRU; the placement stays
+  void DropGpuCopyLocked(ChunkEntry* e);     // frees the placement too
+  void NoteGpuResult(const Status& status, bool to_device);  // counts errors and streaks, disables
+  void DisableGpuLocked(const std::string& why);
+  bool GpuWritableLocked() const { return gpu_ != nullptr && !gpu_failed_; }
 
   const StoreOptions options_;
   // Host pools: [0] the main arena, then one shareable arena per namespace in shared_arena_bytes.
@@ -386,6 +460,13 @@ class Store {
   std::unique_ptr<NvmeTier> nvme_;
   std::unique_ptr<AdmissionPolicy> admission_;
   ProfileRegistry profiles_;
+  // The GPU tier, null without one; set at Open. Declared after hosts_ so the registrations (which pin
+  // the host arenas) go before the arenas are unmapped.
+  std::unique_ptr<GpuTier> gpu_;
+  std::vector<gpu::HostRegistration> host_registrations_;  // set at Open
+  uint64_t host_registered_bytes_ = 0;                      // set at Open
+  bool gpu_all_puts_ = false;                               // placement "all"; set at Open
+  std::string gpu_unavailable_;                             // set at Open
 
   mutable std::mutex mu_;
   std::unique_ptr<ChunkTable> table_;                             // guarded by mu_
@@ -393,6 +474,7 @@ class Store {
   std::vector<std::unique_ptr<EvictionPolicy>> policies_;         // host LRU per pool; guarded by mu_
   std::vector<uint8_t> namespace_pools_;                          // host pool, by id - 1; guarded by mu_
   std::unique_ptr<DirtyList> dirty_;                              // host chunks not on disk; guarded by mu_
+  std::unique_ptr<GpuList> gpu_lru_;                              // unpinned GPU copies; guarded by mu_
   std::unique_ptr<VariantIndex> variants_;                        // guarded by mu_
   // Set once a variant is indexed: until then plain gets skip the variant lookup (and its lock).
   std::atomic<bool> has_variants_{false};
@@ -404,6 +486,8 @@ class Store {
   uint64_t host_chunks_ = 0;                                      // guarded by mu_
   uint64_t host_pinned_chunks_ = 0;                               // guarded by mu_
   uint64_t disk_chunks_ = 0;                                      // guarded by mu_
+  uint64_t gpu_chunks_ = 0;                                       // guarded by mu_
+  uint64_t gpu_pinned_chunks_ = 0;                                // guarded by mu_
   uint64_t reservations_ = 0;                                     // puts in flight; guarded by mu_
   uint64_t reserved_bytes_ = 0;                                   // their host bytes; guarded by mu_
   // Chunks that were given a lease, so Stats() counts live leases without walking the whole index.
@@ -413,6 +497,8 @@ class Store {
   bool disk_failed_ = false;                                      // guarded by mu_
   bool disk_full_ = false;                                        // guarded by mu_
   uint32_t disk_consecutive_errors_ = 0;                          // guarded by mu_
+  bool gpu_failed_ = false;                                       // guarded by mu_
+  uint32_t gpu_consecutive_errors_ = 0;                           // guarded by mu_
   uint64_t variants_restored_ = 0;                                // set at start
   uint64_t variant_records_skipped_ = 0;                          // set at start
 
@@ -437,6 +523,15 @@ class Store {
   std::atomic<uint64_t> disk_write_bytes_{0};
   std::atomic<uint64_t> disk_read_errors_{0};
   std::atomic<uint64_t> disk_write_errors_{0};
+  std::atomic<uint64_t> gpu_hits_{0};
+  std::atomic<uint64_t> gpu_evictions_{0};
+  std::atomic<uint64_t> gpu_promotions_{0};
+  std::atomic<uint64_t> gpu_demotions_{0};
+  std::atomic<uint64_t> gpu_dropped_{0};
+  std::atomic<uint64_t> gpu_read_bytes_{0};
+  std::atomic<uint64_t> gpu_write_bytes_{0};
+  std::atomic<uint64_t> gpu_read_errors_{0};
+  std::atomic<uint64_t> gpu_write_errors_{0};
 };
 
 }  // namespace kvtier

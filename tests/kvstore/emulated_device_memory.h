@@ -1,0 +1,91 @@
+// EmulatedDeviceMemory: a TEST DOUBLE of the GPU tier's DeviceMemory, so the GPU tier's logic runs and is
+// tested on machines without a GPU (CI). The "device" is a host buffer that the store never maps: it is only
+// reached through CopyToDevice/CopyToHost, as real device memory is.
+//
+// Faults really happen: a failing copy to the device writes half of its bytes and then fails (a torn
+// write the store must never publish), a failing copy to the host scribbles over the host buffer and then
+// fails (bytes the store must never serve), and a failing reservation makes the open fail. Knobs are atomics,
+// so a test can flip them while a server runs. Fresh "device" memory is poisoned (0xA5), so a read of bytes
+// never written shows up in a byte comparison.
+#pragma once
+
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "kvtier/kvstore/device_memory.h"
+#include "kvtier/kvstore/store.h"
+
+namespace kvtier::testing {
+
+struct DeviceFaultKnobs {
+  std::atomic<int> fail_to_device{0};  // next N host -> device copies fail (-1: all)
+  std::atomic<int> fail_to_host{0};    // next N device -> host copies fail (-1: all)
+  std::atomic<bool> fail_open{false};  // reserving the arena fails (RESOURCE_EXHAUSTED, like cudaMalloc)
+  std::atomic<uint64_t> to_device{0}, to_host{0};  // copies attempted
+  std::atomic<int> opened_device{-1};              // the device the store asked for
+};
+
+class EmulatedDeviceMemory final : public DeviceMemory {
+ public:
+  EmulatedDeviceMemory(int device, uint64_t bytes, std::shared_ptr<DeviceFaultKnobs> knobs)
+      : device_(device), memory_(bytes, std::byte{0xa5}), knobs_(std::move(knobs)) {}
+
+  uint64_t size() const override { return memory_.size(); }
+  int device() const override { return device_; }
+  std::string name() const override { return "emulated GPU (device " + std::to_string(device_) + ")"; }
+  void* base() const override { return const_cast<std::byte*>(memory_.data()); }
+
+  Status CopyToDevice(uint64_t offset, std::span<const std::byte> src) override {
+    knobs_->to_device.fetch_add(1);
+    KVTIER_RETURN_IF_ERROR(Check(offset, src.size()));
+    if (Take(knobs_->fail_to_device)) {
+      std::memcpy(memory_.data() + offset, src.data(), src.size() / 2);
+      return Internal("cudaMemcpyAsync: unspecified launch failure (injected)");
+    }
+    std::memcpy(memory_.data() + offset, src.data(), src.size());
+    return Status::Ok();
+  }
+
+  Status CopyToHost(uint64_t offset, std::span<std::byte> dst) override {
+    knobs_->to_host.fetch_add(1);
+    KVTIER_RETURN_IF_ERROR(Check(offset, dst.size()));
+    if (Take(knobs_->fail_to_host)) {
+      std::memset(dst.data(), 0x5a, dst.size());
+      return Internal("cudaStreamSynchronize: an illegal memory access was encountered (injected)");
+    }
+    std::memcpy(dst.data(), memory_.data() + offset, dst.size());
+    return Status::Ok();
+  }
+
+ private:
+  Status Check(uint64_t offset, uint64_t bytes) const {
+    if (offset > memory_.size() || bytes > memory_.size() - offset) return InvalidArgument("copy past the device arena");
+    return Status::Ok();
+  }
+
+  static bool Take(std::atomic<int>& n) {
+    int v = n.load();
+    while (v != 0) {
+      if (v < 0) return true;
+      if (n.compare_exchange_weak(v, v - 1)) return true;
+    }
+    return false;
+  }
+
+  const int device_;
+  std::vector<std::byte> memory_;
+  std::shared_ptr<DeviceFaultKnobs> knobs_;
+};
+
+// A GpuOptions::open_device hook that reserves an EmulatedDeviceMemory (or fails, per the knobs).
+inline auto OpenEmulatedDevice(std::shared_ptr<DeviceFaultKnobs> knobs) {
+  return [knobs](int device, uint64_t bytes) -> Result<std::unique_ptr<DeviceMemory>> {
+    knobs->opened_device.store(device);
+    if (knobs->fail_open) return ResourceExhausted("cudaMalloc of " + std::to_string(bytes) + " bytes: out of memory (injected)");
+    return std::unique_ptr<DeviceMemory>(new EmulatedDeviceMemory(device, bytes, knobs));
+  };
+}
+
+}  // namespace kvtier::testing
