@@ -104,8 +104,8 @@ Result<Placement> Store::AllocateGpu(uint64_t bytes) {
       if (placement.ok()) return placement;
       victim = PickGpuVictimLocked();
       if (victim == nullptr) return ExhaustedGpuLocked(bytes);
-      gpu_evictions_.fetch_add(1, std::memory_order_relaxed);
       if (victim->in_host || victim->on_disk) {
+        gpu_evictions_.fetch_add(1, std::memory_order_relaxed);
         DropGpuCopyLocked(victim);  // another copy survives: nothing to move
         continue;
       }
@@ -146,6 +146,7 @@ Status Store::DemoteFromGpu(ChunkEntry* e) {
       if (e->indexed && !e->in_host && !e->on_disk) {
         KVTIER_LOG(kWarning) << "gpu tier: chunk " << e->key.ToHex() << " evicted with no other copy: "
                              << host.status().message();
+        gpu_evictions_.fetch_add(1, std::memory_order_relaxed);
         gpu_dropped_.fetch_add(1, std::memory_order_relaxed);
         RemoveLocked(e);
       }
@@ -166,7 +167,10 @@ Status Store::DemoteFromGpu(ChunkEntry* e) {
   } else {
     HostOf(pool).Free(*host);  // failed, deleted meanwhile, or a reader promoted it first
   }
-  if (e->indexed && e->in_gpu && e->gpu_copies == 0 && (e->in_host || e->on_disk)) DropGpuCopyLocked(e);
+  if (e->indexed && e->in_gpu && e->gpu_copies == 0 && (e->in_host || e->on_disk)) {
+    gpu_evictions_.fetch_add(1, std::memory_order_relaxed);
+    DropGpuCopyLocked(e);
+  }
   UnrefLocked(e);
   if (!s.ok()) return Status(s.code(), "gpu tier: moving chunk " + e->key.ToHex() + " to DRAM: " + s.message());
   return Status::Ok();

@@ -61,8 +61,8 @@ class EmulatedDeviceMemory final : public DeviceMemory {
 
  private:
   Status Check(uint64_t offset, uint64_t bytes) const {
-    if (offset > memory_.size() || bytes > memory_.size() - offset) return InvalidArgument("copy past the device arena");
-    return Status::Ok();
+    if (offset <= memory_.size() && bytes <= memory_.size() - offset) return Status::Ok();
+    return InvalidArgument("copy past the device arena");
   }
 
   static bool Take(std::atomic<int>& n) {
@@ -83,7 +83,9 @@ class EmulatedDeviceMemory final : public DeviceMemory {
 inline auto OpenEmulatedDevice(std::shared_ptr<DeviceFaultKnobs> knobs) {
   return [knobs](int device, uint64_t bytes) -> Result<std::unique_ptr<DeviceMemory>> {
     knobs->opened_device.store(device);
-    if (knobs->fail_open) return ResourceExhausted("cudaMalloc of " + std::to_string(bytes) + " bytes: out of memory (injected)");
+    if (knobs->fail_open) {
+      return ResourceExhausted("cudaMalloc of " + std::to_string(bytes) + " bytes: out of memory (injected)");
+    }
     return std::unique_ptr<DeviceMemory>(new EmulatedDeviceMemory(device, bytes, knobs));
   };
 }

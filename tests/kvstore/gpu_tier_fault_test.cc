@@ -63,6 +63,7 @@ TEST_F(GpuTierFaultTest, ACopyErrorWhileMakingRoomKeepsTheVictimOnTheGpu) {
   EXPECT_EQ(stats.gpu.read_errors, 1u);
   EXPECT_EQ(stats.gpu.demotions, 0u);
   EXPECT_EQ(stats.gpu.dropped, 0u);
+  EXPECT_EQ(TierOf(stats, TierKind::kGpu).evictions, 0u) << "nothing left the GPU";
   EXPECT_EQ(TierOf(stats, TierKind::kGpu).chunks, kPerMiB);
   Copies c = CopiesOf(0);
   EXPECT_TRUE(!c.in_host && c.in_gpu);

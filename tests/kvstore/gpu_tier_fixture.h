@@ -101,12 +101,16 @@ class GpuTierFixture : public ::testing::Test {
   static ChunkKey Key(uint64_t k) { return {0x6d, k}; }
 
   Result<PutOutcome> Put(uint64_t k, TierKind prefer = TierKind::kNone, bool pin = false) {
+    return PutIn(scope_, k, prefer, pin);
+  }
+
+  Result<PutOutcome> PutIn(const Scope& scope, uint64_t k, TierKind prefer, bool pin) {
     const auto payload = PayloadFor(Key(k), kPayloadBytes);
     std::vector<uint32_t> tokens(kChunkTokens);
     std::iota(tokens.begin(), tokens.end(), static_cast<uint32_t>(k));
     PutSpec spec{Key(k), tokens, CodecId::kRaw, payload.size(), Checksum64(payload), static_cast<uint32_t>(k),
                  pin, nullptr, prefer};
-    auto put = store_->BeginPut(scope_, spec);
+    auto put = store_->BeginPut(scope, spec);
     if (!put.ok()) return put.status();
     KVTIER_RETURN_IF_ERROR(put->Append(payload));
     return put->Commit();

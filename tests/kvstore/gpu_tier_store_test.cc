@@ -105,6 +105,26 @@ TEST_F(GpuTierStoreTest, AFullGpuMovesItsLeastRecentChunkToDram) {
   EXPECT_EQ(store_->Stats().checksum_failures, 0u);
 }
 
+TEST_F(GpuTierStoreTest, AGpuOnlyChunkWithNoRoomInDramIsDroppedAndCounted) {
+  StoreOptions o = Options();
+  o.shared_arena_bytes["other"] = 1 * kMiB;  // its own DRAM pool; the GPU is shared
+  Open(std::move(o));
+  for (uint64_t k = 0; k < kPerMiB; ++k) ASSERT_EQ(PutTier(k, TierKind::kGpu), TierKind::kGpu) << k;
+  for (uint64_t k = 100; k < 100 + kPerMiB; ++k) ASSERT_EQ(PutTier(k, TierKind::kNone, /*pin=*/true), TierKind::kHost);
+  ASSERT_FALSE(CopiesOf(0).in_host);  // the main DRAM pool is all pinned chunks; the GPU holds 0..14 alone
+  auto other = store_->OpenScope("other", GpuTestFp(), true);
+  ASSERT_TRUE(other.ok());
+  auto outcome = PutIn(*other, 200, TierKind::kGpu, false);
+  ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
+  EXPECT_EQ(outcome->tier, TierKind::kGpu);
+  const StoreStats stats = store_->Stats();
+  EXPECT_EQ(stats.gpu.dropped, 1u);
+  EXPECT_EQ(stats.gpu.demotions, 0u);
+  EXPECT_EQ(TierOf(stats, TierKind::kGpu).evictions, 1u);
+  EXPECT_EQ(Check(0), 0) << "nowhere to go: the least recent GPU chunk left the cache";
+  for (uint64_t k = 1; k < kPerMiB; ++k) EXPECT_TRUE(CopiesOf(k).in_gpu) << k;
+}
+
 TEST_F(GpuTierStoreTest, PinnedChunksStayOnTheGpu) {
   Open(Options(2 * kMiB, 1 * kMiB));  // DRAM holds all 30 chunks
   ASSERT_EQ(PutTier(0, TierKind::kGpu, /*pin=*/true), TierKind::kGpu);
