@@ -121,6 +121,14 @@ Result<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   return client;
 }
 
+Result<std::optional<std::vector<GetResult>>> Client::GetLeased(std::span<const ChunkKey> keys,
+                                                                const LeasedChunkSink& sink) {
+  if (keys.empty()) return InvalidArgument("GetLeased of no keys");
+  if (!sink) return InvalidArgument("GetLeased needs a sink");
+  if (!impl_->local) return std::optional<std::vector<GetResult>>();
+  return impl_->local->Visit(keys, {}, sink);
+}
+
 LocalPathStats Client::local_stats() const { return impl_->local ? impl_->local->stats() : LocalPathStats{}; }
 
 std::string Client::local_fallback_reason() const {

@@ -121,6 +121,31 @@ Result<std::optional<std::vector<GetResult>>> LocalPath::GetBatch(std::span<cons
                                                                   std::span<const std::span<std::byte>> dests,
                                                                   std::span<const std::span<const uint32_t>> expected,
                                                                   const codec::DecodeOptions& decode) {
+  // Copy (or decode) every hit out of the arena, hashing what is read (SHM.md: the reader verifies).
+  auto copy = [&](const LeasedArena&, std::span<LeasedChunk> chunks, std::vector<size_t>* corrupt) -> Status {
+    for (size_t j = 0; j < chunks.size(); ++j) {
+      LeasedChunk& c = chunks[j];
+      const size_t i = c.index;
+      bool intact = true;
+      if (c.codec != v1::CODEC_RAW) {
+        intact = Checksum64(c.payload) == c.checksum;
+        if (intact) KVTIER_RETURN_IF_ERROR(DecodeInto(c.payload, dests[i], keys[i], decode, c.result));
+      } else if (c.payload.size() > dests[i].size()) {
+        return InvalidArgument("destination of " + std::to_string(dests[i].size()) + " bytes is smaller than chunk " +
+                               keys[i].ToHex() + " of " + std::to_string(c.payload.size()) + " bytes");
+      } else {
+        intact = CopyVerified(c.payload, dests[i].data(), c.checksum);
+      }
+      if (!intact) corrupt->push_back(j);
+    }
+    return Status::Ok();
+  };
+  return Visit(keys, expected, copy);
+}
+
+Result<std::optional<std::vector<GetResult>>> LocalPath::Visit(std::span<const ChunkKey> keys,
+                                                               std::span<const std::span<const uint32_t>> expected,
+                                                               const LeasedChunkSink& sink) {
   using Out = std::optional<std::vector<GetResult>>;
   std::unique_ptr<LocalChannel> channel = Acquire();
   if (channel == nullptr) {
@@ -151,48 +176,47 @@ Result<std::optional<std::vector<GetResult>>> LocalPath::GetBatch(std::span<cons
     fallbacks_.fetch_add(1, std::memory_order_relaxed);
     return Out();
   }
-  // Copy every hit while its lease holds, then release them all in one message.
-  const SharedMapping& arena = *channel->arena();
-  std::vector<GetResult> results(keys.size());
+  // Hand every hit to the sink while its lease holds, then release them all in one message.
+  const std::shared_ptr<SharedMapping> mapping = channel->arena();
+  const LeasedArena arena{{mapping->data(), mapping->size()}, mapping};
+  std::vector<LeasedChunk> hits;
   v1::LocalRequest release;
-  Status copied;
+  Status read;
   for (size_t i = 0; i < keys.size(); ++i) {
     const v1::LocalChunk& c = chunks.chunks(static_cast<int>(i));
     if (!c.found()) continue;
     release.mutable_release()->add_leases(c.lease());
-    if (!copied.ok()) continue;
-    if (c.offset() > arena.size() || c.payload_bytes() > arena.size() - c.offset()) {
-      copied = DataLoss("local get pointed outside the shared arena");
+    if (c.offset() > arena.bytes.size() || c.payload_bytes() > arena.bytes.size() - c.offset()) {
+      read = DataLoss("local get pointed outside the shared arena");
       continue;
     }
-    const std::span<const std::byte> payload{arena.data() + c.offset(), c.payload_bytes()};
-    GetResult& r = results[i];
-    r.found = true;
-    r.num_tokens = c.num_tokens();
-    r.base_position = c.base_position();
-    r.tier = static_cast<uint8_t>(c.tier());
+    LeasedChunk hit;
+    hit.index = i;
+    hit.payload = arena.bytes.subspan(c.offset(), c.payload_bytes());
+    hit.codec = static_cast<uint8_t>(c.codec());
+    hit.checksum = c.checksum();
+    hit.result.found = true;
+    hit.result.bytes = c.payload_bytes();
+    hit.result.num_tokens = c.num_tokens();
+    hit.result.base_position = c.base_position();
+    hit.result.tier = static_cast<uint8_t>(c.tier());
+    hits.push_back(std::move(hit));
+  }
+  std::vector<size_t> corrupt;
+  if (read.ok() && !hits.empty()) read = sink(arena, hits, &corrupt);
+  std::vector<GetResult> results(keys.size());
+  for (const LeasedChunk& hit : hits) results[hit.index] = hit.result;
+  for (size_t j : corrupt) {
     // The server leaves the checksum to the reader (SHM.md): a corrupt chunk is a miss, reported back.
-    bool intact = true;
-    if (c.codec() != v1::CODEC_RAW) {
-      intact = Checksum64(payload) == c.checksum();
-      if (intact) copied = DecodeInto(payload, dests[i], keys[i], decode, r);
-    } else if (payload.size() > dests[i].size()) {
-      copied = InvalidArgument("destination of " + std::to_string(dests[i].size()) + " bytes is smaller than chunk " +
-                               keys[i].ToHex() + " of " + std::to_string(payload.size()) + " bytes");
-    } else {
-      intact = CopyVerified(payload, dests[i].data(), c.checksum());
-      r.bytes = payload.size();
-    }
-    if (!intact) {
-      r = GetResult{};
-      release.mutable_release()->add_corrupt(c.lease());
-    }
+    if (j >= hits.size()) continue;
+    results[hits[j].index] = GetResult{};
+    release.mutable_release()->add_corrupt(chunks.chunks(static_cast<int>(hits[j].index)).lease());
   }
   uint32_t expired = 0;
   if (release.release().leases_size() > 0) {
     auto released = channel->Call(release);
     if (!released.ok()) {
-      // A lost connection also ended the leases, possibly before the copy finished: redo over gRPC.
+      // A lost connection also ended the leases, possibly before the reads finished: redo over gRPC.
       Return(std::move(channel));
       fallbacks_.fetch_add(1, std::memory_order_relaxed);
       return Out();
@@ -200,8 +224,8 @@ Result<std::optional<std::vector<GetResult>>> LocalPath::GetBatch(std::span<cons
     expired = (*released)->release().expired();
   }
   Return(std::move(channel));
-  if (!copied.ok() && copied.code() != StatusCode::kDataLoss) return copied;
-  if (expired > 0 || !copied.ok()) {
+  if (!read.ok() && read.code() != StatusCode::kDataLoss) return read;
+  if (expired > 0 || !read.ok()) {
     // Bytes read under an ended lease may belong to another chunk by now: never hand them out.
     if (expired > 0) expired_.fetch_add(1, std::memory_order_relaxed);
     fallbacks_.fetch_add(1, std::memory_order_relaxed);

@@ -3,7 +3,8 @@
 // It asks the server (LocalInfo, over gRPC) for its socket, uses it only when the server runs on this host
 // (same boot id) and answers on the socket as the same instance, and keeps a few idle connections. Gets
 // copy (or decode) hits straight from the mapped arena into the caller's buffers and then release the
-// leases; a lease that expired before the release voids the copy and the get goes over gRPC instead.
+// leases (Visit hands the leased bytes to a caller's sink instead, for copies that bypass this process, such as
+// DMA to a GPU); a lease that expired before the release voids the copy and the get goes over gRPC instead.
 // Puts write into the connection's window and commit. Whenever the path is not usable (not offered,
 // namespace not allowed, socket gone, server restarted) the calls answer "fall back" (nullopt) and the
 // path is tried again after ClientOptions.local_retry. Thread-safe.
@@ -35,6 +36,11 @@ class LocalPath {
                                                          std::span<const std::span<std::byte>> dests,
                                                          std::span<const std::span<const uint32_t>> expected,
                                                          const codec::DecodeOptions& decode);
+  // The hits of `keys`, leased, handed to `sink` in the mapped arena (Client::GetLeased); GetBatch is this with a
+  // sink that copies and verifies.
+  Result<std::optional<std::vector<GetResult>>> Visit(std::span<const ChunkKey> keys,
+                                                      std::span<const std::span<const uint32_t>> expected,
+                                                      const LeasedChunkSink& sink);
   Result<std::optional<std::vector<PutResult>>> PutBatch(std::span<const ChunkPut> chunks,
                                                          std::span<const std::span<const std::byte>> payloads,
                                                          std::span<const uint64_t> checksums, codec::CodecId codec);

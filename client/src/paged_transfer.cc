@@ -1,6 +1,8 @@
 #include "kvtier/client/paged_transfer.h"
 
 #include <algorithm>
+#include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -11,7 +13,8 @@ namespace {
 
 // One chunk of a round: where its bytes sit in the stagings and where it goes in the sequence.
 struct RoundChunk {
-  uint64_t offset = 0;  // in both stagings
+  const std::byte* source = nullptr;  // its bytes on the host: a host staging slot, or the server's shared arena
+  uint64_t offset = 0;                // in the device staging
   uint32_t num_tokens = 0;
   uint32_t position = 0;       // sequence position of its first token
   int64_t rerotate_delta = 0;  // position - stored base position, when keys are re-rotated
@@ -64,6 +67,24 @@ struct PagedKvTransfer::Impl {
   Status EnqueueUnpacks(std::span<const RoundChunk> chunks, const PagedTarget& t, bool layerwise,
                         gpu::StreamHandle stream);
   Status UnpackChunk(const RoundChunk& c, const PagedTarget& t, int layer, gpu::StreamHandle stream);
+
+  // What one round placed: the chunks (leading hits), the position after them, whether it stopped at a miss.
+  struct Round {
+    std::vector<RoundChunk> chunks;
+    uint32_t end_position = 0;
+    bool missed = false;
+  };
+  // The leading hits of `results` from `position` on, with `source(i)` the host bytes of hit i.
+  Result<Round> PlanRound(const gpu::PagedKvShape& shape, std::span<const GetResult> results, size_t first_index,
+                          uint32_t position, const std::function<const std::byte*(size_t)>& source) const;
+  // The round over the shared-memory path, copying straight out of the server's arena; nullopt when that path
+  // cannot serve it (the caller then uses GetBatch).
+  Result<std::optional<Round>> LeasedRound(Client* client, const gpu::PagedKvShape& shape,
+                                           std::span<const ChunkKey> keys, size_t first_index, const PagedTarget& t,
+                                           uint32_t position, const PagedTransferOptions& options,
+                                           gpu::StreamHandle stream, std::span<GetResult> results);
+  bool zero_copy = true;  // false after the arena could not be used (registration refused): GetBatch only
+  PagedTransferStats stats;
 };
 
 Result<std::unique_ptr<PagedKvTransfer>> PagedKvTransfer::Create(Client* client, const gpu::PagedKvShape& shape,
@@ -98,6 +119,8 @@ PagedKvTransfer::PagedKvTransfer(Client* client, const gpu::PagedKvShape& shape,
     : client_(client), shape_(shape), options_(options), impl_(std::move(impl)) {}
 
 PagedKvTransfer::~PagedKvTransfer() = default;
+
+PagedTransferStats PagedKvTransfer::stats() const { return impl_->stats; }
 
 Status PagedKvTransfer::Impl::CheckTarget(const gpu::PagedKvShape& shape, const PagedTarget& t) const {
   const gpu::PagedKvShape& s = t.cache.shape;
@@ -152,14 +175,13 @@ Status PagedKvTransfer::Impl::EnqueueUnpacks(std::span<const RoundChunk> chunks,
   const uint32_t layers = t.cache.shape.num_layers;
   const uint64_t row = t.cache.shape.RowBytes();
   gpu::StreamHandle copy = backend->copy_stream();
-  std::span<std::byte> host = backend->host_staging();
   std::span<std::byte> device = backend->device_staging();
   // The device staging is free once the previous round's unpacks ran.
   KVTIER_RETURN_IF_ERROR(backend->StreamWait(internal::TransferBackend::kRoundDone, copy));
   if (!layerwise) {
     for (const RoundChunk& c : chunks) {
       const uint64_t bytes = 2 * uint64_t{c.num_tokens} * row * layers;
-      KVTIER_RETURN_IF_ERROR(backend->Copy(device.data() + c.offset, host.data() + c.offset, bytes, copy));
+      KVTIER_RETURN_IF_ERROR(backend->Copy(device.data() + c.offset, c.source, bytes, copy));
     }
     KVTIER_RETURN_IF_ERROR(backend->Record(internal::TransferBackend::CopiedSlot(0), copy));
     KVTIER_RETURN_IF_ERROR(backend->Record(internal::TransferBackend::kHostFree, copy));
@@ -171,8 +193,8 @@ Status PagedKvTransfer::Impl::EnqueueUnpacks(std::span<const RoundChunk> chunks,
   for (uint32_t l = 0; l < layers; ++l) {
     for (const RoundChunk& c : chunks) {
       const uint64_t layer_bytes = 2 * uint64_t{c.num_tokens} * row;
-      const uint64_t at = c.offset + l * layer_bytes;
-      KVTIER_RETURN_IF_ERROR(backend->Copy(device.data() + at, host.data() + at, layer_bytes, copy));
+      KVTIER_RETURN_IF_ERROR(
+          backend->Copy(device.data() + c.offset + l * layer_bytes, c.source + l * layer_bytes, layer_bytes, copy));
     }
     KVTIER_RETURN_IF_ERROR(backend->Record(internal::TransferBackend::CopiedSlot(l), copy));
   }
@@ -183,6 +205,89 @@ Status PagedKvTransfer::Impl::EnqueueUnpacks(std::span<const RoundChunk> chunks,
     KVTIER_RETURN_IF_ERROR(backend->Record(backend->LayerReadySlot(l), stream));
   }
   return backend->Record(internal::TransferBackend::kRoundDone, stream);
+}
+
+Result<PagedKvTransfer::Impl::Round> PagedKvTransfer::Impl::PlanRound(
+    const gpu::PagedKvShape& shape, std::span<const GetResult> results, size_t first_index, uint32_t position,
+    const std::function<const std::byte*(size_t)>& source) const {
+  Round round;
+  for (size_t i = 0; i < results.size(); ++i) {
+    const GetResult& r = results[i];
+    if (!r.found) {
+      round.missed = true;
+      break;
+    }
+    if (r.bytes != shape.ChunkBytes(r.num_tokens)) {
+      return DataLoss("paged transfer: chunk " + std::to_string(first_index + i) + " has " + std::to_string(r.bytes) +
+                      " bytes, not the " + std::to_string(shape.ChunkBytes(r.num_tokens)) + " of " +
+                      std::to_string(r.num_tokens) + " tokens");
+    }
+    round.chunks.push_back(RoundChunk{source(i), i * slot_bytes, r.num_tokens, position,
+                                      int64_t{position} - int64_t{r.base_position}});
+    position += r.num_tokens;
+  }
+  round.end_position = position;
+  return round;
+}
+
+Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::LeasedRound(
+    Client* client, const gpu::PagedKvShape& shape, std::span<const ChunkKey> keys, size_t first_index,
+    const PagedTarget& t, uint32_t position, const PagedTransferOptions& options, gpu::StreamHandle stream,
+    std::span<GetResult> results) {
+  std::optional<Round> placed;
+  bool unusable = false;  // an encoded chunk, or an arena the GPU cannot read: this round goes through GetBatch
+  auto sink = [&](const LeasedArena& arena, std::span<LeasedChunk> hits, std::vector<size_t>* corrupt) -> Status {
+    std::vector<GetResult> leading(keys.size());
+    std::vector<const std::byte*> sources(keys.size(), nullptr);
+    for (const LeasedChunk& h : hits) {
+      if (h.codec != 1 /* kvtier.v1.CODEC_RAW */) {
+        unusable = true;
+        return Cancelled("an encoded chunk: decoded through GetBatch");
+      }
+      leading[h.index] = h.result;
+      sources[h.index] = h.payload.data();
+    }
+    if (Status s = backend->PrepareSource(arena); !s.ok()) {
+      unusable = true;
+      zero_copy = false;
+      stats.zero_copy_off = "the server's shared arena cannot be registered with the GPU: " + s.ToString();
+      return s;
+    }
+    auto round = PlanRound(shape, leading, first_index, position, [&](size_t i) { return sources[i]; });
+    if (!round.ok()) return round.status();
+    if (round->chunks.empty()) {
+      placed = std::move(*round);
+      return Status::Ok();
+    }
+    KVTIER_RETURN_IF_ERROR(CheckCoverage(t, round->end_position));
+    KVTIER_RETURN_IF_ERROR(EnqueueUnpacks(round->chunks, t, options.layerwise, stream));
+    // The shared-memory path leaves verification to the reader: hash while the copies run. Placement ends before
+    // the first corrupt chunk; what was unpacked past it lies beyond placed_tokens, where the worker recomputes.
+    size_t intact = round->chunks.size();
+    if (options.verify_leased) {
+      for (size_t j = 0; j < hits.size(); ++j) {
+        if (Checksum64(hits[j].payload) == hits[j].checksum) continue;
+        corrupt->push_back(j);
+        intact = std::min(intact, hits[j].index);
+      }
+    }
+    if (intact < round->chunks.size()) {
+      round->missed = true;
+      round->end_position = round->chunks[intact].position;
+      round->chunks.resize(intact);
+    }
+    placed = std::move(*round);
+    // The leases end when this returns: the copies out of the arena must be finished by then.
+    return backend->HostWait(internal::TransferBackend::kHostFree);
+  };
+  auto got = client->GetLeased(keys, sink);
+  if (unusable) return std::optional<Round>();
+  if (!got.ok()) return got.status();
+  if (!*got) return std::optional<Round>();
+  std::copy((*got)->begin(), (*got)->end(), results.begin());
+  if (!placed) placed = Round{{}, position, true};  // nothing found: the sink never ran
+  stats.leased_chunks += placed->chunks.size();
+  return placed;
 }
 
 Result<LayerwiseLoad> PagedKvTransfer::GetToDevice(std::span<const ChunkKey> keys, const PagedTarget& target,
@@ -197,37 +302,38 @@ Result<LayerwiseLoad> PagedKvTransfer::GetToDevice(std::span<const ChunkKey> key
   for (uint32_t i = 0; i < impl_->chunks_per_round; ++i) {
     dests[i] = backend.host_staging().subspan(i * impl_->slot_bytes, impl_->slot_bytes);
   }
-  std::vector<RoundChunk> round;
-  round.reserve(impl_->chunks_per_round);
   uint32_t position = target.first_token;
-  bool missed = false;
-  for (size_t start = 0; start < keys.size() && !missed; start += impl_->chunks_per_round) {
+  for (size_t start = 0; start < keys.size(); start += impl_->chunks_per_round) {
     const size_t count = std::min<size_t>(impl_->chunks_per_round, keys.size() - start);
-    // The host staging is overwritten by this round's get: the previous round's copies out of it must be done.
-    KVTIER_RETURN_IF_ERROR(backend.HostWait(internal::TransferBackend::kHostFree));
-    auto got = client_->GetBatch(keys.subspan(start, count), std::span(dests).first(count));
-    if (!got.ok()) return got.status();
-    round.clear();
-    for (size_t i = 0; i < count; ++i) {
-      const GetResult& r = (*got)[i];
-      load.results[start + i] = r;
-      if (missed || !r.found) {
-        missed = true;
-        continue;
-      }
-      if (r.bytes != shape_.ChunkBytes(r.num_tokens)) {
-        return DataLoss("paged transfer: chunk " + std::to_string(start + i) + " has " + std::to_string(r.bytes) +
-                        " bytes, not the " + std::to_string(shape_.ChunkBytes(r.num_tokens)) + " of " +
-                        std::to_string(r.num_tokens) + " tokens");
-      }
-      round.push_back(RoundChunk{i * impl_->slot_bytes, r.num_tokens, position,
-                                 int64_t{position} - int64_t{r.base_position}});
-      position += r.num_tokens;
+    const std::span<const ChunkKey> round_keys = keys.subspan(start, count);
+    const std::span<GetResult> round_results = std::span(load.results).subspan(start, count);
+    std::optional<Impl::Round> round;
+    if (options_.zero_copy && impl_->zero_copy) {
+      auto leased = impl_->LeasedRound(client_, shape_, round_keys, start, target, position, options_, stream,
+                                       round_results);
+      if (!leased.ok()) return leased.status();
+      round = std::move(*leased);
     }
-    if (round.empty()) break;
-    KVTIER_RETURN_IF_ERROR(impl_->CheckCoverage(target, position));
-    KVTIER_RETURN_IF_ERROR(impl_->EnqueueUnpacks(round, target, options_.layerwise, stream));
-    load.placed_chunks += static_cast<uint32_t>(round.size());
+    if (!round) {
+      // The host staging is overwritten by this get: the previous round's copies out of it must be done.
+      KVTIER_RETURN_IF_ERROR(backend.HostWait(internal::TransferBackend::kHostFree));
+      auto got = client_->GetBatch(round_keys, std::span(dests).first(count));
+      if (!got.ok()) return got.status();
+      std::copy(got->begin(), got->end(), round_results.begin());
+      const std::byte* staging = backend.host_staging().data();
+      auto planned = impl_->PlanRound(shape_, *got, start, position,
+                                      [&](size_t i) { return staging + i * impl_->slot_bytes; });
+      if (!planned.ok()) return planned.status();
+      if (!planned->chunks.empty()) {
+        KVTIER_RETURN_IF_ERROR(impl_->CheckCoverage(target, planned->end_position));
+        KVTIER_RETURN_IF_ERROR(impl_->EnqueueUnpacks(planned->chunks, target, options_.layerwise, stream));
+      }
+      impl_->stats.staged_chunks += planned->chunks.size();
+      round = std::move(*planned);
+    }
+    load.placed_chunks += static_cast<uint32_t>(round->chunks.size());
+    position = round->end_position;
+    if (round->missed) break;
   }
   load.placed_tokens = position - target.first_token;
   return load;

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -49,6 +50,7 @@ class HostBackend final : public TransferBackend {
   std::span<std::byte> host_staging() override { return host_.span(); }
   std::span<std::byte> device_staging() override { return device_.span(); }
   gpu::StreamHandle copy_stream() const override { return nullptr; }
+  Status PrepareSource(const LeasedArena&) override { return Status::Ok(); }
   Status Copy(void* dst, const void* src, size_t bytes, gpu::StreamHandle) override {
     std::memcpy(dst, src, bytes);
     return Status::Ok();
@@ -85,16 +87,32 @@ class DeviceBackend final : public TransferBackend {
         recorded_(events_.size(), false) {}
 
   ~DeviceBackend() override {
-    // Nothing may still read the staging when it is unregistered and freed.
+    // Nothing may still read the staging or the arena when they are unregistered and freed.
     (void)copy_.Synchronize();
     for (size_t i = 0; i < events_.size(); ++i) {
       if (recorded_[i]) (void)events_[i].Synchronize();
     }
+    arena_pin_.reset();
   }
 
   std::span<std::byte> host_staging() override { return host_.span(); }
   std::span<std::byte> device_staging() override { return device_.span(); }
   gpu::StreamHandle copy_stream() const override { return copy_.get(); }
+  Status PrepareSource(const LeasedArena& arena) override {
+    if (arena_pin_ && arena_pin_->host() == arena.bytes.data() && arena_pin_->size() == arena.bytes.size()) {
+      return Status::Ok();
+    }
+    // A new mapping (first use, or the server restarted): earlier copies out of the old one must be done before
+    // it is unregistered and may be unmapped.
+    KVTIER_RETURN_IF_ERROR(HostWait(kHostFree));
+    arena_pin_.reset();
+    arena_keep_alive_.reset();
+    auto pin = gpu::HostRegistration::RegisterReadOnly(arena.bytes.data(), arena.bytes.size());
+    if (!pin.ok()) return pin.status();
+    arena_pin_.emplace(std::move(*pin));
+    arena_keep_alive_ = arena.keep_alive;
+    return Status::Ok();
+  }
   Status Copy(void* dst, const void* src, size_t bytes, gpu::StreamHandle stream) override {
     return gpu::CopyAsync(dst, src, bytes, stream);
   }
@@ -126,6 +144,9 @@ class DeviceBackend final : public TransferBackend {
   gpu::Stream copy_;
   std::vector<gpu::Event> events_;
   std::vector<bool> recorded_;  // an event never recorded counts as complete
+  // The server's shared arena registered as a copy source; the keep-alive is released after the registration.
+  std::shared_ptr<const void> arena_keep_alive_;
+  std::optional<gpu::HostRegistration> arena_pin_;
 };
 
 Result<std::unique_ptr<TransferBackend>> CreateDevice(uint64_t staging_bytes, uint32_t layers) {

@@ -15,6 +15,7 @@
 #include <span>
 
 #include "kvtier/api/status.h"
+#include "kvtier/client/client.h"
 #include "kvtier/client/paged_transfer.h"
 #include "kvtier/gpu/paged_kv.h"
 #include "kvtier/gpu/stream.h"
@@ -36,6 +37,9 @@ class TransferBackend {
   virtual std::span<std::byte> device_staging() = 0;
   // The backend's own stream for host-to-device copies (nullptr for the twin).
   virtual gpu::StreamHandle copy_stream() const = 0;
+  // Makes `arena` (a server's shared arena, mapped read-only) a valid copy source: the device backend registers
+  // it with the GPU once (and again when a server restart brought a new mapping), keeping it mapped meanwhile.
+  virtual Status PrepareSource(const LeasedArena& arena) = 0;
 
   virtual Status Copy(void* dst, const void* src, size_t bytes, gpu::StreamHandle stream) = 0;
   virtual Status Unpack(const gpu::PagedKvCache& cache, const gpu::SequenceSlice& seq,

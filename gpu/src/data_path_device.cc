@@ -97,16 +97,34 @@ Status ReconstructKeys(const LowRankKeysView& keys, const KeyBlockSelection& sel
   return FromLaunch(detail::LaunchLowRank(p, stream));
 }
 
-Result<HostRegistration> HostRegistration::Register(void* ptr, size_t bytes) {
+namespace {
+
+Result<void*> RegisterMapped(void* ptr, size_t bytes, unsigned flags) {
   if (ptr == nullptr || bytes == 0) return InvalidArgument("host range to register is null or empty");
   KVTIER_RETURN_IF_ERROR(RequireGpu());
-  KVTIER_RETURN_IF_ERROR(FromCuda(cudaHostRegister(ptr, bytes, cudaHostRegisterMapped), "cudaHostRegister"));
+  KVTIER_RETURN_IF_ERROR(FromCuda(cudaHostRegister(ptr, bytes, flags | cudaHostRegisterMapped), "cudaHostRegister"));
   void* device = nullptr;
   if (const Status s = FromCuda(cudaHostGetDevicePointer(&device, ptr, 0), "cudaHostGetDevicePointer"); !s.ok()) {
     cudaHostUnregister(ptr);
     return s;
   }
-  return HostRegistration(ptr, device, bytes);
+  return device;
+}
+
+}  // namespace
+
+Result<HostRegistration> HostRegistration::Register(void* ptr, size_t bytes) {
+  auto device = RegisterMapped(ptr, bytes, 0);
+  if (!device.ok()) return device.status();
+  return HostRegistration(ptr, *device, bytes);
+}
+
+Result<HostRegistration> HostRegistration::RegisterReadOnly(const void* ptr, size_t bytes) {
+  // CUDA takes a non-const pointer; with cudaHostRegisterReadOnly nothing writes through it.
+  void* p = const_cast<void*>(ptr);
+  auto device = RegisterMapped(p, bytes, cudaHostRegisterReadOnly);
+  if (!device.ok()) return device.status();
+  return HostRegistration(p, *device, bytes);
 }
 
 HostRegistration::HostRegistration(HostRegistration&& other) noexcept

@@ -68,6 +68,10 @@ Result<HostRegistration> HostRegistration::Register(void* ptr, size_t bytes) {
   if (ptr == nullptr || bytes == 0) return InvalidArgument("host range to register is null or empty");
   return NoCuda();
 }
+Result<HostRegistration> HostRegistration::RegisterReadOnly(const void* ptr, size_t bytes) {
+  if (ptr == nullptr || bytes == 0) return InvalidArgument("host range to register is null or empty");
+  return NoCuda();
+}
 HostRegistration::HostRegistration(HostRegistration&& other) noexcept
     : host_(std::exchange(other.host_, nullptr)),
       device_(std::exchange(other.device_, nullptr)),

@@ -1,9 +1,13 @@
 // PagedKvTransfer on the GPU against its CPU twin, through a real server (label gpu; skips without a GPU):
 // the same chunks put from a device cache and fetched into another, with the device caches poisoned first and
-// every byte compared with what the twin produced in host memory; layer events waited on from another stream.
+// every byte compared with what the twin produced in host memory; layer events waited on from another stream;
+// and on the server's host, chunks DMA'd straight from its shared arena (registered read-only with the GPU).
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstring>
+#include <filesystem>
 #include <optional>
 #include <tuple>
 #include <vector>
@@ -69,8 +73,9 @@ gpu::PagedKvShape Shape(const ModelFingerprint& fp) {
 
 // Puts from a device cache and reads back into a poisoned device cache (at `get_at`), and the same through
 // the twin; both destination caches must be byte-identical.
-void RoundTrip(Client* client, const ModelFingerprint& fp, const PagedTransferOptions& options, uint32_t put_at,
-               uint32_t get_at, const std::vector<uint32_t>& sizes, uint32_t seed) {
+// Returns the device transfer's stats.
+PagedTransferStats RoundTrip(Client* client, const ModelFingerprint& fp, const PagedTransferOptions& options,
+                             uint32_t put_at, uint32_t get_at, const std::vector<uint32_t>& sizes, uint32_t seed) {
   HostPagedCache source(Shape(fp), seed);
   source.FillRandom(seed + 1);
   std::vector<ChunkKey> keys;
@@ -82,7 +87,9 @@ void RoundTrip(Client* client, const ModelFingerprint& fp, const PagedTransferOp
   const std::vector<std::span<const uint32_t>> token_spans(tokens.begin(), tokens.end());
 
   auto device = PagedKvTransfer::Create(client, Shape(fp), options);
-  ASSERT_TRUE(device.ok()) << device.status().ToString();
+  EXPECT_TRUE(device.ok()) << device.status().ToString();
+  if (!device.ok()) return {};
+  [&] {
   auto stream = gpu::Stream::Create();
   ASSERT_TRUE(stream.ok());
   DevicePagedCache dsource = DevicePagedCache::Upload(source);
@@ -118,6 +125,8 @@ void RoundTrip(Client* client, const ModelFingerprint& fp, const PagedTransferOp
     EXPECT_EQ(from_device.k[l], twin_dest.k[l]) << "layer " << l << " K";
     EXPECT_EQ(from_device.v[l], twin_dest.v[l]) << "layer " << l << " V";
   }
+  }();
+  return (*device)->stats();
 }
 
 TEST_F(PagedTransferGpuTest, LayerwiseLoadEqualsTheTwin) {
@@ -137,6 +146,30 @@ TEST_F(PagedTransferGpuTest, ReRotationEqualsTheTwin) {
   fp.keys_post_rope = true;
   auto client = NewClient("test", fp);
   RoundTrip(client.get(), fp, PagedTransferOptions{}, 0, 37, {16, 16, 9}, 3);
+}
+
+TEST_F(PagedTransferGpuTest, SharedArenaChunksAreDmaedStraightToTheGpu) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("kvtier-gpu-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  server_.reset();
+  StartServer(64ull << 20, [&](ServerConfig& c) {
+    c.store.shared_arena_bytes["workers"] = 64ull << 20;
+    c.shared_memory.socket_path = (dir / "kvtier.sock").string();
+    c.shared_memory.put_window_bytes = 4ull << 20;
+  });
+  ClientOptions o;
+  o.endpoint = server_->address();
+  o.name_space = "workers";
+  o.fingerprint = TestFingerprint(16);
+  o.local_path = LocalPathMode::kRequire;
+  auto client = Client::Connect(o);
+  ASSERT_TRUE(client.ok());
+  const PagedTransferStats stats = RoundTrip(client->get(), o.fingerprint, PagedTransferOptions{}, 3, 3, {16, 16, 5}, 4);
+  EXPECT_EQ(stats.leased_chunks + stats.staged_chunks, 3u);
+  EXPECT_EQ(stats.leased_chunks, 3u) << "zero copy turned off: " << stats.zero_copy_off;
+  client->reset();
+  server_.reset();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

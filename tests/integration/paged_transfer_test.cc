@@ -1,17 +1,22 @@
 // PagedKvTransfer's CPU twin through a real server: chunks packed out of one paged cache, stored, fetched and
-// unpacked into another, compared byte for byte; re-rotation on the way in; misses; rounds; bad arguments.
+// unpacked into another, compared byte for byte; re-rotation on the way in; misses; rounds; bad arguments; and
+// on the server's host, chunks copied straight out of its shared arena (a corrupt one stops the placement).
 // The GPU placement runs the same control flow with kernels (paged_transfer_gpu_test.cc, label gpu).
 #include "kvtier/client/paged_transfer.h"
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstring>
+#include <filesystem>
 #include <vector>
 
 #include "integration/paged_cache.h"
 #include "integration/test_server.h"
 #include "kvtier/gpu/device.h"
 #include "kvtier/gpu/rope.h"
+#include "kvtier/kvstore/host_arena.h"
 
 namespace kvtier::testing {
 namespace {
@@ -239,6 +244,120 @@ TEST_F(PagedTransferTest, DevicePlacementWithoutAGpuIsUnavailable) {
   ASSERT_FALSE(t.ok());
   EXPECT_EQ(t.status().code(), StatusCode::kUnavailable);
   EXPECT_NE(t.status().message().find("no usable GPU"), std::string::npos) << t.status().ToString();
+}
+
+// The server's host: the transfer reads raw chunks straight from the namespace's shared arena.
+class PagedTransferSharedMemoryTest : public PagedTransferTest {
+ protected:
+  static constexpr const char* kShared = "workers";
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("kvtier-paged-" + std::to_string(getpid()) + "-" +
+                                                     std::to_string(reinterpret_cast<uintptr_t>(this)));
+    std::filesystem::create_directories(dir_);
+    StartServer(4ull << 20, [&](ServerConfig& c) {
+      c.store.host_prefault = false;
+      c.store.shared_arena_bytes[kShared] = 2ull << 20;
+      c.shared_memory.socket_path = (dir_ / "kvtier.sock").string();
+      c.shared_memory.put_window_bytes = 1ull << 20;
+    });
+  }
+  void TearDown() override {
+    ServerFixture::TearDown();
+    std::filesystem::remove_all(dir_);
+  }
+  std::unique_ptr<Client> SharedClient(LocalPathMode mode, codec::CodecId codec = codec::CodecId::kRaw) {
+    ClientOptions o;
+    o.endpoint = server_->address();
+    o.name_space = kShared;
+    o.fingerprint = TestFingerprint(kChunkTokens);
+    o.local_path = mode;
+    o.local_retry = std::chrono::milliseconds(0);
+    o.encode.codec = codec;
+    auto c = Client::Connect(o);
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return std::move(c).value();
+  }
+  std::filesystem::path dir_;
+};
+
+TEST_F(PagedTransferSharedMemoryTest, RawChunksAreCopiedStraightFromTheSharedArena) {
+  auto client = SharedClient(LocalPathMode::kRequire);
+  const ModelFingerprint fp = TestFingerprint(kChunkTokens);
+  auto t = PagedKvTransfer::Create(client.get(), CacheShape(fp), HostOptions());
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  HostPagedCache source(CacheShape(fp), 21);
+  source.FillRandom(22);
+  const std::vector<ChunkKey> keys = PutChunks(**t, source, 2, {16, 16, 11});
+  HostPagedCache dest(CacheShape(fp), 23);
+  dest.Poison(0x33);
+  auto load = (*t)->GetToDevice(keys, Target(dest, 2), nullptr);
+  ASSERT_TRUE(load.ok()) << load.status().ToString();
+  EXPECT_EQ(load->placed_chunks, 3u);
+  ExpectPlaced(source, dest, 2, 45, 0x33);
+  EXPECT_EQ((*t)->stats().leased_chunks, 3u);
+  EXPECT_EQ((*t)->stats().staged_chunks, 0u);
+  EXPECT_EQ(client->local_stats().fallbacks, 0u) << client->local_fallback_reason();
+}
+
+TEST_F(PagedTransferSharedMemoryTest, ACorruptChunkEndsThePlacementAndIsDropped) {
+  auto client = SharedClient(LocalPathMode::kRequire);
+  const ModelFingerprint fp = TestFingerprint(kChunkTokens);
+  auto t = PagedKvTransfer::Create(client.get(), CacheShape(fp), HostOptions());
+  ASSERT_TRUE(t.ok());
+  HostPagedCache source(CacheShape(fp), 24);
+  source.FillRandom(25);
+  const std::vector<ChunkKey> keys = PutChunks(**t, source, 0, {16, 16, 16});
+  // Flip one bit of chunk 1 in the server's memory, as failing DRAM would: find it by its bytes.
+  std::vector<std::byte> stored(CacheShape(fp).ChunkBytes(16));
+  ASSERT_TRUE(gpu::PackPagedKvCpu(source.View(), {source.block_table.data(), 16, 16, 16}, stored).ok());
+  const HostArena* arena = server_->store().SharedArenaOf(kShared);
+  ASSERT_NE(arena, nullptr);
+  const std::byte* begin = arena->data();
+  const std::byte* found = std::search(begin, begin + arena->size(), stored.begin(), stored.end());
+  ASSERT_NE(found, begin + arena->size());
+  arena->data()[(found - begin) + 777] ^= std::byte{0x04};
+
+  HostPagedCache dest(CacheShape(fp), 26);
+  dest.Poison(0x44);
+  auto load = (*t)->GetToDevice(keys, Target(dest, 0), nullptr);
+  ASSERT_TRUE(load.ok()) << load.status().ToString();
+  EXPECT_EQ(load->placed_chunks, 1u);
+  EXPECT_EQ(load->placed_tokens, 16u);
+  EXPECT_FALSE(load->results[1].found) << "a corrupt chunk is a miss";
+  EXPECT_EQ(server_->store().Stats().checksum_failures, 1u);
+  auto exists = client->Exists(std::span(keys).subspan(1, 1));
+  ASSERT_TRUE(exists.ok());
+  EXPECT_FALSE((*exists)[0]) << "dropped by the server";
+  for (uint32_t l = 0; l < fp.num_layers; ++l) {
+    for (uint32_t p = 0; p < 16; ++p) {
+      ASSERT_EQ(std::memcmp(dest.Row(l, 0, p), source.Row(l, 0, p), dest.shape.RowBytes()), 0);
+    }
+  }
+}
+
+TEST_F(PagedTransferSharedMemoryTest, EncodedChunksAreDecodedThroughGetBatch) {
+  auto client = SharedClient(LocalPathMode::kRequire, codec::CodecId::kInt8);
+  const ModelFingerprint fp = TestFingerprint(kChunkTokens);
+  auto t = PagedKvTransfer::Create(client.get(), CacheShape(fp), HostOptions());
+  ASSERT_TRUE(t.ok());
+  HostPagedCache source(CacheShape(fp), 27);
+  source.FillRandom(28);
+  const std::vector<ChunkKey> keys = PutChunks(**t, source, 0, {16, 9});
+  HostPagedCache dest(CacheShape(fp), 29);
+  auto load = (*t)->GetToDevice(keys, Target(dest, 0), nullptr);
+  ASSERT_TRUE(load.ok()) << load.status().ToString();
+  EXPECT_EQ(load->placed_chunks, 2u);
+  EXPECT_EQ((*t)->stats().leased_chunks, 0u);
+  EXPECT_EQ((*t)->stats().staged_chunks, 2u);
+  // What was placed is exactly what a plain get decodes.
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const uint32_t n = i == 0 ? 16 : 9;
+    std::vector<std::byte> decoded(CacheShape(fp).ChunkBytes(n)), placed(decoded.size());
+    ASSERT_TRUE(client->Get(keys[i], decoded).ok());
+    ASSERT_TRUE(gpu::PackPagedKvCpu(dest.View(), {dest.block_table.data(), 16, static_cast<uint32_t>(16 * i), n},
+                                    placed).ok());
+    EXPECT_EQ(placed, decoded) << "chunk " << i;
+  }
 }
 
 }  // namespace

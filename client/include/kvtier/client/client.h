@@ -19,6 +19,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <future>
 #include <memory>
 #include <optional>
@@ -118,6 +119,28 @@ struct GetResult {
   uint8_t tier = 0;                // kvtier.v1.Tier of the hit
 };
 
+// One hit of Client::GetLeased: the chunk's stored bytes where they lie in the server's shared arena.
+struct LeasedChunk {
+  size_t index = 0;                    // position of its key in the request
+  std::span<const std::byte> payload;  // read-only, valid until the sink returns
+  uint8_t codec = 0;                   // kvtier.v1.Codec of the payload (encoded chunks are not decoded)
+  uint64_t checksum = 0;               // XXH3-64 the payload must hash to: the reader verifies (kvstore/SHM.md)
+  GetResult result;                    // found, bytes (= payload size), num_tokens, base_position, tier
+};
+
+// The read-only mapping the payloads point into; keep_alive keeps it mapped for as long as it is held (for
+// example while a GPU registration of the range lives). A server restart brings a new mapping.
+struct LeasedArena {
+  std::span<const std::byte> bytes;
+  std::shared_ptr<const void> keep_alive;
+};
+
+// Reads the leased hits and returns once done with their bytes. Indices (into `chunks`) of payloads it found
+// not to hash to their checksum go into `corrupt`: the server drops those chunks and they are answered as
+// misses. An error ends the call with it.
+using LeasedChunkSink =
+    std::function<Status(const LeasedArena& arena, std::span<LeasedChunk> chunks, std::vector<size_t>* corrupt)>;
+
 // One answer of GetBestVariants.
 struct VariantGetResult {
   GetResult chunk;              // found, bytes, num_tokens, base_position, tier
@@ -172,6 +195,13 @@ class Client {
   Result<std::vector<VariantGetResult>> GetBestVariants(std::span<const ChunkKey> content_keys,
                                                         std::span<const ChunkKey> prompt_context,
                                                         std::span<const std::span<std::byte>> dests);
+
+  // Same-host gets without a copy through this process: the hits stay leased in the server's shared arena
+  // (kvstore/SHM.md) while `sink` reads them, for example by DMA straight to a GPU. Per key: found with
+  // num_tokens, base_position, tier and bytes (the stored payload's size, encoded or not), or a miss (also for
+  // chunks the sink reported corrupt). nullopt when the shared-memory path cannot serve the call now, or a
+  // lease ended before the sink returned: use GetBatch. The sink is not called when nothing was found.
+  Result<std::optional<std::vector<GetResult>>> GetLeased(std::span<const ChunkKey> keys, const LeasedChunkSink& sink);
 
   // How many leading keys of a prefix chain are cached; with lease > 0 they are held that long.
   Result<LookupResult> Lookup(std::span<const ChunkKey> keys,

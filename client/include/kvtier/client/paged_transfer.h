@@ -15,7 +15,10 @@
 //
 // Staging: one host buffer (pinned when a GPU is used, so copies are real DMA) and one device buffer of
 // staging_bytes each, allocated and touched once at Create; calls never allocate large memory. Calls needing
-// more than the staging hold run in rounds.
+// more than the staging hold run in rounds. On the server's own host the host staging is skipped: raw chunks
+// are copied to the GPU straight from the server's shared arena while the client holds leases on them
+// (Client::GetLeased), and the call returns once those copies are done. Rows past placed_tokens may have been
+// written (a chunk found corrupt after its copy started): the worker treats them as not loaded.
 //
 // Ownership: the Client must outlive the transfer; caches, block tables and token ids are the caller's.
 // Not thread-safe: one PagedKvTransfer per worker thread (it owns its staging). A LayerwiseLoad is valid until
@@ -25,6 +28,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "kvtier/api/status.h"
@@ -51,6 +55,13 @@ struct PagedTransferOptions {
   // Re-rotate keys of chunks placed at a position other than their stored base position (keys stored after
   // RoPE only; with pre-RoPE keys the position does not matter).
   bool rerotate = true;
+  // On the server's host (the client's shared-memory path, kvstore/SHM.md): copy raw chunks straight out of the
+  // server's shared arena, registered once with the GPU (read-only), instead of through this process's staging.
+  // Encoded chunks, and any round the path cannot serve, go through Client::GetBatch and the staging.
+  bool zero_copy = true;
+  // With zero_copy: hash each chunk on the CPU while the GPU copies it (the shared-memory path leaves
+  // verification to the reader). false saves that CPU time and no longer detects corrupted host memory.
+  bool verify_leased = true;
 
   Status Validate() const;
 };
@@ -83,6 +94,13 @@ class LayerwiseLoad {
   uint32_t num_layers_ = 0;
 };
 
+// How a transfer's chunks went (PagedKvTransfer::stats).
+struct PagedTransferStats {
+  uint64_t leased_chunks = 0;  // placed straight from the server's shared arena (zero_copy)
+  uint64_t staged_chunks = 0;  // placed through Client::GetBatch and the host staging
+  std::string zero_copy_off;   // why zero_copy was turned off for good (the arena could not be registered)
+};
+
 class PagedKvTransfer {
  public:
   // The shape of the paged cache (layers, heads, head_dim and dtype must match the client's fingerprint;
@@ -109,6 +127,7 @@ class PagedKvTransfer {
                                                const PutOptions& options = {});
 
   const PagedTransferOptions& options() const { return options_; }
+  PagedTransferStats stats() const;
 
  private:
   struct Impl;

@@ -30,6 +30,10 @@ class HostRegistration {
   // range; UNAVAILABLE without CUDA or a GPU; INTERNAL when CUDA refuses (for example a range already
   // registered).
   static Result<HostRegistration> Register(void* ptr, size_t bytes);
+  // The same for a range this process maps read-only (PROT_READ, such as a server's shared arena):
+  // registered with cudaHostRegisterReadOnly, so the device only reads it. INTERNAL where the GPU or
+  // driver cannot register read-only memory (the caller then copies through its own pinned buffer).
+  static Result<HostRegistration> RegisterReadOnly(const void* ptr, size_t bytes);
 
   HostRegistration(HostRegistration&& other) noexcept;
   HostRegistration& operator=(HostRegistration&& other) noexcept;
