@@ -16,6 +16,7 @@
 #include "kvtier/client/paged_transfer.h"
 #include "kvtier/codec/codec.h"
 #include "kvtier/gpu/async_copy.h"
+#include "kvtier/gpu/cachegen_decode.h"
 #include "kvtier/gpu/device.h"
 #include "kvtier/gpu/device_buffer.h"
 #include "kvtier/gpu/host_gather.h"
@@ -204,6 +205,45 @@ Status BenchInt8(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostream& p
   return Status::Ok();
 }
 
+// One cachegen-encoded chunk (level 2, inline tables) decoded into every chunk slot of the rig in one batch.
+Status BenchCachegen(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostream& progress) {
+  progress << "bench-gpu: cachegen decoding on the GPU (rANS + dequantization, one thread per stream)\n";
+  const codec::KvShape shape{o.layers, o.kv_heads, o.head_dim, o.chunk_tokens, DType::kFp16};
+  std::vector<std::byte> raw(shape.RawBytes());
+  std::copy_n(rig.host.begin(), raw.size(), raw.begin());
+  for (size_t i = 1; i < raw.size(); i += 2) raw[i] &= std::byte{0xbb};  // finite, moderate values
+  codec::EncodeOptions enc;
+  enc.codec = codec::CodecId::kCacheGen;
+  std::vector<std::byte> encoded;
+  KVTIER_RETURN_IF_ERROR(codec::Encode(codec::KvView{shape, raw, {}}, enc, encoded));
+  auto plan = gpu::ParseCachegenContainer(encoded);
+  if (!plan.ok()) return plan.status();
+  const std::vector<std::byte> image = gpu::CachegenImage(*plan);
+  const uint64_t workspace_bytes = (gpu::CachegenWorkspaceBytes(*plan) + 15) / 16 * 16;
+  std::optional<gpu::DeviceBuffer> body, dev_image, workspace;
+  KVTIER_RETURN_IF_ERROR(Assign(gpu::DeviceBuffer::Allocate(plan->body.size()), &body));
+  KVTIER_RETURN_IF_ERROR(Assign(gpu::DeviceBuffer::Allocate(image.size()), &dev_image));
+  KVTIER_RETURN_IF_ERROR(Assign(gpu::DeviceBuffer::Allocate(workspace_bytes * o.chunks), &workspace));
+  KVTIER_RETURN_IF_ERROR(body->CopyFromHost(plan->body));
+  KVTIER_RETURN_IF_ERROR(dev_image->CopyFromHost(image));
+  std::vector<gpu::CachegenDeviceChunk> batch(o.chunks);
+  for (uint32_t c = 0; c < o.chunks; ++c) {
+    batch[c] = gpu::CachegenDeviceChunk{&*plan, body->span(), dev_image->span(),
+                                        workspace->span().subspan(c * workspace_bytes, workspace_bytes),
+                                        rig.chunks_copy->span().subspan(c * rig.chunk_bytes, rig.chunk_bytes),
+                                        DType::kFp16};
+  }
+  gpu::StreamHandle s = rig.stream->get();
+  auto t = TimeOnStream(o.iterations, s, [&] { return gpu::DecodeCachegen(batch, s); });
+  if (!t.ok()) return t.status();
+  std::vector<std::byte> errors(gpu::CachegenErrorBytes(*plan));
+  KVTIER_RETURN_IF_ERROR(workspace->CopyToHost(errors));
+  KVTIER_RETURN_IF_ERROR(gpu::CachegenDeviceStatus(*plan, errors));
+  rows.Add("cachegen decode (fp16 out)", rig.total_bytes, *t, kH2d, 2.0);
+  progress << "bench-gpu: cachegen chunk " << Size(encoded.size()) << " for " << Size(raw.size()) << " raw\n";
+  return Status::Ok();
+}
+
 // Half of one layer-sized block array selected at random, read over the bus from pinned host memory.
 Status BenchGather(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostream& progress) {
   progress << "bench-gpu: direct gather from pinned host memory (zero-copy)\n";
@@ -257,8 +297,7 @@ Status BenchChunkLoad(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostre
   auto transfer = PagedKvTransfer::Create(client->get(), rig.shape, to);
   if (!transfer.ok()) return transfer.status();
   const PagedTarget target{rig.Cache(), reinterpret_cast<const int32_t*>(rig.table->data()), rig.table_size, 0};
-  progress << "bench-gpu: chunk load host tier -> paged cache over "
-           << ((*client)->options().local_path != LocalPathMode::kOff && (*server)->shm() ? "shared memory" : "gRPC")
+  progress << "bench-gpu: chunk load host tier -> paged cache over " << ((*server)->shm() ? "shared memory" : "gRPC")
            << "\n";
   double seconds = 0;
   for (uint32_t i = 0; i <= o.iterations; ++i) {
@@ -269,7 +308,13 @@ Status BenchChunkLoad(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostre
     if (load->placed_chunks != o.chunks) return Internal("bench-gpu: a chunk load missed chunks it had put");
     if (i > 0) seconds += std::chrono::duration<double>(Clock::now() - t0).count();  // i = 0 warms up
   }
-  rows.Add("kvtier chunk load (host tier -> paged)", rig.total_bytes, seconds / o.iterations, kH2d, 0.9);
+  const PagedTransferStats stats = (*transfer)->stats();
+  progress << "bench-gpu: chunks copied straight from the shared arena: " << stats.leased_chunks
+           << ", through the staging: " << stats.staged_chunks
+           << (stats.zero_copy_off.empty() ? "" : " (" + stats.zero_copy_off + ")") << "\n";
+  rows.Add(stats.staged_chunks == 0 ? "kvtier chunk load, zero-copy (host tier -> paged)"
+                                    : "kvtier chunk load, staged (host tier -> paged)",
+           rig.total_bytes, seconds / o.iterations, kH2d, 0.9);
   return Status::Ok();
 }
 
@@ -297,6 +342,7 @@ Result<GpuBenchReport> RunGpuBench(const GpuBenchOptions& options, std::ostream&
   KVTIER_RETURN_IF_ERROR(BenchLimits(options, **rig, rows, progress));
   KVTIER_RETURN_IF_ERROR(BenchPackUnpack(options, **rig, rows, progress));
   KVTIER_RETURN_IF_ERROR(BenchInt8(options, **rig, rows, progress));
+  KVTIER_RETURN_IF_ERROR(BenchCachegen(options, **rig, rows, progress));
   KVTIER_RETURN_IF_ERROR(BenchGather(options, **rig, rows, progress));
   KVTIER_RETURN_IF_ERROR(BenchChunkLoad(options, **rig, rows, progress));
   return report;

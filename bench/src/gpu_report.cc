@@ -9,11 +9,11 @@ namespace kvtier::bench {
 
 void PrintGpuTable(const GpuBenchReport& report, std::ostream& out) {
   out << "device: " << report.device << "\n";
-  out << std::left << std::setw(40) << "what" << std::right << std::setw(10) << "bytes" << std::setw(11) << "ms"
+  out << std::left << std::setw(52) << "what" << std::right << std::setw(10) << "bytes" << std::setw(11) << "ms"
       << std::setw(10) << "GB/s" << "  " << std::left << std::setw(20) << "vs" << std::right << std::setw(7)
       << "ratio" << std::setw(8) << "target" << "\n";
   for (const GpuBenchRow& r : report.rows) {
-    out << std::left << std::setw(40) << r.what << std::right << std::setw(10) << Size(r.bytes) << std::setw(11)
+    out << std::left << std::setw(52) << r.what << std::right << std::setw(10) << Size(r.bytes) << std::setw(11)
         << Fixed(r.seconds * 1e3, 3) << std::setw(10) << Fixed(r.gbps, 1) << "  " << std::left << std::setw(20)
         << (r.limit.empty() ? "(limit)" : r.limit) << std::right << std::setw(7)
         << (r.limit.empty() ? "-" : Fixed(r.ratio, 2)) << std::setw(8)

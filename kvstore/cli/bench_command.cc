@@ -190,10 +190,11 @@ int BenchGpuCommand(int argc, char** argv) {
                 "Measures the GPU data path on this machine's first GPU, with the limits measured in the same run:\n"
                 "pinned host-to-device and device-to-device cudaMemcpy of one transfer's bytes, then against them\n"
                 "the paged-KV unpack and pack kernels (all layers per launch), unpack with RoPE re-rotation, int8\n"
-                "dequantization into fp16 on the GPU, the direct gather of half the blocks from pinned host memory,\n"
-                "and a whole chunk load from an in-process server's host tier into a paged cache (shared-memory\n"
-                "path when available). Each row shows GB/s, its limit, the ratio and the target. Fails with the\n"
-                "probe's reason on a machine without a GPU. Prints the table, then (with --json) one JSON line.");
+                "dequantization and cachegen decoding into fp16 on the GPU, the direct gather of half the blocks\n"
+                "from pinned host memory, and a whole chunk load from an in-process server's host tier into a\n"
+                "paged cache (straight from its shared arena when the shared-memory path is available). Each row\n"
+                "shows GB/s, its limit, the ratio and the target. Fails with the probe's reason on a machine\n"
+                "without a GPU. Prints the table, then (with --json) one JSON line.");
   flags.AddInt("layers", &layers, "model layers (default 32)");
   flags.AddInt("kv-heads", &kv_heads, "KV heads (default 8)");
   flags.AddInt("head-dim", &head_dim, "head dimension, even, <= 256 (default 128)");

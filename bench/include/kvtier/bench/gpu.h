@@ -1,6 +1,6 @@
 // The GPU data-path benchmark behind `kvtier bench-gpu`: the limits measured in the same run (pinned
 // host-to-device cudaMemcpy, device-to-device cudaMemcpy) and, against them, kvtier's paged-KV pack and unpack
-// kernels (plain and with fused RoPE re-rotation), int8 dequantization on the GPU, the ShadowKV-style direct
+// kernels (plain and with fused RoPE re-rotation), int8 and cachegen decoding on the GPU, the ShadowKV-style direct
 // gather from pinned host memory, and a whole chunk load from an in-process server's host tier into a paged
 // cache (PagedKvTransfer::GetToDevice). Every kernel row states its limit, the ratio to it and the target.
 // Needs a GPU: without one it fails with UNAVAILABLE and the probe's reason. Not thread-safe.
