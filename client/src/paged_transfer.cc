@@ -240,7 +240,7 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::Lease
     std::vector<GetResult> leading(keys.size());
     std::vector<const std::byte*> sources(keys.size(), nullptr);
     for (const LeasedChunk& h : hits) {
-      if (h.codec != 1 /* kvtier.v1.CODEC_RAW */) {
+      if (h.codec != v1::CODEC_RAW) {
         unusable = true;
         return Cancelled("an encoded chunk: decoded through GetBatch");
       }
@@ -260,7 +260,11 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::Lease
       return Status::Ok();
     }
     KVTIER_RETURN_IF_ERROR(CheckCoverage(t, round->end_position));
-    KVTIER_RETURN_IF_ERROR(EnqueueUnpacks(round->chunks, t, options.layerwise, stream));
+    if (Status s = EnqueueUnpacks(round->chunks, t, options.layerwise, stream); !s.ok()) {
+      // Some copies out of the arena may be queued: they must finish before the leases end.
+      (void)backend->DrainCopies();
+      return s;
+    }
     // The shared-memory path leaves verification to the reader: hash while the copies run. Placement ends before
     // the first corrupt chunk; what was unpacked past it lies beyond placed_tokens, where the worker recomputes.
     size_t intact = round->chunks.size();

@@ -66,6 +66,7 @@ class HostBackend final : public TransferBackend {
   Status Record(uint32_t, gpu::StreamHandle) override { return Status::Ok(); }
   Status StreamWait(uint32_t, gpu::StreamHandle) override { return Status::Ok(); }
   Status HostWait(uint32_t) override { return Status::Ok(); }
+  Status DrainCopies() override { return Status::Ok(); }
   std::span<const gpu::Event> layer_events() const override { return {}; }
 
  private:
@@ -133,6 +134,7 @@ class DeviceBackend final : public TransferBackend {
     return recorded_[slot] ? events_[slot].MakeStreamWait(stream) : Status::Ok();
   }
   Status HostWait(uint32_t slot) override { return recorded_[slot] ? events_[slot].Synchronize() : Status::Ok(); }
+  Status DrainCopies() override { return copy_.Synchronize(); }
   std::span<const gpu::Event> layer_events() const override {
     return std::span<const gpu::Event>(events_).subspan(LayerReadySlot(0), num_layers_);
   }

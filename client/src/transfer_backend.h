@@ -54,6 +54,9 @@ class TransferBackend {
   virtual Status StreamWait(uint32_t slot, gpu::StreamHandle stream) = 0;
   // The host blocks until event `slot` has completed (an event never recorded is complete).
   virtual Status HostWait(uint32_t slot) = 0;
+  // The host blocks until everything queued on the copy stream has finished (after a failed enqueue, when the
+  // events may not have been recorded).
+  virtual Status DrainCopies() = 0;
   // The per-layer "in the cache" events, starting at slot kLayerReady(0); empty for the twin.
   virtual std::span<const gpu::Event> layer_events() const = 0;
 
