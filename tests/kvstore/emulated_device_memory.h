@@ -16,6 +16,7 @@
 
 #include "kvtier/kvstore/device_memory.h"
 #include "kvtier/kvstore/store.h"
+#include "fault_budget.h"
 
 namespace kvtier::testing {
 
@@ -40,7 +41,7 @@ class EmulatedDeviceMemory final : public DeviceMemory {
   Status CopyToDevice(uint64_t offset, std::span<const std::byte> src) override {
     knobs_->to_device.fetch_add(1);
     KVTIER_RETURN_IF_ERROR(Check(offset, src.size()));
-    if (Take(knobs_->fail_to_device)) {
+    if (TakeFault(knobs_->fail_to_device)) {
       std::memcpy(memory_.data() + offset, src.data(), src.size() / 2);
       return Internal("cudaMemcpyAsync: unspecified launch failure (injected)");
     }
@@ -51,7 +52,7 @@ class EmulatedDeviceMemory final : public DeviceMemory {
   Status CopyToHost(uint64_t offset, std::span<std::byte> dst) override {
     knobs_->to_host.fetch_add(1);
     KVTIER_RETURN_IF_ERROR(Check(offset, dst.size()));
-    if (Take(knobs_->fail_to_host)) {
+    if (TakeFault(knobs_->fail_to_host)) {
       std::memset(dst.data(), 0x5a, dst.size());
       return Internal("cudaStreamSynchronize: an illegal memory access was encountered (injected)");
     }
@@ -63,15 +64,6 @@ class EmulatedDeviceMemory final : public DeviceMemory {
   Status Check(uint64_t offset, uint64_t bytes) const {
     if (offset <= memory_.size() && bytes <= memory_.size() - offset) return Status::Ok();
     return InvalidArgument("copy past the device arena");
-  }
-
-  static bool Take(std::atomic<int>& n) {
-    int v = n.load();
-    while (v != 0) {
-      if (v < 0) return true;
-      if (n.compare_exchange_weak(v, v - 1)) return true;
-    }
-    return false;
   }
 
   const int device_;

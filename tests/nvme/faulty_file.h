@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "kvtier/kvstore/block_file.h"
+#include "fault_budget.h"
 
 namespace kvtier::testing {
 
@@ -34,7 +35,7 @@ class FaultInjectingFile final : public BlockFile {
     (write ? knobs_->writes : knobs_->reads).fetch_add(1);
     if (write) {
       if (knobs_->no_space) return ResourceExhausted("write: ENOSPC: no space left on device (injected)");
-      if (Take(knobs_->fail_writes)) return Internal("write: EIO: Input/output error (injected)");
+      if (TakeFault(knobs_->fail_writes)) return Internal("write: EIO: Input/output error (injected)");
       if (knobs_->short_writes) {
         DiskOp half = ops[0];
         half.length = half.length / 2 / kDiskAlign * kDiskAlign;
@@ -43,9 +44,9 @@ class FaultInjectingFile final : public BlockFile {
       }
       return inner_->Submit(ops);
     }
-    if (Take(knobs_->fail_reads)) return Internal("read: EIO: Input/output error (injected)");
+    if (TakeFault(knobs_->fail_reads)) return Internal("read: EIO: Input/output error (injected)");
     KVTIER_RETURN_IF_ERROR(inner_->Submit(ops));
-    if (Take(knobs_->flip_reads)) {
+    if (TakeFault(knobs_->flip_reads)) {
       const DiskOp& last = ops.back();  // the record body
       last.buffer[last.length / 2] ^= std::byte{0x10};
     }
@@ -53,15 +54,6 @@ class FaultInjectingFile final : public BlockFile {
   }
 
  private:
-  static bool Take(std::atomic<int>& n) {
-    int v = n.load();
-    while (v != 0) {
-      if (v < 0) return true;
-      if (n.compare_exchange_weak(v, v - 1)) return true;
-    }
-    return false;
-  }
-
   std::unique_ptr<BlockFile> inner_;
   std::shared_ptr<FaultKnobs> knobs_;
 };
