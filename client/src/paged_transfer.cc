@@ -64,8 +64,11 @@ struct PagedKvTransfer::Impl {
 
   Status CheckTarget(const gpu::PagedKvShape& shape, const PagedTarget& t) const;
   Status CheckCoverage(const PagedTarget& t, uint32_t end_position) const;
+  Status EnqueueCopies(std::span<const RoundChunk> chunks, const gpu::PagedKvShape& shape, bool layerwise);
   Status EnqueueUnpacks(std::span<const RoundChunk> chunks, const PagedTarget& t, bool layerwise,
                         gpu::StreamHandle stream);
+  Status EnqueueRound(std::span<const RoundChunk> chunks, const PagedTarget& t, bool layerwise,
+                      gpu::StreamHandle stream);
   Status UnpackChunk(const RoundChunk& c, const PagedTarget& t, int layer, gpu::StreamHandle stream);
 
   // What one round placed: the chunks (leading hits), the position after them, whether it stopped at a miss.
@@ -168,43 +171,52 @@ Status PagedKvTransfer::Impl::UnpackChunk(const RoundChunk& c, const PagedTarget
                          stream);
 }
 
-// Copies go on the backend's copy stream (so they run ahead of the unpacks); `stream` waits for each layer's
-// copies before unpacking it and records that layer as ready.
+// Copies go on the backend's copy stream, so they run ahead of the unpacks: layer by layer (one event each), or
+// whole chunks (one event). Records kHostFree once every copy out of host memory is queued.
+Status PagedKvTransfer::Impl::EnqueueCopies(std::span<const RoundChunk> chunks, const gpu::PagedKvShape& shape,
+                                            bool layerwise) {
+  const uint64_t row = shape.RowBytes();
+  gpu::StreamHandle copy = backend->copy_stream();
+  std::byte* device = backend->device_staging().data();
+  // The device staging is free once the previous round's unpacks (or packs) ran.
+  KVTIER_RETURN_IF_ERROR(backend->StreamWait(internal::TransferBackend::kRoundDone, copy));
+  const uint32_t passes = layerwise ? shape.num_layers : 1;
+  for (uint32_t l = 0; l < passes; ++l) {
+    for (const RoundChunk& c : chunks) {
+      const uint64_t bytes = 2 * uint64_t{c.num_tokens} * row * (layerwise ? 1 : shape.num_layers);
+      KVTIER_RETURN_IF_ERROR(backend->Copy(device + c.offset + l * bytes, c.source + l * bytes, bytes, copy));
+    }
+    KVTIER_RETURN_IF_ERROR(backend->Record(internal::TransferBackend::CopiedSlot(l), copy));
+  }
+  return backend->Record(internal::TransferBackend::kHostFree, copy);
+}
+
+// `stream` waits for each layer's copies (EnqueueCopies) before unpacking that layer, and records it as ready.
 Status PagedKvTransfer::Impl::EnqueueUnpacks(std::span<const RoundChunk> chunks, const PagedTarget& t, bool layerwise,
                                              gpu::StreamHandle stream) {
   const uint32_t layers = t.cache.shape.num_layers;
-  const uint64_t row = t.cache.shape.RowBytes();
-  gpu::StreamHandle copy = backend->copy_stream();
-  std::span<std::byte> device = backend->device_staging();
-  // The device staging is free once the previous round's unpacks ran.
-  KVTIER_RETURN_IF_ERROR(backend->StreamWait(internal::TransferBackend::kRoundDone, copy));
   if (!layerwise) {
-    for (const RoundChunk& c : chunks) {
-      const uint64_t bytes = 2 * uint64_t{c.num_tokens} * row * layers;
-      KVTIER_RETURN_IF_ERROR(backend->Copy(device.data() + c.offset, c.source, bytes, copy));
-    }
-    KVTIER_RETURN_IF_ERROR(backend->Record(internal::TransferBackend::CopiedSlot(0), copy));
-    KVTIER_RETURN_IF_ERROR(backend->Record(internal::TransferBackend::kHostFree, copy));
     KVTIER_RETURN_IF_ERROR(backend->StreamWait(internal::TransferBackend::CopiedSlot(0), stream));
     for (const RoundChunk& c : chunks) KVTIER_RETURN_IF_ERROR(UnpackChunk(c, t, -1, stream));
     for (uint32_t l = 0; l < layers; ++l) KVTIER_RETURN_IF_ERROR(backend->Record(backend->LayerReadySlot(l), stream));
     return backend->Record(internal::TransferBackend::kRoundDone, stream);
   }
   for (uint32_t l = 0; l < layers; ++l) {
-    for (const RoundChunk& c : chunks) {
-      const uint64_t layer_bytes = 2 * uint64_t{c.num_tokens} * row;
-      KVTIER_RETURN_IF_ERROR(
-          backend->Copy(device.data() + c.offset + l * layer_bytes, c.source + l * layer_bytes, layer_bytes, copy));
-    }
-    KVTIER_RETURN_IF_ERROR(backend->Record(internal::TransferBackend::CopiedSlot(l), copy));
-  }
-  KVTIER_RETURN_IF_ERROR(backend->Record(internal::TransferBackend::kHostFree, copy));
-  for (uint32_t l = 0; l < layers; ++l) {
     KVTIER_RETURN_IF_ERROR(backend->StreamWait(internal::TransferBackend::CopiedSlot(l), stream));
     for (const RoundChunk& c : chunks) KVTIER_RETURN_IF_ERROR(UnpackChunk(c, t, static_cast<int>(l), stream));
     KVTIER_RETURN_IF_ERROR(backend->Record(backend->LayerReadySlot(l), stream));
   }
   return backend->Record(internal::TransferBackend::kRoundDone, stream);
+}
+
+// Copies and unpacks of one round. After a failure part of the work may be queued and the events not recorded:
+// everything is drained, so no later call reuses a staging that orphaned work still touches.
+Status PagedKvTransfer::Impl::EnqueueRound(std::span<const RoundChunk> chunks, const PagedTarget& t, bool layerwise,
+                                           gpu::StreamHandle stream) {
+  Status s = EnqueueCopies(chunks, t.cache.shape, layerwise);
+  if (s.ok()) s = EnqueueUnpacks(chunks, t, layerwise, stream);
+  if (!s.ok()) (void)backend->Drain(stream);
+  return s;
 }
 
 Result<PagedKvTransfer::Impl::Round> PagedKvTransfer::Impl::PlanRound(
@@ -260,13 +272,14 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::Lease
       return Status::Ok();
     }
     KVTIER_RETURN_IF_ERROR(CheckCoverage(t, round->end_position));
-    if (Status s = EnqueueUnpacks(round->chunks, t, options.layerwise, stream); !s.ok()) {
-      // Some copies out of the arena may be queued: they must finish before the leases end.
-      (void)backend->DrainCopies();
+    // Only the copies happen under the leases; the unpacks wait until the release confirmed the leases held
+    // (bytes read under an expired lease may be another chunk's and must never reach the cache).
+    if (Status s = EnqueueCopies(round->chunks, shape, options.layerwise); !s.ok()) {
+      (void)backend->DrainCopies();  // nothing may still read the arena when the leases end
       return s;
     }
     // The shared-memory path leaves verification to the reader: hash while the copies run. Placement ends before
-    // the first corrupt chunk; what was unpacked past it lies beyond placed_tokens, where the worker recomputes.
+    // the first corrupt chunk.
     size_t intact = round->chunks.size();
     if (options.verify_leased) {
       for (size_t j = 0; j < hits.size(); ++j) {
@@ -290,6 +303,12 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::Lease
   if (!*got) return std::optional<Round>();
   std::copy((*got)->begin(), (*got)->end(), results.begin());
   if (!placed) placed = Round{{}, position, true};  // nothing found: the sink never ran
+  if (!placed->chunks.empty()) {
+    if (Status s = EnqueueUnpacks(placed->chunks, t, options.layerwise, stream); !s.ok()) {
+      (void)backend->Drain(stream);
+      return s;
+    }
+  }
   stats.leased_chunks += placed->chunks.size();
   return placed;
 }
@@ -330,7 +349,7 @@ Result<LayerwiseLoad> PagedKvTransfer::GetToDevice(std::span<const ChunkKey> key
       if (!planned.ok()) return planned.status();
       if (!planned->chunks.empty()) {
         KVTIER_RETURN_IF_ERROR(impl_->CheckCoverage(target, planned->end_position));
-        KVTIER_RETURN_IF_ERROR(impl_->EnqueueUnpacks(planned->chunks, target, options_.layerwise, stream));
+        KVTIER_RETURN_IF_ERROR(impl_->EnqueueRound(planned->chunks, target, options_.layerwise, stream));
       }
       impl_->stats.staged_chunks += planned->chunks.size();
       round = std::move(*planned);
@@ -375,22 +394,28 @@ Result<std::vector<PutResult>> PagedKvTransfer::PutFromDevice(std::span<const Ch
     puts.clear();
     // The pack writes into the device staging and its copy into the host staging: whatever a previous call
     // queued on either must be done.
-    KVTIER_RETURN_IF_ERROR(backend.StreamWait(internal::TransferBackend::kRoundDone, stream));
-    KVTIER_RETURN_IF_ERROR(backend.StreamWait(internal::TransferBackend::kHostFree, stream));
-    for (size_t i = 0; i < count; ++i) {
+    Status packed = backend.StreamWait(internal::TransferBackend::kRoundDone, stream);
+    if (packed.ok()) packed = backend.StreamWait(internal::TransferBackend::kHostFree, stream);
+    for (size_t i = 0; i < count && packed.ok(); ++i) {
       const uint32_t n = static_cast<uint32_t>(token_ids[start + i].size());
       const uint64_t offset = i * impl_->slot_bytes;
       const uint64_t bytes = shape_.ChunkBytes(n);
       const gpu::SequenceSlice seq{source.block_table, source.block_table_size, position, n};
-      KVTIER_RETURN_IF_ERROR(backend.Pack(source.cache, seq, backend.device_staging().subspan(offset, bytes), stream));
-      KVTIER_RETURN_IF_ERROR(backend.Copy(backend.host_staging().data() + offset,
-                                          backend.device_staging().data() + offset, bytes, stream));
+      packed = backend.Pack(source.cache, seq, backend.device_staging().subspan(offset, bytes), stream);
+      if (packed.ok()) {
+        packed = backend.Copy(backend.host_staging().data() + offset, backend.device_staging().data() + offset, bytes,
+                              stream);
+      }
       PutOptions o = options;
       o.base_position = position;
       puts.push_back(ChunkPut{keys[start + i], token_ids[start + i], backend.host_staging().subspan(offset, bytes), o});
       position += n;
     }
-    KVTIER_RETURN_IF_ERROR(backend.Record(internal::TransferBackend::kRoundDone, stream));
+    if (packed.ok()) packed = backend.Record(internal::TransferBackend::kRoundDone, stream);
+    if (!packed.ok()) {
+      (void)backend.Drain(stream);  // part of the round may be queued: nothing may touch the stagings later
+      return packed;
+    }
     KVTIER_RETURN_IF_ERROR(backend.HostWait(internal::TransferBackend::kRoundDone));
     auto put = client_->PutBatch(puts);
     if (!put.ok()) return put.status();

@@ -67,6 +67,7 @@ class HostBackend final : public TransferBackend {
   Status StreamWait(uint32_t, gpu::StreamHandle) override { return Status::Ok(); }
   Status HostWait(uint32_t) override { return Status::Ok(); }
   Status DrainCopies() override { return Status::Ok(); }
+  Status Drain(gpu::StreamHandle) override { return Status::Ok(); }
   std::span<const gpu::Event> layer_events() const override { return {}; }
 
  private:
@@ -100,17 +101,20 @@ class DeviceBackend final : public TransferBackend {
   std::span<std::byte> device_staging() override { return device_.span(); }
   gpu::StreamHandle copy_stream() const override { return copy_.get(); }
   Status PrepareSource(const LeasedArena& arena) override {
-    if (arena_pin_ && arena_pin_->host() == arena.bytes.data() && arena_pin_->size() == arena.bytes.size()) {
-      return Status::Ok();
-    }
+    if (arena_keep_alive_ == arena.keep_alive) return Status::Ok();
     // A new mapping (first use, or the server restarted): earlier copies out of the old one must be done before
     // it is unregistered and may be unmapped.
-    KVTIER_RETURN_IF_ERROR(HostWait(kHostFree));
+    KVTIER_RETURN_IF_ERROR(DrainCopies());
     arena_pin_.reset();
     arena_keep_alive_.reset();
     auto pin = gpu::HostRegistration::RegisterReadOnly(arena.bytes.data(), arena.bytes.size());
-    if (!pin.ok()) return pin.status();
-    arena_pin_.emplace(std::move(*pin));
+    if (pin.ok()) {
+      arena_pin_.emplace(std::move(*pin));
+    } else if (pin.status().code() != StatusCode::kFailedPrecondition) {
+      return pin.status();
+    }
+    // FAILED_PRECONDITION: another transfer of this process registered the same mapping; copies are DMA while it
+    // lives (and still correct, staged by the driver, after it is gone).
     arena_keep_alive_ = arena.keep_alive;
     return Status::Ok();
   }
@@ -135,6 +139,11 @@ class DeviceBackend final : public TransferBackend {
   }
   Status HostWait(uint32_t slot) override { return recorded_[slot] ? events_[slot].Synchronize() : Status::Ok(); }
   Status DrainCopies() override { return copy_.Synchronize(); }
+  Status Drain(gpu::StreamHandle stream) override {
+    const Status copies = copy_.Synchronize();
+    const Status other = gpu::SynchronizeStream(stream);
+    return copies.ok() ? other : copies;
+  }
   std::span<const gpu::Event> layer_events() const override {
     return std::span<const gpu::Event>(events_).subspan(LayerReadySlot(0), num_layers_);
   }

@@ -57,7 +57,9 @@ class TransferBackend {
   // The host blocks until everything queued on the copy stream has finished (after a failed enqueue, when the
   // events may not have been recorded).
   virtual Status DrainCopies() = 0;
-  // The per-layer "in the cache" events, starting at slot kLayerReady(0); empty for the twin.
+  // The same for the copy stream and `stream`.
+  virtual Status Drain(gpu::StreamHandle stream) = 0;
+  // The per-layer "in the cache" events, from slot LayerReadySlot(0) on; empty for the twin.
   virtual std::span<const gpu::Event> layer_events() const = 0;
 
   static uint32_t CopiedSlot(uint32_t layer) { return kCopied + layer; }

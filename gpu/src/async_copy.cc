@@ -26,7 +26,10 @@ Status CopyAsync(void* dst, const void* src, size_t bytes, StreamHandle stream) 
   KVTIER_RETURN_IF_ERROR(RequireGpu());
 #if defined(KVTIER_HAVE_CUDA)
   const cudaError_t err = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream);
-  if (err != cudaSuccess) return Internal(std::string("cudaMemcpyAsync: ") + cudaGetErrorString(err));
+  if (err != cudaSuccess) {
+    cudaGetLastError();  // clear it, so the next kernel launch check does not report this copy's error
+    return Internal(std::string("cudaMemcpyAsync: ") + cudaGetErrorString(err));
+  }
   return Status::Ok();
 #else
   (void)stream;

@@ -102,7 +102,13 @@ namespace {
 Result<void*> RegisterMapped(void* ptr, size_t bytes, unsigned flags) {
   if (ptr == nullptr || bytes == 0) return InvalidArgument("host range to register is null or empty");
   KVTIER_RETURN_IF_ERROR(RequireGpu());
-  KVTIER_RETURN_IF_ERROR(FromCuda(cudaHostRegister(ptr, bytes, flags | cudaHostRegisterMapped), "cudaHostRegister"));
+  // Portable: pinned for every device's context, not only the current one.
+  const cudaError_t err = cudaHostRegister(ptr, bytes, flags | cudaHostRegisterMapped | cudaHostRegisterPortable);
+  if (err == cudaErrorHostMemoryAlreadyRegistered) {
+    cudaGetLastError();  // not sticky, but leave no error behind for the next launch check
+    return FailedPrecondition("host range is already registered with CUDA");
+  }
+  KVTIER_RETURN_IF_ERROR(FromCuda(err, "cudaHostRegister"));
   void* device = nullptr;
   if (const Status s = FromCuda(cudaHostGetDevicePointer(&device, ptr, 0), "cudaHostGetDevicePointer"); !s.ok()) {
     cudaHostUnregister(ptr);

@@ -27,6 +27,7 @@ struct NcclApi {
   decltype(&::ncclGetUniqueId) get_unique_id = nullptr;
   decltype(&::ncclCommInitRankConfig) init_rank_config = nullptr;
   decltype(&::ncclCommGetAsyncError) get_async_error = nullptr;
+  decltype(&::ncclCommFinalize) finalize = nullptr;
   decltype(&::ncclCommDestroy) destroy = nullptr;
   decltype(&::ncclCommAbort) abort = nullptr;
   decltype(&::ncclSend) send = nullptr;
@@ -54,7 +55,7 @@ const NcclApi& Api() {
     const bool ok = Resolve(lib, "ncclGetVersion", &a.get_version) && Resolve(lib, "ncclGetUniqueId", &a.get_unique_id) &&
                     Resolve(lib, "ncclCommInitRankConfig", &a.init_rank_config) &&
                     Resolve(lib, "ncclCommGetAsyncError", &a.get_async_error) &&
-                    Resolve(lib, "ncclCommDestroy", &a.destroy) && Resolve(lib, "ncclCommAbort", &a.abort) &&
+                    Resolve(lib, "ncclCommFinalize", &a.finalize) && Resolve(lib, "ncclCommDestroy", &a.destroy) && Resolve(lib, "ncclCommAbort", &a.abort) &&
                     Resolve(lib, "ncclSend", &a.send) && Resolve(lib, "ncclRecv", &a.recv) &&
                     Resolve(lib, "ncclGetErrorString", &a.error_string);
     if (!ok) a.missing = "libnccl.so.2 lacks an entry point kvtier needs (NCCL >= 2.14 required)";
@@ -72,6 +73,23 @@ Status Ready() {
 Status FromNccl(ncclResult_t r, const char* what) {
   if (r == ncclSuccess) return Status::Ok();
   return Internal(std::string(what) + ": " + Api().error_string(r));
+}
+
+// The communicator is non-blocking (so that Connect can time out), and that holds for its whole life: a call may
+// answer ncclInProgress, and then nothing else may touch the communicator (or the stream) until its state
+// settles. Waits for that, up to a bound that only guards against a hung peer.
+ncclResult_t Settle(ncclComm_t comm, ncclResult_t r) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (r == ncclInProgress) {
+    ncclResult_t state = ncclInProgress;
+    if (Api().get_async_error(comm, &state) != ncclSuccess) return ncclSystemError;
+    r = state;
+    if (r == ncclInProgress) {
+      if (std::chrono::steady_clock::now() >= deadline) return ncclInProgress;
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+  return r;
 }
 
 }  // namespace
@@ -123,13 +141,25 @@ Result<NcclChannel> NcclChannel::Connect(const NcclUniqueId& id, int rank, std::
   return FromNccl(r == ncclSuccess ? ncclInternalError : r, "ncclCommInitRankConfig");
 }
 
-NcclChannel::~NcclChannel() {
-  if (comm_ != nullptr) Api().destroy(static_cast<ncclComm_t>(comm_));
+namespace {
+// A non-blocking communicator is finalized (its pending work flushed, polled until settled) before it is
+// destroyed; one that will not settle is aborted instead.
+void Destroy(void* comm) {
+  if (comm == nullptr) return;
+  auto c = static_cast<ncclComm_t>(comm);
+  if (Settle(c, Api().finalize(c)) == ncclSuccess) {
+    Api().destroy(c);
+  } else {
+    Api().abort(c);
+  }
 }
+}  // namespace
+
+NcclChannel::~NcclChannel() { Destroy(comm_); }
 
 NcclChannel& NcclChannel::operator=(NcclChannel&& other) noexcept {
   if (this != &other) {
-    if (comm_ != nullptr) Api().destroy(static_cast<ncclComm_t>(comm_));
+    Destroy(comm_);
     comm_ = std::exchange(other.comm_, nullptr);
     rank_ = other.rank_;
   }
@@ -138,14 +168,14 @@ NcclChannel& NcclChannel::operator=(NcclChannel&& other) noexcept {
 
 Status NcclChannel::Send(const void* device_data, size_t bytes, StreamHandle stream) {
   if (device_data == nullptr && bytes > 0) return InvalidArgument("NcclChannel::Send: null buffer");
-  return FromNccl(Api().send(device_data, bytes, ncclUint8, 1 - rank_, static_cast<ncclComm_t>(comm_), stream),
-                  "ncclSend");
+  auto comm = static_cast<ncclComm_t>(comm_);
+  return FromNccl(Settle(comm, Api().send(device_data, bytes, ncclUint8, 1 - rank_, comm, stream)), "ncclSend");
 }
 
 Status NcclChannel::Recv(void* device_data, size_t bytes, StreamHandle stream) {
   if (device_data == nullptr && bytes > 0) return InvalidArgument("NcclChannel::Recv: null buffer");
-  return FromNccl(Api().recv(device_data, bytes, ncclUint8, 1 - rank_, static_cast<ncclComm_t>(comm_), stream),
-                  "ncclRecv");
+  auto comm = static_cast<ncclComm_t>(comm_);
+  return FromNccl(Settle(comm, Api().recv(device_data, bytes, ncclUint8, 1 - rank_, comm, stream)), "ncclRecv");
 }
 
 #else  // no CUDA or no nccl.h: a channel can never be created

@@ -178,8 +178,10 @@ Result<std::unique_ptr<Store>> Store::Open(StoreOptions options) {
     store->hosts_.push_back(std::move(shared).value());
     store->policies_.push_back(MakeLruPolicy());
   }
-  if (o.host_cuda_register) store->RegisterHostArenas();
   if (o.gpu.enabled()) store->OpenGpu();
+  // Only the GPU tier's copies gain from pinned host arenas here (workers register the shared arenas they map in
+  // their own processes); without it the server creates no CUDA context on a GPU the workers use.
+  if (o.host_cuda_register && store->gpu_ != nullptr) store->RegisterHostArenas();
   if (store->options_.disk.enabled()) KVTIER_RETURN_IF_ERROR(store->OpenDisk());
   return store;
 }

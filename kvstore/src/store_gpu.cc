@@ -138,6 +138,12 @@ Status Store::DemoteFromGpu(ChunkEntry* e) {
   Result<Placement> host = Placement{};
   {
     std::unique_lock lock(mu_);
+    if (gpu_failed_ || !e->in_gpu) {
+      // The tier was disabled (or the copy dropped) since the victim was picked: nothing to move.
+      --e->gpu_copies;
+      UnrefLocked(e);
+      return Status::Ok();
+    }
     from = e->gpu;
     host = AllocateHostLikePutLocked(lock, body, pool);
     if (!host.ok()) {

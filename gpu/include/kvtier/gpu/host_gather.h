@@ -27,8 +27,8 @@ namespace kvtier::gpu {
 class HostRegistration {
  public:
   // Pins and maps [ptr, ptr + bytes) (bytes > 0) for device access. INVALID_ARGUMENT for a null or empty
-  // range; UNAVAILABLE without CUDA or a GPU; INTERNAL when CUDA refuses (for example a range already
-  // registered).
+  // range; UNAVAILABLE without CUDA or a GPU; FAILED_PRECONDITION for a range already registered in this
+  // process; INTERNAL when CUDA refuses otherwise.
   static Result<HostRegistration> Register(void* ptr, size_t bytes);
   // The same for a range this process maps read-only (PROT_READ, such as a server's shared arena):
   // registered with cudaHostRegisterReadOnly, so the device only reads it. INTERNAL where the GPU or

@@ -113,9 +113,9 @@ struct StoreOptions {
   uint64_t host_capacity_bytes = 4ull << 30;  // host DRAM arena; reserved and pre-faulted at start
   bool host_huge_pages = true;                // back the arena with huge pages when the system has them
   bool host_prefault = true;                  // fault the arena in at start (slow start, fast puts)
-  // When a GPU is present, register the host arenas with CUDA (cudaHostRegister) at start, so copies
-  // between host chunks and GPU memory are DMA without staging. Costs a pinning pass at start (like the
-  // pre-fault) and a CUDA context on the device. Failure is logged; the arenas then stay pageable.
+  // When the GPU tier is on, register the host arenas with CUDA (cudaHostRegister, portable) at start, so
+  // copies between host chunks and the GPU tier are DMA without staging. Costs a pinning pass at start (like
+  // the pre-fault). Failure is logged; the arenas then stay pageable.
   bool host_cuda_register = true;
   uint64_t max_chunk_bytes = 256ull << 20;    // largest payload accepted by a put
   uint32_t max_batch = 1024;                  // most keys in one Get/Lookup/Exists/Delete
