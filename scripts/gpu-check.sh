@@ -9,7 +9,8 @@ mkdir -p "$out"
 build="${BUILD:-build-gpu}"
 jobs="${JOBS:-$(nproc)}"
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || echo "gpu-check: nvidia-smi failed (see $out/nvidia-smi.txt)"
-./scripts/install-deps.sh > "$out/deps.log" 2>&1
+# A GPU box may have no network: a failed install is reported, and the build says what is really missing.
+./scripts/install-deps.sh > "$out/deps.log" 2>&1 || echo "gpu-check: install-deps failed (offline?), building with what is installed"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVTIER_WITH_CUDA=ON > "$out/configure.log" 2>&1
 echo "gpu-check: building in $build with $jobs jobs"
 cmake --build "$build" -j "$jobs" > "$out/build.log" 2>&1 || { tail -50 "$out/build.log"; exit 1; }
