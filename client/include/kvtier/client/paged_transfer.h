@@ -17,8 +17,8 @@
 // staging_bytes each, allocated and touched once at Create; calls never allocate large memory. Calls needing
 // more than the staging hold run in rounds. On the server's own host the host staging is skipped: raw chunks
 // are copied to the GPU straight from the server's shared arena while the client holds leases on them
-// (Client::GetLeased), and the call returns once those copies are done. Rows past placed_tokens may have been
-// written (a chunk found corrupt after its copy started): the worker treats them as not loaded.
+// (Client::GetLeased); the call returns once those copies are done and verified, with the unpacks queued
+// layer by layer. Nothing is written past placed_tokens.
 //
 // Ownership: the Client must outlive the transfer; caches, block tables and token ids are the caller's.
 // Not thread-safe: one PagedKvTransfer per worker thread (it owns its staging). A LayerwiseLoad is valid until
