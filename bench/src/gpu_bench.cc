@@ -174,19 +174,25 @@ Status BenchPackUnpack(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostr
   return Status::Ok();
 }
 
+// The rig's first chunk of random bytes, made finite and moderate (random bits can be NaN or huge in fp16: keep
+// the sign and a small exponent), encoded with `id` at its default options.
+Result<std::vector<std::byte>> EncodeOneChunk(const GpuBenchOptions& o, const Rig& rig, codec::CodecId id) {
+  const codec::KvShape shape{o.layers, o.kv_heads, o.head_dim, o.chunk_tokens, DType::kFp16};
+  std::vector<std::byte> raw(rig.host.begin(), rig.host.begin() + static_cast<ptrdiff_t>(shape.RawBytes()));
+  for (size_t i = 1; i < raw.size(); i += 2) raw[i] &= std::byte{0xbb};
+  codec::EncodeOptions enc;
+  enc.codec = id;
+  std::vector<std::byte> encoded;
+  KVTIER_RETURN_IF_ERROR(codec::Encode(codec::KvView{shape, raw, {}}, enc, encoded));
+  return encoded;
+}
+
 // One int8-encoded chunk on the device, dequantized into every chunk slot of the rig (fp16 out).
 Status BenchInt8(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostream& progress) {
   progress << "bench-gpu: int8 dequantization on the GPU\n";
-  const codec::KvShape shape{o.layers, o.kv_heads, o.head_dim, o.chunk_tokens, DType::kFp16};
-  std::vector<std::byte> raw(shape.RawBytes());
-  std::copy_n(rig.host.begin(), raw.size(), raw.begin());
-  // Random bits can be NaN or huge in fp16; keep every value finite and moderate (sign, small exponent).
-  for (size_t i = 1; i < raw.size(); i += 2) raw[i] &= std::byte{0xbb};
-  codec::EncodeOptions enc;
-  enc.codec = codec::CodecId::kInt8;
-  std::vector<std::byte> encoded;
-  KVTIER_RETURN_IF_ERROR(codec::Encode(codec::KvView{shape, raw, {}}, enc, encoded));
-  auto payload = gpu::ParseInt8Container(encoded);
+  auto encoded = EncodeOneChunk(o, rig, codec::CodecId::kInt8);
+  if (!encoded.ok()) return encoded.status();
+  auto payload = gpu::ParseInt8Container(*encoded);
   if (!payload.ok()) return payload.status();
   std::optional<gpu::DeviceBuffer> body;
   KVTIER_RETURN_IF_ERROR(Assign(gpu::DeviceBuffer::Allocate(payload->body.size()), &body));
@@ -208,15 +214,9 @@ Status BenchInt8(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostream& p
 // One cachegen-encoded chunk (level 2, inline tables) decoded into every chunk slot of the rig in one batch.
 Status BenchCachegen(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostream& progress) {
   progress << "bench-gpu: cachegen decoding on the GPU (rANS + dequantization, one thread per stream)\n";
-  const codec::KvShape shape{o.layers, o.kv_heads, o.head_dim, o.chunk_tokens, DType::kFp16};
-  std::vector<std::byte> raw(shape.RawBytes());
-  std::copy_n(rig.host.begin(), raw.size(), raw.begin());
-  for (size_t i = 1; i < raw.size(); i += 2) raw[i] &= std::byte{0xbb};  // finite, moderate values
-  codec::EncodeOptions enc;
-  enc.codec = codec::CodecId::kCacheGen;
-  std::vector<std::byte> encoded;
-  KVTIER_RETURN_IF_ERROR(codec::Encode(codec::KvView{shape, raw, {}}, enc, encoded));
-  auto plan = gpu::ParseCachegenContainer(encoded);
+  auto encoded = EncodeOneChunk(o, rig, codec::CodecId::kCacheGen);
+  if (!encoded.ok()) return encoded.status();
+  auto plan = gpu::ParseCachegenContainer(*encoded);
   if (!plan.ok()) return plan.status();
   const std::vector<std::byte> image = gpu::CachegenImage(*plan);
   const uint64_t workspace_bytes = (gpu::CachegenWorkspaceBytes(*plan) + 15) / 16 * 16;
@@ -240,7 +240,7 @@ Status BenchCachegen(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostrea
   KVTIER_RETURN_IF_ERROR(workspace->CopyToHost(errors));
   KVTIER_RETURN_IF_ERROR(gpu::CachegenDeviceStatus(*plan, errors));
   rows.Add("cachegen decode (fp16 out)", rig.total_bytes, *t, kH2d, 2.0);
-  progress << "bench-gpu: cachegen chunk " << Size(encoded.size()) << " for " << Size(raw.size()) << " raw\n";
+  progress << "bench-gpu: cachegen chunk " << Size(encoded->size()) << " for " << Size(rig.chunk_bytes) << " raw\n";
   return Status::Ok();
 }
 

@@ -32,6 +32,34 @@ bool CopyVerified(std::span<const std::byte> src, std::byte* dst, uint64_t check
   return hash.Digest() == checksum;
 }
 
+// Where GetBatch copies its hits to.
+struct CopyTarget {
+  std::span<const ChunkKey> keys;
+  std::span<const std::span<std::byte>> dests;
+  const codec::DecodeOptions* decode;
+};
+
+// Copies (or decodes) every hit out of the arena, hashing what is read (SHM.md: the reader verifies); the
+// indices of hits that do not hash to their checksum go into `corrupt`.
+Status CopyHits(const CopyTarget& t, std::span<LeasedChunk> chunks, std::vector<size_t>* corrupt) {
+  for (size_t j = 0; j < chunks.size(); ++j) {
+    LeasedChunk& c = chunks[j];
+    const size_t i = c.index;
+    bool intact = true;
+    if (c.codec != v1::CODEC_RAW) {
+      intact = Checksum64(c.payload) == c.checksum;
+      if (intact) KVTIER_RETURN_IF_ERROR(DecodeInto(c.payload, t.dests[i], t.keys[i], *t.decode, c.result));
+    } else if (c.payload.size() > t.dests[i].size()) {
+      return InvalidArgument("destination of " + std::to_string(t.dests[i].size()) + " bytes is smaller than chunk " +
+                             t.keys[i].ToHex() + " of " + std::to_string(c.payload.size()) + " bytes");
+    } else {
+      intact = CopyVerified(c.payload, t.dests[i].data(), c.checksum);
+    }
+    if (!intact) corrupt->push_back(j);
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 LocalPath::LocalPath(const ClientOptions& options, v1::RequestContext context, InfoFn info)
@@ -121,26 +149,10 @@ Result<std::optional<std::vector<GetResult>>> LocalPath::GetBatch(std::span<cons
                                                                   std::span<const std::span<std::byte>> dests,
                                                                   std::span<const std::span<const uint32_t>> expected,
                                                                   const codec::DecodeOptions& decode) {
-  // Copy (or decode) every hit out of the arena, hashing what is read (SHM.md: the reader verifies).
-  auto copy = [&](const LeasedArena&, std::span<LeasedChunk> chunks, std::vector<size_t>* corrupt) -> Status {
-    for (size_t j = 0; j < chunks.size(); ++j) {
-      LeasedChunk& c = chunks[j];
-      const size_t i = c.index;
-      bool intact = true;
-      if (c.codec != v1::CODEC_RAW) {
-        intact = Checksum64(c.payload) == c.checksum;
-        if (intact) KVTIER_RETURN_IF_ERROR(DecodeInto(c.payload, dests[i], keys[i], decode, c.result));
-      } else if (c.payload.size() > dests[i].size()) {
-        return InvalidArgument("destination of " + std::to_string(dests[i].size()) + " bytes is smaller than chunk " +
-                               keys[i].ToHex() + " of " + std::to_string(c.payload.size()) + " bytes");
-      } else {
-        intact = CopyVerified(c.payload, dests[i].data(), c.checksum);
-      }
-      if (!intact) corrupt->push_back(j);
-    }
-    return Status::Ok();
-  };
-  return Visit(keys, expected, copy);
+  // One pointer captured: the sink stays within std::function's inline storage (no allocation per get).
+  const CopyTarget target{keys, dests, &decode};
+  return Visit(keys, expected, [&target](const LeasedArena&, std::span<LeasedChunk> chunks,
+                                         std::vector<size_t>* corrupt) { return CopyHits(target, chunks, corrupt); });
 }
 
 Result<std::optional<std::vector<GetResult>>> LocalPath::Visit(std::span<const ChunkKey> keys,
@@ -180,6 +192,7 @@ Result<std::optional<std::vector<GetResult>>> LocalPath::Visit(std::span<const C
   const std::shared_ptr<SharedMapping> mapping = channel->arena();
   const LeasedArena arena{{mapping->data(), mapping->size()}, mapping};
   std::vector<LeasedChunk> hits;
+  hits.reserve(keys.size());
   v1::LocalRequest release;
   Status read;
   for (size_t i = 0; i < keys.size(); ++i) {

@@ -86,8 +86,7 @@ struct PagedKvTransfer::Impl {
                                            std::span<const ChunkKey> keys, size_t first_index, const PagedTarget& t,
                                            uint32_t position, const PagedTransferOptions& options,
                                            gpu::StreamHandle stream, std::span<GetResult> results);
-  bool zero_copy = true;  // false after the arena could not be used (registration refused): GetBatch only
-  PagedTransferStats stats;
+  PagedTransferStats stats;  // a non-empty zero_copy_off turns the zero-copy path off for good
 };
 
 Result<std::unique_ptr<PagedKvTransfer>> PagedKvTransfer::Create(Client* client, const gpu::PagedKvShape& shape,
@@ -127,8 +126,7 @@ PagedTransferStats PagedKvTransfer::stats() const { return impl_->stats; }
 
 Status PagedKvTransfer::Impl::CheckTarget(const gpu::PagedKvShape& shape, const PagedTarget& t) const {
   const gpu::PagedKvShape& s = t.cache.shape;
-  if (s.num_layers != shape.num_layers || s.num_blocks != shape.num_blocks || s.block_size != shape.block_size ||
-      s.num_kv_heads != shape.num_kv_heads || s.head_dim != shape.head_dim || s.dtype != shape.dtype) {
+  if (s != shape) {
     return InvalidArgument("paged transfer: the target cache's shape differs from the transfer's (" +
                            ShapeString(shape) + ", " + std::to_string(shape.num_blocks) + " blocks of " +
                            std::to_string(shape.block_size) + ")");
@@ -261,7 +259,6 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::Lease
     }
     if (Status s = backend->PrepareSource(arena); !s.ok()) {
       unusable = true;
-      zero_copy = false;
       stats.zero_copy_off = "the server's shared arena cannot be registered with the GPU: " + s.ToString();
       return s;
     }
@@ -331,7 +328,7 @@ Result<LayerwiseLoad> PagedKvTransfer::GetToDevice(std::span<const ChunkKey> key
     const std::span<const ChunkKey> round_keys = keys.subspan(start, count);
     const std::span<GetResult> round_results = std::span(load.results).subspan(start, count);
     std::optional<Impl::Round> round;
-    if (options_.zero_copy && impl_->zero_copy) {
+    if (options_.zero_copy && impl_->stats.zero_copy_off.empty()) {
       auto leased = impl_->LeasedRound(client_, shape_, round_keys, start, target, position, options_, stream,
                                        round_results);
       if (!leased.ok()) return leased.status();

@@ -43,6 +43,8 @@ struct PagedKvShape {
   uint64_t RowBytes() const;          // num_kv_heads * head_dim * element bytes: one token of one layer's K
   uint64_t LayerBytes() const;        // num_blocks * block_size * RowBytes(): one layer's K (or V) buffer
   uint64_t ChunkBytes(uint32_t num_tokens) const;  // num_layers * 2 * num_tokens * RowBytes()
+
+  friend bool operator==(const PagedKvShape&, const PagedKvShape&) = default;
 };
 
 // A paged cache: shape plus num_layers K and num_layers V base pointers, each LayerBytes() long.

@@ -7,10 +7,9 @@
 #pragma once
 
 #include <memory>
-#include <mutex>
 
 #include "kvtier/kvstore/device_memory.h"
-#include "kvtier/kvstore/extent_allocator.h"
+#include "kvtier/kvstore/placement_space.h"
 #include "kvtier/kvstore/tier.h"
 
 namespace kvtier {
@@ -20,10 +19,10 @@ class GpuTier final : public Tier {
   explicit GpuTier(std::unique_ptr<DeviceMemory> memory);
 
   TierKind kind() const override { return TierKind::kGpu; }
-  uint64_t capacity_bytes() const override;
-  uint64_t used_bytes() const override;
-  Result<Placement> Allocate(uint64_t bytes) override;
-  void Free(const Placement& placement) override;
+  uint64_t capacity_bytes() const override { return space_.capacity_bytes(); }
+  uint64_t used_bytes() const override { return space_.used_bytes(); }
+  Result<Placement> Allocate(uint64_t bytes) override { return space_.Allocate(bytes); }
+  void Free(const Placement& placement) override { space_.Free(placement); }
   std::span<std::byte> Map(const Placement&) override { return {}; }
   Status Write(const Placement& placement, uint64_t offset, std::span<const std::byte> data) override;
   Status Read(const Placement& placement, uint64_t offset, std::span<std::byte> out) override;
@@ -32,8 +31,7 @@ class GpuTier final : public Tier {
 
  private:
   std::unique_ptr<DeviceMemory> memory_;
-  mutable std::mutex mu_;
-  ExtentAllocator allocator_;  // guarded by mu_
+  PlacementSpace space_;
 };
 
 }  // namespace kvtier

@@ -5,10 +5,9 @@
 #pragma once
 
 #include <memory>
-#include <mutex>
 
-#include "kvtier/kvstore/extent_allocator.h"
 #include "kvtier/kvstore/host_arena.h"
+#include "kvtier/kvstore/placement_space.h"
 #include "kvtier/kvstore/tier.h"
 
 namespace kvtier {
@@ -18,23 +17,22 @@ class HostTier final : public Tier {
   static Result<std::unique_ptr<HostTier>> Create(const HostArenaOptions& options);
 
   TierKind kind() const override { return TierKind::kHost; }
-  uint64_t capacity_bytes() const override;
-  uint64_t used_bytes() const override;
-  Result<Placement> Allocate(uint64_t bytes) override;
-  void Free(const Placement& placement) override;
+  uint64_t capacity_bytes() const override { return arena_.size(); }
+  uint64_t used_bytes() const override { return space_.used_bytes(); }
+  Result<Placement> Allocate(uint64_t bytes) override { return space_.Allocate(bytes); }
+  void Free(const Placement& placement) override { space_.Free(placement); }
   std::span<std::byte> Map(const Placement& placement) override;
   Status Write(const Placement& placement, uint64_t offset, std::span<const std::byte> data) override;
   Status Read(const Placement& placement, uint64_t offset, std::span<std::byte> out) override;
 
   const HostArena& arena() const { return arena_; }
-  uint64_t largest_free_bytes() const;
+  uint64_t largest_free_bytes() const { return space_.largest_free_bytes(); }
 
  private:
   explicit HostTier(HostArena arena);
 
   HostArena arena_;
-  mutable std::mutex mu_;
-  ExtentAllocator allocator_;  // guarded by mu_
+  PlacementSpace space_;
 };
 
 }  // namespace kvtier
