@@ -259,18 +259,22 @@ Result<std::vector<PutResult>> Client::PutBatch(std::span<const ChunkPut> chunks
 
 Result<std::optional<std::vector<GetResult>>> Client::LocalGet(std::span<const ChunkKey> keys,
                                                                std::span<const std::span<std::byte>> dests,
-                                                               std::span<const std::span<const uint32_t>> expected) {
-  if (!impl_->local || options_.server_decode) return std::optional<std::vector<GetResult>>();
-  auto local = impl_->local->GetBatch(keys, dests, expected, DecodeOptions());
+                                                               std::span<const std::span<const uint32_t>> expected,
+                                                               const codec::DecodeOptions* decode) {
+  if (!impl_->local || (options_.server_decode && decode != nullptr)) return std::optional<std::vector<GetResult>>();
+  auto local = impl_->local->GetBatch(keys, dests, expected, decode);
   if (!local.ok() || *local || options_.local_path != LocalPathMode::kRequire) return local;
   return LocalUnavailable();
 }
 
 Result<GetResult> Client::Get(const ChunkKey& key, std::span<std::byte> dest, std::span<const uint32_t> expected_tokens) {
+  const codec::DecodeOptions decode = DecodeOptions();
   {
     const std::span<std::byte> dests[1] = {dest};
-    auto local = LocalGet({&key, 1}, dests, expected_tokens.empty() ? std::span<const std::span<const uint32_t>>()
-                                                                    : std::span(&expected_tokens, 1));
+    auto local = LocalGet({&key, 1}, dests,
+                          expected_tokens.empty() ? std::span<const std::span<const uint32_t>>()
+                                                  : std::span(&expected_tokens, 1),
+                          &decode);
     if (!local.ok()) return local.status();
     if (*local) return (**local).front();
   }
@@ -282,9 +286,8 @@ Result<GetResult> Client::Get(const ChunkKey& key, std::span<std::byte> dest, st
   }
   request.set_decode_to_raw(options_.server_decode);
   const std::span<std::byte> dests[1] = {dest};
-  const codec::DecodeOptions decode = DecodeOptions();
   auto results = WithRetry(options_, [&] {
-    return RunGetStream(impl_->channel.get(), impl_->get_method, options_, request, {&key, 1}, dests, decode);
+    return RunGetStream(impl_->channel.get(), impl_->get_method, options_, request, {&key, 1}, dests, &decode);
   });
   if (!results.ok()) return results.status();
   return results->front();
@@ -294,18 +297,31 @@ Result<std::vector<GetResult>> Client::GetBatch(std::span<const ChunkKey> keys,
                                                 std::span<const std::span<std::byte>> dests) {
   if (keys.size() != dests.size()) return InvalidArgument("GetBatch needs one destination per key");
   if (keys.empty()) return InvalidArgument("GetBatch of no keys");
+  return RunBatch(keys, dests, /*keep_encoded=*/false);
+}
+
+Result<std::vector<GetResult>> Client::GetBatchEncoded(std::span<const ChunkKey> keys,
+                                                       std::span<const std::span<std::byte>> dests) {
+  if (keys.size() != dests.size()) return InvalidArgument("GetBatchEncoded needs one destination per key");
+  if (keys.empty()) return InvalidArgument("GetBatchEncoded of no keys");
+  return RunBatch(keys, dests, /*keep_encoded=*/true);
+}
+
+Result<std::vector<GetResult>> Client::RunBatch(std::span<const ChunkKey> keys,
+                                                std::span<const std::span<std::byte>> dests, bool keep_encoded) {
+  const codec::DecodeOptions decode = DecodeOptions();
+  const codec::DecodeOptions* decoding = keep_encoded ? nullptr : &decode;
   {
-    auto local = LocalGet(keys, dests, {});
+    auto local = LocalGet(keys, dests, {}, decoding);
     if (!local.ok()) return local.status();
     if (*local) return std::move(**local);
   }
   v1::GetRequest request;
   *request.mutable_context() = impl_->context;
   for (const ChunkKey& k : keys) request.add_keys(KeyToWire(k));
-  request.set_decode_to_raw(options_.server_decode);
-  const codec::DecodeOptions decode = DecodeOptions();
+  request.set_decode_to_raw(options_.server_decode && !keep_encoded);
   return WithRetry(options_, [&] {
-    return RunGetStream(impl_->channel.get(), impl_->get_method, options_, request, keys, dests, decode);
+    return RunGetStream(impl_->channel.get(), impl_->get_method, options_, request, keys, dests, decoding);
   });
 }
 
@@ -323,7 +339,7 @@ Result<std::vector<VariantGetResult>> Client::GetBestVariants(std::span<const Ch
   const codec::DecodeOptions decode = DecodeOptions();
   std::vector<v1::ChunkHeader> headers;
   auto results = WithRetry(options_, [&] {
-    return RunGetStream(impl_->channel.get(), impl_->get_method, options_, request, content_keys, dests, decode,
+    return RunGetStream(impl_->channel.get(), impl_->get_method, options_, request, content_keys, dests, &decode,
                         &headers);
   });
   if (!results.ok()) return results.status();

@@ -81,7 +81,7 @@ std::vector<std::byte>& EncodedScratch() {
 
 Status FinishChunk(const ClientOptions& o, Progress& p, std::span<const ChunkKey> keys, std::vector<GetResult>& results,
                    std::vector<uint64_t>& checksums, std::span<const std::span<std::byte>> dests,
-                   const codec::DecodeOptions& decode) {
+                   const codec::DecodeOptions* decode) {
   if (p.current == SIZE_MAX || !results[p.current].found) return Status::Ok();
   if (p.received != p.expected) return Internal("chunk " + keys[p.current].ToHex() + " ended early");
   if (o.verify_checksum && p.hash.Digest() != checksums[p.current]) {
@@ -89,7 +89,7 @@ Status FinishChunk(const ClientOptions& o, Progress& p, std::span<const ChunkKey
   }
   if (!p.encoded) return Status::Ok();
   p.encoded = false;
-  return DecodeInto({EncodedScratch().data(), p.received}, dests[p.current], keys[p.current], decode,
+  return DecodeInto({EncodedScratch().data(), p.received}, dests[p.current], keys[p.current], *decode,
                     results[p.current]);
 }
 
@@ -113,7 +113,7 @@ Status DecodeInto(std::span<const std::byte> encoded, std::span<std::byte> dest,
 Result<std::vector<GetResult>> RunGetStream(grpc::Channel* channel, const grpc::internal::RpcMethod& method,
                                             const ClientOptions& o, const v1::GetRequest& request,
                                             std::span<const ChunkKey> keys, std::span<const std::span<std::byte>> dests,
-                                            const codec::DecodeOptions& decode,
+                                            const codec::DecodeOptions* decode,
                                             std::vector<v1::ChunkHeader>* headers) {
   grpc::ClientContext ctx;
   if (headers != nullptr) headers->assign(keys.size(), v1::ChunkHeader());
@@ -157,7 +157,8 @@ Result<std::vector<GetResult>> RunGetStream(grpc::Channel* channel, const grpc::
         if (!r.found) continue;
         p.expected = h.payload_bytes();
         p.received = 0;
-        p.encoded = h.codec() != v1::CODEC_RAW;
+        p.encoded = h.codec() != v1::CODEC_RAW && decode != nullptr;
+        if (decode == nullptr) r.codec = static_cast<uint8_t>(h.codec());
         checksums[p.current] = h.checksum();
         p.hash.Reset();
         r.num_tokens = static_cast<uint32_t>(h.token_ids_size());

@@ -58,12 +58,13 @@ void PrepareContext(const ClientOptions& options, grpc::ClientContext* ctx);
 Status DecodeInto(std::span<const std::byte> encoded, std::span<std::byte> dest, const ChunkKey& key,
                   const codec::DecodeOptions& decode, GetResult& result);
 
-// Runs one Get for `request` (keys already filled) into `dests` (one per key). `headers`, when given,
-// receives each hit's chunk header (variant fields), indexed like keys.
+// Runs one Get for `request` (keys already filled) into `dests` (one per key). Encoded chunks are decoded with
+// `decode`, or land as stored when it is null (GetResult.codec). `headers`, when given, receives each hit's
+// chunk header (variant fields), indexed like keys.
 Result<std::vector<GetResult>> RunGetStream(grpc::Channel* channel, const grpc::internal::RpcMethod& method,
                                             const ClientOptions& options, const v1::GetRequest& request,
                                             std::span<const ChunkKey> keys, std::span<const std::span<std::byte>> dests,
-                                            const codec::DecodeOptions& decode,
+                                            const codec::DecodeOptions* decode,
                                             std::vector<v1::ChunkHeader>* headers = nullptr);
 
 }  // namespace kvtier

@@ -36,7 +36,7 @@ bool CopyVerified(std::span<const std::byte> src, std::byte* dst, uint64_t check
 struct CopyTarget {
   std::span<const ChunkKey> keys;
   std::span<const std::span<std::byte>> dests;
-  const codec::DecodeOptions* decode;
+  const codec::DecodeOptions* decode;  // null: encoded chunks are copied as stored
 };
 
 // Copies (or decodes) every hit out of the arena, hashing what is read (SHM.md: the reader verifies); the
@@ -46,9 +46,10 @@ Status CopyHits(const CopyTarget& t, std::span<LeasedChunk> chunks, std::vector<
     LeasedChunk& c = chunks[j];
     const size_t i = c.index;
     bool intact = true;
-    if (c.codec != v1::CODEC_RAW) {
+    if (c.codec != v1::CODEC_RAW && t.decode != nullptr) {
       intact = Checksum64(c.payload) == c.checksum;
       if (intact) KVTIER_RETURN_IF_ERROR(DecodeInto(c.payload, t.dests[i], t.keys[i], *t.decode, c.result));
+      c.result.codec = v1::CODEC_RAW;
     } else if (c.payload.size() > t.dests[i].size()) {
       return InvalidArgument("destination of " + std::to_string(t.dests[i].size()) + " bytes is smaller than chunk " +
                              t.keys[i].ToHex() + " of " + std::to_string(c.payload.size()) + " bytes");
@@ -148,9 +149,9 @@ void LocalPath::Return(std::unique_ptr<LocalChannel> channel) {
 Result<std::optional<std::vector<GetResult>>> LocalPath::GetBatch(std::span<const ChunkKey> keys,
                                                                   std::span<const std::span<std::byte>> dests,
                                                                   std::span<const std::span<const uint32_t>> expected,
-                                                                  const codec::DecodeOptions& decode) {
+                                                                  const codec::DecodeOptions* decode) {
   // One pointer captured: the sink stays within std::function's inline storage (no allocation per get).
-  const CopyTarget target{keys, dests, &decode};
+  const CopyTarget target{keys, dests, decode};
   return Visit(keys, expected, [&target](const LeasedArena&, std::span<LeasedChunk> chunks,
                                          std::vector<size_t>* corrupt) { return CopyHits(target, chunks, corrupt); });
 }
@@ -213,6 +214,7 @@ Result<std::optional<std::vector<GetResult>>> LocalPath::Visit(std::span<const C
     hit.result.num_tokens = c.num_tokens();
     hit.result.base_position = c.base_position();
     hit.result.tier = static_cast<uint8_t>(c.tier());
+    hit.result.codec = hit.codec;
     hits.push_back(std::move(hit));
   }
   std::vector<size_t> corrupt;

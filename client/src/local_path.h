@@ -32,10 +32,11 @@ class LocalPath {
   ~LocalPath();
 
   // nullopt: use gRPC. An error is the call's answer (what gRPC would answer too, e.g. a too small buffer).
+  // `decode` null: encoded chunks are copied as stored (GetResult.codec says which codec).
   Result<std::optional<std::vector<GetResult>>> GetBatch(std::span<const ChunkKey> keys,
                                                          std::span<const std::span<std::byte>> dests,
                                                          std::span<const std::span<const uint32_t>> expected,
-                                                         const codec::DecodeOptions& decode);
+                                                         const codec::DecodeOptions* decode);
   // The hits of `keys`, leased, handed to `sink` in the mapped arena (Client::GetLeased); GetBatch is this with a
   // sink that copies and verifies.
   Result<std::optional<std::vector<GetResult>>> Visit(std::span<const ChunkKey> keys,

@@ -1,23 +1,27 @@
 #include "kvtier/client/paged_transfer.h"
 
 #include <algorithm>
-#include <functional>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <utility>
 
+#include "encoded_chunk.h"
 #include "transfer_backend.h"
 
 namespace kvtier {
 namespace {
 
-// One chunk of a round: where its bytes sit in the stagings and where it goes in the sequence.
+using internal::TransferBackend;
+
+// One chunk of a round: where its bytes sit and where it goes in the sequence.
 struct RoundChunk {
-  const std::byte* source = nullptr;  // its bytes on the host: a host staging slot, or the server's shared arena
-  uint64_t offset = 0;                // in the device staging
+  const std::byte* source = nullptr;  // a raw chunk's bytes on the host: a host staging slot or the shared arena
+  uint64_t offset = 0;                // its slot, at the same offset in every staging
   uint32_t num_tokens = 0;
   uint32_t position = 0;       // sequence position of its first token
   int64_t rerotate_delta = 0;  // position - stored base position, when keys are re-rotated
+  int encoded = -1;            // its decode plan in Round::encoded; -1 for a raw chunk
 };
 
 std::string ShapeString(const gpu::PagedKvShape& s) {
@@ -32,6 +36,10 @@ gpu::PagedKvCache LayerView(const gpu::PagedKvCache& cache, uint32_t layer) {
   view.k_layers = cache.k_layers.subspan(layer, 1);
   view.v_layers = cache.v_layers.subspan(layer, 1);
   return view;
+}
+
+gpu::ChunkShape ChunkShapeOf(const gpu::PagedKvShape& s, uint32_t num_tokens) {
+  return gpu::ChunkShape{s.num_layers, num_tokens, s.num_kv_heads, s.head_dim, s.dtype};
 }
 
 }  // namespace
@@ -56,37 +64,57 @@ Status LayerwiseLoad::Synchronize() const {
 }
 
 struct PagedKvTransfer::Impl {
-  std::unique_ptr<internal::TransferBackend> backend;
-  uint64_t slot_bytes = 0;      // one full chunk of the fingerprint
+  std::unique_ptr<TransferBackend> backend;
+  uint64_t slot_bytes = 0;  // one full chunk of the fingerprint
   uint32_t chunks_per_round = 0;
   gpu::RopeParams rope;
-  bool rerotate = false;        // keys are stored after RoPE and the options ask for re-rotation
+  bool rerotate = false;  // keys are stored after RoPE and the options ask for re-rotation
+  gpu::CachegenProfileResolver profiles;    // the client's, for cachegen chunks decoded here
+  std::vector<std::span<std::byte>> slots;  // the host staging's slots, where staged gets land
+  PagedTransferStats stats;                 // a non-empty zero_copy_off turns the zero-copy path off for good
 
+  // What one round places: the chunks (leading hits), the position after them, whether it stopped at a miss.
+  struct Round {
+    std::vector<RoundChunk> chunks;
+    std::vector<internal::EncodedChunk> encoded;  // decode plans of the encoded chunks
+    uint32_t end_position = 0;
+    bool missed = false;
+    bool host_decode = false;  // a hit must be decoded on the host: the round goes through GetBatch
+  };
+
+  bool decoding() const { return !backend->encoded_staging().empty(); }
   Status CheckTarget(const gpu::PagedKvShape& shape, const PagedTarget& t) const;
   Status CheckCoverage(const PagedTarget& t, uint32_t end_position) const;
-  Status EnqueueCopies(std::span<const RoundChunk> chunks, const gpu::PagedKvShape& shape, bool layerwise);
+  // The leading hits of `results` (the round's, keys `keys`) from `position` on; hit i's stored bytes are at
+  // sources[i], and `in_host_slots` says they lie in the host staging (a staged get).
+  Result<Round> PlanRound(const gpu::PagedKvShape& shape, std::span<const GetResult> results,
+                          std::span<const ChunkKey> keys, size_t first_index, uint32_t position,
+                          std::span<const std::byte* const> sources, bool in_host_slots) const;
+  Status EnqueueCopies(const Round& round, std::span<const ChunkKey> keys, const gpu::PagedKvShape& shape,
+                       bool layerwise);
+  Status EnqueueEncodedCopies(const Round& round, size_t index, const ChunkKey& key, const gpu::PagedKvShape& shape,
+                              uint32_t layer, uint32_t layers, std::vector<gpu::CachegenDeviceChunk>* cachegen);
+  Status DecodeCachegen(const Round& round, std::span<const gpu::CachegenDeviceChunk> chunks,
+                        std::span<const ChunkKey> keys);
+  // After the copies finished (kHostFree): the decode errors the device found, as the decoder's status.
+  Status CheckDecoded(const Round& round, std::span<const ChunkKey> keys);
   Status EnqueueUnpacks(std::span<const RoundChunk> chunks, const PagedTarget& t, bool layerwise,
                         gpu::StreamHandle stream);
-  Status EnqueueRound(std::span<const RoundChunk> chunks, const PagedTarget& t, bool layerwise,
+  Status EnqueueRound(const Round& round, std::span<const ChunkKey> keys, const PagedTarget& t, bool layerwise,
                       gpu::StreamHandle stream);
   Status UnpackChunk(const RoundChunk& c, const PagedTarget& t, int layer, gpu::StreamHandle stream);
 
-  // What one round placed: the chunks (leading hits), the position after them, whether it stopped at a miss.
-  struct Round {
-    std::vector<RoundChunk> chunks;
-    uint32_t end_position = 0;
-    bool missed = false;
-  };
-  // The leading hits of `results` from `position` on, with `source(i)` the host bytes of hit i.
-  Result<Round> PlanRound(const gpu::PagedKvShape& shape, std::span<const GetResult> results, size_t first_index,
-                          uint32_t position, const std::function<const std::byte*(size_t)>& source) const;
   // The round over the shared-memory path, copying straight out of the server's arena; nullopt when that path
-  // cannot serve it (the caller then uses GetBatch).
+  // cannot serve it (the caller then uses StagedRound).
   Result<std::optional<Round>> LeasedRound(Client* client, const gpu::PagedKvShape& shape,
                                            std::span<const ChunkKey> keys, size_t first_index, const PagedTarget& t,
                                            uint32_t position, const PagedTransferOptions& options,
                                            gpu::StreamHandle stream, std::span<GetResult> results);
-  PagedTransferStats stats;  // a non-empty zero_copy_off turns the zero-copy path off for good
+  // The round through a get into the host staging (GetBatchEncoded when decoding here, else GetBatch).
+  Result<Round> StagedRound(Client* client, const gpu::PagedKvShape& shape, std::span<const ChunkKey> keys,
+                            size_t first_index, const PagedTarget& t, uint32_t position, bool layerwise,
+                            gpu::StreamHandle stream, std::span<GetResult> results);
+  void Count(const Round& round, bool leased);
 };
 
 Result<std::unique_ptr<PagedKvTransfer>> PagedKvTransfer::Create(Client* client, const gpu::PagedKvShape& shape,
@@ -109,10 +137,14 @@ Result<std::unique_ptr<PagedKvTransfer>> PagedKvTransfer::Create(Client* client,
   impl->chunks_per_round = static_cast<uint32_t>(options.staging_bytes / impl->slot_bytes);
   impl->rope = gpu::RopeParams::FromFingerprint(fp);
   impl->rerotate = options.rerotate && fp.keys_post_rope && fp.rope_style != RopeStyle::kNone;
-  auto backend = internal::TransferBackend::Create(options.placement, impl->chunks_per_round * impl->slot_bytes,
-                                                   shape.num_layers);
+  impl->profiles = client->DecodeOptions().profiles;
+  auto backend = TransferBackend::Create(options.placement, impl->chunks_per_round * impl->slot_bytes,
+                                         shape.num_layers, options.device_decode);
   if (!backend.ok()) return backend.status();
   impl->backend = std::move(*backend);
+  for (uint32_t i = 0; i < impl->chunks_per_round; ++i) {
+    impl->slots.push_back(impl->backend->host_staging().subspan(i * impl->slot_bytes, impl->slot_bytes));
+  }
   return std::unique_ptr<PagedKvTransfer>(new PagedKvTransfer(client, shape, options, std::move(impl)));
 }
 
@@ -169,24 +201,108 @@ Status PagedKvTransfer::Impl::UnpackChunk(const RoundChunk& c, const PagedTarget
                          stream);
 }
 
-// Copies go on the backend's copy stream, so they run ahead of the unpacks: layer by layer (one event each), or
-// whole chunks (one event). Records kHostFree once every copy out of host memory is queued.
-Status PagedKvTransfer::Impl::EnqueueCopies(std::span<const RoundChunk> chunks, const gpu::PagedKvShape& shape,
-                                            bool layerwise) {
+// An encoded chunk's share of copy pass `layer` (of `layers` layers each): int8 copies and dequantizes those
+// layers' streams; cachegen copies its whole body and image in pass 0 and joins the pass's decode launch.
+Status PagedKvTransfer::Impl::EnqueueEncodedCopies(const Round& round, size_t index, const ChunkKey& key,
+                                                   const gpu::PagedKvShape& shape, uint32_t layer, uint32_t layers,
+                                                   std::vector<gpu::CachegenDeviceChunk>* cachegen) {
+  const RoundChunk& c = round.chunks[index];
+  const internal::EncodedChunk& e = round.encoded[static_cast<size_t>(c.encoded)];
+  gpu::StreamHandle copy = backend->copy_stream();
+  std::byte* encoded = backend->encoded_staging().data() + c.offset;
+  std::byte* out = backend->device_staging().data() + c.offset;
+  if (!e.is_cachegen()) {
+    const uint64_t stream_bytes = gpu::Int8StreamBytes(e.int8.shape);
+    const uint64_t at = layer * stream_bytes;
+    KVTIER_RETURN_IF_ERROR(backend->Copy(encoded + at, e.body.data() + at, layers * stream_bytes, copy));
+    gpu::Int8Payload payload = e.int8;
+    payload.shape.num_layers = layers;
+    payload.body = {encoded + at, layers * stream_bytes};
+    const uint64_t layer_bytes = 2 * uint64_t{c.num_tokens} * shape.RowBytes();
+    Status s = backend->DequantizeInt8(payload, shape.dtype, {out + layer * layer_bytes, layers * layer_bytes}, copy);
+    return s.ok() ? s : internal::AboutChunk(key, s);
+  }
+  if (layer != 0) return Status::Ok();
+  std::byte* host = backend->host_staging().data() + c.offset;
+  std::memcpy(host + e.host_image_at, e.image.data(), e.image.size());
+  KVTIER_RETURN_IF_ERROR(backend->Copy(encoded, e.body.data(), e.body.size(), copy));
+  KVTIER_RETURN_IF_ERROR(backend->Copy(encoded + e.image_at, host + e.host_image_at, e.image.size(), copy));
+  cachegen->push_back(gpu::CachegenDeviceChunk{
+      &e.cachegen, {encoded, e.body.size()}, {encoded + e.image_at, e.image.size()},
+      {encoded + e.workspace_at, gpu::CachegenWorkspaceBytes(e.cachegen)},
+      {out, gpu::CachegenOutputBytes(e.cachegen, shape.dtype)}, shape.dtype});
+  return Status::Ok();
+}
+
+// One launch for the round's cachegen chunks, then their error codes back to the host slots (CheckDecoded).
+Status PagedKvTransfer::Impl::DecodeCachegen(const Round& round, std::span<const gpu::CachegenDeviceChunk> chunks,
+                                             std::span<const ChunkKey> keys) {
+  if (chunks.empty()) return Status::Ok();
+  size_t failed = 0;
+  if (Status s = backend->DecodeCachegen(chunks, backend->copy_stream(), &failed); !s.ok()) {
+    // Which chunk: the k-th cachegen chunk of the round.
+    for (size_t i = 0, k = 0; i < round.chunks.size(); ++i) {
+      const int e = round.chunks[i].encoded;
+      if (e >= 0 && round.encoded[static_cast<size_t>(e)].is_cachegen() && k++ == failed) {
+        return internal::AboutChunk(keys[i], s);
+      }
+    }
+    return s;
+  }
+  const std::byte* encoded = backend->encoded_staging().data();
+  std::byte* host = backend->host_staging().data();
+  for (const RoundChunk& c : round.chunks) {
+    if (c.encoded < 0) continue;
+    const internal::EncodedChunk& e = round.encoded[static_cast<size_t>(c.encoded)];
+    if (!e.is_cachegen()) continue;
+    KVTIER_RETURN_IF_ERROR(backend->Copy(host + c.offset + e.host_errors_at, encoded + c.offset + e.workspace_at,
+                                         gpu::CachegenErrorBytes(e.cachegen), backend->copy_stream()));
+  }
+  return Status::Ok();
+}
+
+Status PagedKvTransfer::Impl::CheckDecoded(const Round& round, std::span<const ChunkKey> keys) {
+  const std::byte* host = backend->host_staging().data();
+  for (size_t i = 0; i < round.chunks.size(); ++i) {
+    const RoundChunk& c = round.chunks[i];
+    if (c.encoded < 0) continue;
+    const internal::EncodedChunk& e = round.encoded[static_cast<size_t>(c.encoded)];
+    if (!e.is_cachegen()) continue;
+    Status s = gpu::CachegenDeviceStatus(
+        e.cachegen, {host + c.offset + e.host_errors_at, gpu::CachegenErrorBytes(e.cachegen)});
+    if (!s.ok()) return internal::AboutChunk(keys[i], s);
+  }
+  return Status::Ok();
+}
+
+// Copies (and decodes) go on the backend's copy stream, so they run ahead of the unpacks: layer by layer (one
+// event each), or whole chunks (one event). Records kHostFree once everything out of host memory is queued.
+Status PagedKvTransfer::Impl::EnqueueCopies(const Round& round, std::span<const ChunkKey> keys,
+                                            const gpu::PagedKvShape& shape, bool layerwise) {
   const uint64_t row = shape.RowBytes();
   gpu::StreamHandle copy = backend->copy_stream();
   std::byte* device = backend->device_staging().data();
-  // The device staging is free once the previous round's unpacks (or packs) ran.
-  KVTIER_RETURN_IF_ERROR(backend->StreamWait(internal::TransferBackend::kRoundDone, copy));
+  // The device stagings are free once the previous round's unpacks (or packs) ran; cachegen images go through
+  // the host slots, free once the previous round's copies out of them ran.
+  KVTIER_RETURN_IF_ERROR(backend->StreamWait(TransferBackend::kRoundDone, copy));
+  if (!round.encoded.empty()) KVTIER_RETURN_IF_ERROR(backend->HostWait(TransferBackend::kHostFree));
   const uint32_t passes = layerwise ? shape.num_layers : 1;
+  const uint32_t layers_per_pass = layerwise ? 1 : shape.num_layers;
+  std::vector<gpu::CachegenDeviceChunk> cachegen;
   for (uint32_t l = 0; l < passes; ++l) {
-    for (const RoundChunk& c : chunks) {
-      const uint64_t bytes = 2 * uint64_t{c.num_tokens} * row * (layerwise ? 1 : shape.num_layers);
+    for (size_t i = 0; i < round.chunks.size(); ++i) {
+      const RoundChunk& c = round.chunks[i];
+      if (c.encoded >= 0) {
+        KVTIER_RETURN_IF_ERROR(EnqueueEncodedCopies(round, i, keys[i], shape, l, layers_per_pass, &cachegen));
+        continue;
+      }
+      const uint64_t bytes = 2 * uint64_t{c.num_tokens} * row * layers_per_pass;
       KVTIER_RETURN_IF_ERROR(backend->Copy(device + c.offset + l * bytes, c.source + l * bytes, bytes, copy));
     }
-    KVTIER_RETURN_IF_ERROR(backend->Record(internal::TransferBackend::CopiedSlot(l), copy));
+    if (l == 0) KVTIER_RETURN_IF_ERROR(DecodeCachegen(round, cachegen, keys));
+    KVTIER_RETURN_IF_ERROR(backend->Record(TransferBackend::CopiedSlot(l), copy));
   }
-  return backend->Record(internal::TransferBackend::kHostFree, copy);
+  return backend->Record(TransferBackend::kHostFree, copy);
 }
 
 // `stream` waits for each layer's copies (EnqueueCopies) before unpacking that layer, and records it as ready.
@@ -194,32 +310,41 @@ Status PagedKvTransfer::Impl::EnqueueUnpacks(std::span<const RoundChunk> chunks,
                                              gpu::StreamHandle stream) {
   const uint32_t layers = t.cache.shape.num_layers;
   if (!layerwise) {
-    KVTIER_RETURN_IF_ERROR(backend->StreamWait(internal::TransferBackend::CopiedSlot(0), stream));
+    KVTIER_RETURN_IF_ERROR(backend->StreamWait(TransferBackend::CopiedSlot(0), stream));
     for (const RoundChunk& c : chunks) KVTIER_RETURN_IF_ERROR(UnpackChunk(c, t, -1, stream));
     for (uint32_t l = 0; l < layers; ++l) KVTIER_RETURN_IF_ERROR(backend->Record(backend->LayerReadySlot(l), stream));
-    return backend->Record(internal::TransferBackend::kRoundDone, stream);
+    return backend->Record(TransferBackend::kRoundDone, stream);
   }
   for (uint32_t l = 0; l < layers; ++l) {
-    KVTIER_RETURN_IF_ERROR(backend->StreamWait(internal::TransferBackend::CopiedSlot(l), stream));
+    KVTIER_RETURN_IF_ERROR(backend->StreamWait(TransferBackend::CopiedSlot(l), stream));
     for (const RoundChunk& c : chunks) KVTIER_RETURN_IF_ERROR(UnpackChunk(c, t, static_cast<int>(l), stream));
     KVTIER_RETURN_IF_ERROR(backend->Record(backend->LayerReadySlot(l), stream));
   }
-  return backend->Record(internal::TransferBackend::kRoundDone, stream);
+  return backend->Record(TransferBackend::kRoundDone, stream);
 }
 
-// Copies and unpacks of one round. After a failure part of the work may be queued and the events not recorded:
-// everything is drained, so no later call reuses a staging that orphaned work still touches.
-Status PagedKvTransfer::Impl::EnqueueRound(std::span<const RoundChunk> chunks, const PagedTarget& t, bool layerwise,
-                                           gpu::StreamHandle stream) {
-  Status s = EnqueueCopies(chunks, t.cache.shape, layerwise);
-  if (s.ok()) s = EnqueueUnpacks(chunks, t, layerwise, stream);
+// Copies, decodes and unpacks of one round. A round with cachegen chunks waits for their decode before the
+// unpacks, so that a chunk the decoder refuses never reaches the cache. After a failure part of the work may be
+// queued and the events not recorded: everything is drained, so no later call reuses a staging that orphaned
+// work still touches.
+Status PagedKvTransfer::Impl::EnqueueRound(const Round& round, std::span<const ChunkKey> keys, const PagedTarget& t,
+                                           bool layerwise, gpu::StreamHandle stream) {
+  Status s = EnqueueCopies(round, keys, t.cache.shape, layerwise);
+  if (s.ok() && !round.encoded.empty()) {
+    s = backend->HostWait(TransferBackend::kHostFree);
+    if (s.ok()) s = CheckDecoded(round, keys);
+  }
+  if (s.ok()) s = EnqueueUnpacks(round.chunks, t, layerwise, stream);
   if (!s.ok()) (void)backend->Drain(stream);
   return s;
 }
 
-Result<PagedKvTransfer::Impl::Round> PagedKvTransfer::Impl::PlanRound(
-    const gpu::PagedKvShape& shape, std::span<const GetResult> results, size_t first_index, uint32_t position,
-    const std::function<const std::byte*(size_t)>& source) const {
+Result<PagedKvTransfer::Impl::Round> PagedKvTransfer::Impl::PlanRound(const gpu::PagedKvShape& shape,
+                                                                      std::span<const GetResult> results,
+                                                                      std::span<const ChunkKey> keys,
+                                                                      size_t first_index, uint32_t position,
+                                                                      std::span<const std::byte* const> sources,
+                                                                      bool in_host_slots) const {
   Round round;
   for (size_t i = 0; i < results.size(); ++i) {
     const GetResult& r = results[i];
@@ -227,13 +352,28 @@ Result<PagedKvTransfer::Impl::Round> PagedKvTransfer::Impl::PlanRound(
       round.missed = true;
       break;
     }
-    if (r.bytes != shape.ChunkBytes(r.num_tokens)) {
+    RoundChunk c{sources[i], i * slot_bytes, r.num_tokens, position, int64_t{position} - int64_t{r.base_position}};
+    if (r.codec != v1::CODEC_RAW) {
+      std::optional<internal::EncodedChunk> plan;
+      if (decoding()) {
+        const internal::EncodedSlot slot{c.offset, slot_bytes, in_host_slots};
+        auto planned = internal::PlanEncodedChunk({sources[i], r.bytes}, r.codec, ChunkShapeOf(shape, r.num_tokens),
+                                                  slot, profiles, keys[i]);
+        if (!planned.ok()) return planned.status();
+        plan = std::move(*planned);
+      }
+      if (!plan) {
+        round.host_decode = true;
+        return round;
+      }
+      c.encoded = static_cast<int>(round.encoded.size());
+      round.encoded.push_back(std::move(*plan));
+    } else if (r.bytes != shape.ChunkBytes(r.num_tokens)) {
       return DataLoss("paged transfer: chunk " + std::to_string(first_index + i) + " has " + std::to_string(r.bytes) +
                       " bytes, not the " + std::to_string(shape.ChunkBytes(r.num_tokens)) + " of " +
                       std::to_string(r.num_tokens) + " tokens");
     }
-    round.chunks.push_back(RoundChunk{source(i), i * slot_bytes, r.num_tokens, position,
-                                      int64_t{position} - int64_t{r.base_position}});
+    round.chunks.push_back(c);
     position += r.num_tokens;
   }
   round.end_position = position;
@@ -245,14 +385,17 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::Lease
     const PagedTarget& t, uint32_t position, const PagedTransferOptions& options, gpu::StreamHandle stream,
     std::span<GetResult> results) {
   std::optional<Round> placed;
-  bool unusable = false;  // an encoded chunk, or an arena the GPU cannot read: this round goes through GetBatch
+  bool unusable = false;  // a chunk to decode on the host, or an arena the GPU cannot read: GetBatch serves it
   auto sink = [&](const LeasedArena& arena, std::span<LeasedChunk> hits, std::vector<size_t>* corrupt) -> Status {
     std::vector<GetResult> leading(keys.size());
     std::vector<const std::byte*> sources(keys.size(), nullptr);
-    for (const LeasedChunk& h : hits) {
-      if (h.codec != v1::CODEC_RAW) {
-        unusable = true;
-        return Cancelled("an encoded chunk: decoded through GetBatch");
+    for (size_t j = 0; j < hits.size(); ++j) {
+      const LeasedChunk& h = hits[j];
+      // An encoded chunk is parsed on the CPU before any copy: verify its bytes first, so that a corrupt one is
+      // reported (and dropped by the server) like a raw one, ending the placement before it.
+      if (h.codec != v1::CODEC_RAW && Checksum64(h.payload) != h.checksum) {
+        corrupt->push_back(j);
+        continue;
       }
       leading[h.index] = h.result;
       sources[h.index] = h.payload.data();
@@ -262,25 +405,29 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::Lease
       stats.zero_copy_off = "the server's shared arena cannot be registered with the GPU: " + s.ToString();
       return s;
     }
-    auto round = PlanRound(shape, leading, first_index, position, [&](size_t i) { return sources[i]; });
+    auto round = PlanRound(shape, leading, keys, first_index, position, sources, /*in_host_slots=*/false);
     if (!round.ok()) return round.status();
+    if (round->host_decode) {
+      unusable = true;
+      return Cancelled("a chunk decoded on the host: fetched through GetBatch");
+    }
     if (round->chunks.empty()) {
       placed = std::move(*round);
       return Status::Ok();
     }
     KVTIER_RETURN_IF_ERROR(CheckCoverage(t, round->end_position));
-    // Only the copies happen under the leases; the unpacks wait until the release confirmed the leases held
-    // (bytes read under an expired lease may be another chunk's and must never reach the cache).
-    if (Status s = EnqueueCopies(round->chunks, shape, options.layerwise); !s.ok()) {
+    // Only the copies (and decodes) happen under the leases; the unpacks wait until the release confirmed the
+    // leases held (bytes read under an expired lease may be another chunk's and must never reach the cache).
+    if (Status s = EnqueueCopies(*round, keys, shape, options.layerwise); !s.ok()) {
       (void)backend->DrainCopies();  // nothing may still read the arena when the leases end
       return s;
     }
-    // The shared-memory path leaves verification to the reader: hash while the copies run. Placement ends before
-    // the first corrupt chunk.
+    // The shared-memory path leaves verification to the reader: hash raw chunks while the copies run (encoded
+    // ones were hashed above). Placement ends before the first corrupt chunk.
     size_t intact = round->chunks.size();
     if (options.verify_leased) {
       for (size_t j = 0; j < hits.size(); ++j) {
-        if (Checksum64(hits[j].payload) == hits[j].checksum) continue;
+        if (hits[j].codec != v1::CODEC_RAW || Checksum64(hits[j].payload) == hits[j].checksum) continue;
         corrupt->push_back(j);
         intact = std::min(intact, hits[j].index);
       }
@@ -292,36 +439,70 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::Lease
     }
     placed = std::move(*round);
     // The leases end when this returns: the copies out of the arena must be finished by then.
-    return backend->HostWait(internal::TransferBackend::kHostFree);
+    return backend->HostWait(TransferBackend::kHostFree);
   };
   auto got = client->GetLeased(keys, sink);
   if (unusable) return std::optional<Round>();
   if (!got.ok()) return got.status();
   if (!*got) return std::optional<Round>();
   std::copy((*got)->begin(), (*got)->end(), results.begin());
-  if (!placed) placed = Round{{}, position, true};  // nothing found: the sink never ran
+  if (!placed) placed = Round{{}, {}, position, true};  // nothing found: the sink never ran
   if (!placed->chunks.empty()) {
-    if (Status s = EnqueueUnpacks(placed->chunks, t, options.layerwise, stream); !s.ok()) {
+    Status s = CheckDecoded(*placed, keys);
+    if (s.ok()) s = EnqueueUnpacks(placed->chunks, t, options.layerwise, stream);
+    if (!s.ok()) {
       (void)backend->Drain(stream);
       return s;
     }
   }
-  stats.leased_chunks += placed->chunks.size();
+  Count(*placed, /*leased=*/true);
   return placed;
+}
+
+Result<PagedKvTransfer::Impl::Round> PagedKvTransfer::Impl::StagedRound(
+    Client* client, const gpu::PagedKvShape& shape, std::span<const ChunkKey> keys, size_t first_index,
+    const PagedTarget& t, uint32_t position, bool layerwise, gpu::StreamHandle stream, std::span<GetResult> results) {
+  // The host staging is overwritten by this get: the previous round's copies out of it must be done.
+  KVTIER_RETURN_IF_ERROR(backend->HostWait(TransferBackend::kHostFree));
+  const std::span<const std::span<std::byte>> dests = std::span(slots).first(keys.size());
+  std::vector<const std::byte*> sources(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) sources[i] = dests[i].data();
+  bool encoded = decoding();
+  auto got = encoded ? client->GetBatchEncoded(keys, dests) : client->GetBatch(keys, dests);
+  // INVALID_ARGUMENT from GetBatchEncoded: a container larger than its slot. GetBatch decodes it on the host.
+  if (encoded && !got.ok() && got.status().code() == StatusCode::kInvalidArgument) {
+    encoded = false;
+    got = client->GetBatch(keys, dests);
+  }
+  if (!got.ok()) return got.status();
+  auto round = PlanRound(shape, *got, keys, first_index, position, sources, /*in_host_slots=*/true);
+  if (round.ok() && round->host_decode) {
+    got = client->GetBatch(keys, dests);
+    if (!got.ok()) return got.status();
+    round = PlanRound(shape, *got, keys, first_index, position, sources, /*in_host_slots=*/true);
+  }
+  if (!round.ok()) return round.status();
+  std::copy(got->begin(), got->end(), results.begin());
+  if (!round->chunks.empty()) {
+    KVTIER_RETURN_IF_ERROR(CheckCoverage(t, round->end_position));
+    KVTIER_RETURN_IF_ERROR(EnqueueRound(*round, keys, t, layerwise, stream));
+  }
+  Count(*round, /*leased=*/false);
+  return round;
+}
+
+void PagedKvTransfer::Impl::Count(const Round& round, bool leased) {
+  (leased ? stats.leased_chunks : stats.staged_chunks) += round.chunks.size();
+  for (const RoundChunk& c : round.chunks) stats.decoded_chunks += c.encoded >= 0 ? 1 : 0;
 }
 
 Result<LayerwiseLoad> PagedKvTransfer::GetToDevice(std::span<const ChunkKey> keys, const PagedTarget& target,
                                                    gpu::StreamHandle stream) {
   KVTIER_RETURN_IF_ERROR(impl_->CheckTarget(shape_, target));
-  internal::TransferBackend& backend = *impl_->backend;
   LayerwiseLoad load;
   load.results.resize(keys.size());
   load.num_layers_ = shape_.num_layers;
-  load.layer_events_ = backend.layer_events();
-  std::vector<std::span<std::byte>> dests(impl_->chunks_per_round);
-  for (uint32_t i = 0; i < impl_->chunks_per_round; ++i) {
-    dests[i] = backend.host_staging().subspan(i * impl_->slot_bytes, impl_->slot_bytes);
-  }
+  load.layer_events_ = impl_->backend->layer_events();
   uint32_t position = target.first_token;
   for (size_t start = 0; start < keys.size(); start += impl_->chunks_per_round) {
     const size_t count = std::min<size_t>(impl_->chunks_per_round, keys.size() - start);
@@ -335,21 +516,10 @@ Result<LayerwiseLoad> PagedKvTransfer::GetToDevice(std::span<const ChunkKey> key
       round = std::move(*leased);
     }
     if (!round) {
-      // The host staging is overwritten by this get: the previous round's copies out of it must be done.
-      KVTIER_RETURN_IF_ERROR(backend.HostWait(internal::TransferBackend::kHostFree));
-      auto got = client_->GetBatch(round_keys, std::span(dests).first(count));
-      if (!got.ok()) return got.status();
-      std::copy(got->begin(), got->end(), round_results.begin());
-      const std::byte* staging = backend.host_staging().data();
-      auto planned = impl_->PlanRound(shape_, *got, start, position,
-                                      [&](size_t i) { return staging + i * impl_->slot_bytes; });
-      if (!planned.ok()) return planned.status();
-      if (!planned->chunks.empty()) {
-        KVTIER_RETURN_IF_ERROR(impl_->CheckCoverage(target, planned->end_position));
-        KVTIER_RETURN_IF_ERROR(impl_->EnqueueRound(planned->chunks, target, options_.layerwise, stream));
-      }
-      impl_->stats.staged_chunks += planned->chunks.size();
-      round = std::move(*planned);
+      auto staged = impl_->StagedRound(client_, shape_, round_keys, start, target, position, options_.layerwise,
+                                       stream, round_results);
+      if (!staged.ok()) return staged.status();
+      round = std::move(*staged);
     }
     load.placed_chunks += static_cast<uint32_t>(round->chunks.size());
     position = round->end_position;
@@ -381,7 +551,7 @@ Result<std::vector<PutResult>> PagedKvTransfer::PutFromDevice(std::span<const Ch
   if (end > UINT32_MAX) return InvalidArgument("PutFromDevice: the chunks reach past position 2^32");
   KVTIER_RETURN_IF_ERROR(impl_->CheckCoverage(source, static_cast<uint32_t>(end)));
 
-  internal::TransferBackend& backend = *impl_->backend;
+  TransferBackend& backend = *impl_->backend;
   std::vector<PutResult> results;
   results.reserve(keys.size());
   std::vector<ChunkPut> puts;
@@ -391,8 +561,8 @@ Result<std::vector<PutResult>> PagedKvTransfer::PutFromDevice(std::span<const Ch
     puts.clear();
     // The pack writes into the device staging and its copy into the host staging: whatever a previous call
     // queued on either must be done.
-    Status packed = backend.StreamWait(internal::TransferBackend::kRoundDone, stream);
-    if (packed.ok()) packed = backend.StreamWait(internal::TransferBackend::kHostFree, stream);
+    Status packed = backend.StreamWait(TransferBackend::kRoundDone, stream);
+    if (packed.ok()) packed = backend.StreamWait(TransferBackend::kHostFree, stream);
     for (size_t i = 0; i < count && packed.ok(); ++i) {
       const uint32_t n = static_cast<uint32_t>(token_ids[start + i].size());
       const uint64_t offset = i * impl_->slot_bytes;
@@ -408,12 +578,12 @@ Result<std::vector<PutResult>> PagedKvTransfer::PutFromDevice(std::span<const Ch
       puts.push_back(ChunkPut{keys[start + i], token_ids[start + i], backend.host_staging().subspan(offset, bytes), o});
       position += n;
     }
-    if (packed.ok()) packed = backend.Record(internal::TransferBackend::kRoundDone, stream);
+    if (packed.ok()) packed = backend.Record(TransferBackend::kRoundDone, stream);
     if (!packed.ok()) {
       (void)backend.Drain(stream);  // part of the round may be queued: nothing may touch the stagings later
       return packed;
     }
-    KVTIER_RETURN_IF_ERROR(backend.HostWait(internal::TransferBackend::kRoundDone));
+    KVTIER_RETURN_IF_ERROR(backend.HostWait(TransferBackend::kRoundDone));
     auto put = client_->PutBatch(puts);
     if (!put.ok()) return put.status();
     results.insert(results.end(), put->begin(), put->end());

@@ -41,14 +41,15 @@ class MappedBuffer {
   uint64_t size_;
 };
 
-// The CPU twin: two host buffers, memcpy and the kernels' CPU twins, nothing to order.
+// The CPU twin: host buffers, memcpy and the kernels' CPU twins, nothing to order.
 class HostBackend final : public TransferBackend {
  public:
-  HostBackend(MappedBuffer host, MappedBuffer device, uint32_t layers)
-      : TransferBackend(layers), host_(std::move(host)), device_(std::move(device)) {}
+  HostBackend(MappedBuffer host, MappedBuffer device, std::optional<MappedBuffer> encoded, uint32_t layers)
+      : TransferBackend(layers), host_(std::move(host)), device_(std::move(device)), encoded_(std::move(encoded)) {}
 
   std::span<std::byte> host_staging() override { return host_.span(); }
   std::span<std::byte> device_staging() override { return device_.span(); }
+  std::span<std::byte> encoded_staging() override { return encoded_ ? encoded_->span() : std::span<std::byte>(); }
   gpu::StreamHandle copy_stream() const override { return nullptr; }
   Status PrepareSource(const LeasedArena&) override { return Status::Ok(); }
   Status Copy(void* dst, const void* src, size_t bytes, gpu::StreamHandle) override {
@@ -63,6 +64,24 @@ class HostBackend final : public TransferBackend {
               gpu::StreamHandle) override {
     return gpu::PackPagedKvCpu(cache, seq, chunk);
   }
+  Status DequantizeInt8(const gpu::Int8Payload& payload, DType out_dtype, std::span<std::byte> out,
+                        gpu::StreamHandle) override {
+    return gpu::DequantizeInt8Cpu(payload, out_dtype, out);
+  }
+  Status DecodeCachegen(std::span<const gpu::CachegenDeviceChunk> chunks, gpu::StreamHandle,
+                        size_t* failed) override {
+    for (size_t k = 0; k < chunks.size(); ++k) {
+      const gpu::CachegenDeviceChunk& c = chunks[k];
+      gpu::CachegenPlan plan = *c.plan;  // the twin reads the body where the "device" copy put it
+      plan.body = c.body;
+      if (Status s = gpu::DecodeCachegenCpu(plan, c.out_dtype, c.out); !s.ok()) {
+        *failed = k;
+        return s;
+      }
+      std::memset(c.workspace.data(), 0, gpu::CachegenErrorBytes(plan));
+    }
+    return Status::Ok();
+  }
   Status Record(uint32_t, gpu::StreamHandle) override { return Status::Ok(); }
   Status StreamWait(uint32_t, gpu::StreamHandle) override { return Status::Ok(); }
   Status HostWait(uint32_t) override { return Status::Ok(); }
@@ -73,17 +92,20 @@ class HostBackend final : public TransferBackend {
  private:
   MappedBuffer host_;
   MappedBuffer device_;
+  std::optional<MappedBuffer> encoded_;
 };
 
 // The GPU: pinned host staging, device staging, a copy stream of its own and the events that order them.
 class DeviceBackend final : public TransferBackend {
  public:
-  DeviceBackend(MappedBuffer host, gpu::HostRegistration pin, gpu::DeviceBuffer device, gpu::Stream copy,
-                std::vector<gpu::Event> events, uint32_t layers)
+  DeviceBackend(MappedBuffer host, gpu::HostRegistration pin, gpu::DeviceBuffer device,
+                std::optional<gpu::DeviceBuffer> encoded, gpu::Stream copy, std::vector<gpu::Event> events,
+                uint32_t layers)
       : TransferBackend(layers),
         host_(std::move(host)),
         pin_(std::move(pin)),
         device_(std::move(device)),
+        encoded_(std::move(encoded)),
         copy_(std::move(copy)),
         events_(std::move(events)),
         recorded_(events_.size(), false) {}
@@ -99,6 +121,7 @@ class DeviceBackend final : public TransferBackend {
 
   std::span<std::byte> host_staging() override { return host_.span(); }
   std::span<std::byte> device_staging() override { return device_.span(); }
+  std::span<std::byte> encoded_staging() override { return encoded_ ? encoded_->span() : std::span<std::byte>(); }
   gpu::StreamHandle copy_stream() const override { return copy_.get(); }
   Status PrepareSource(const LeasedArena& arena) override {
     if (arena_keep_alive_ == arena.keep_alive) return Status::Ok();
@@ -129,6 +152,14 @@ class DeviceBackend final : public TransferBackend {
               gpu::StreamHandle stream) override {
     return gpu::PackPagedKv(cache, seq, chunk, stream);
   }
+  Status DequantizeInt8(const gpu::Int8Payload& payload, DType out_dtype, std::span<std::byte> out,
+                        gpu::StreamHandle stream) override {
+    return gpu::DequantizeInt8(payload, out_dtype, out, stream);
+  }
+  Status DecodeCachegen(std::span<const gpu::CachegenDeviceChunk> chunks, gpu::StreamHandle stream,
+                        size_t*) override {
+    return gpu::DecodeCachegen(chunks, stream);
+  }
   Status Record(uint32_t slot, gpu::StreamHandle stream) override {
     KVTIER_RETURN_IF_ERROR(events_[slot].Record(stream));
     recorded_[slot] = true;
@@ -152,6 +183,7 @@ class DeviceBackend final : public TransferBackend {
   MappedBuffer host_;
   gpu::HostRegistration pin_;  // declared after host_: unregistered before the memory is unmapped
   gpu::DeviceBuffer device_;
+  std::optional<gpu::DeviceBuffer> encoded_;
   gpu::Stream copy_;
   std::vector<gpu::Event> events_;
   std::vector<bool> recorded_;  // an event never recorded counts as complete
@@ -160,7 +192,7 @@ class DeviceBackend final : public TransferBackend {
   std::optional<gpu::HostRegistration> arena_pin_;
 };
 
-Result<std::unique_ptr<TransferBackend>> CreateDevice(uint64_t staging_bytes, uint32_t layers) {
+Result<std::unique_ptr<TransferBackend>> CreateDevice(uint64_t staging_bytes, uint32_t layers, bool decode) {
   auto host = MappedBuffer::Create(staging_bytes);
   if (!host.ok()) return host.status();
   auto pin = gpu::HostRegistration::Register(host->span().data(), staging_bytes);
@@ -168,6 +200,13 @@ Result<std::unique_ptr<TransferBackend>> CreateDevice(uint64_t staging_bytes, ui
   auto device = gpu::DeviceBuffer::Allocate(staging_bytes);
   if (!device.ok()) return device.status();
   KVTIER_RETURN_IF_ERROR(device->Fill(0));  // touch it once, as the host side is
+  std::optional<gpu::DeviceBuffer> encoded;
+  if (decode) {
+    auto buffer = gpu::DeviceBuffer::Allocate(staging_bytes);
+    if (!buffer.ok()) return buffer.status();
+    KVTIER_RETURN_IF_ERROR(buffer->Fill(0));
+    encoded.emplace(std::move(*buffer));
+  }
   auto copy = gpu::Stream::Create();
   if (!copy.ok()) return copy.status();
   std::vector<gpu::Event> events;
@@ -179,19 +218,27 @@ Result<std::unique_ptr<TransferBackend>> CreateDevice(uint64_t staging_bytes, ui
     events.push_back(std::move(*e));
   }
   return std::unique_ptr<TransferBackend>(new DeviceBackend(std::move(*host), std::move(*pin), std::move(*device),
-                                                            std::move(*copy), std::move(events), layers));
+                                                            std::move(encoded), std::move(*copy), std::move(events),
+                                                            layers));
 }
 
 }  // namespace
 
 Result<std::unique_ptr<TransferBackend>> TransferBackend::Create(TransferPlacement placement, uint64_t staging_bytes,
-                                                                 uint32_t num_layers) {
-  if (placement == TransferPlacement::kDevice) return CreateDevice(staging_bytes, num_layers);
+                                                                 uint32_t num_layers, bool decode) {
+  if (placement == TransferPlacement::kDevice) return CreateDevice(staging_bytes, num_layers, decode);
   auto host = MappedBuffer::Create(staging_bytes);
   if (!host.ok()) return host.status();
   auto device = MappedBuffer::Create(staging_bytes);
   if (!device.ok()) return device.status();
-  return std::unique_ptr<TransferBackend>(new HostBackend(std::move(*host), std::move(*device), num_layers));
+  std::optional<MappedBuffer> encoded;
+  if (decode) {
+    auto buffer = MappedBuffer::Create(staging_bytes);
+    if (!buffer.ok()) return buffer.status();
+    encoded.emplace(std::move(*buffer));
+  }
+  return std::unique_ptr<TransferBackend>(
+      new HostBackend(std::move(*host), std::move(*device), std::move(encoded), num_layers));
 }
 
 }  // namespace kvtier::internal

@@ -17,6 +17,8 @@
 #include "kvtier/api/status.h"
 #include "kvtier/client/client.h"
 #include "kvtier/client/paged_transfer.h"
+#include "kvtier/gpu/cachegen_decode.h"
+#include "kvtier/gpu/int8_dequant.h"
 #include "kvtier/gpu/paged_kv.h"
 #include "kvtier/gpu/stream.h"
 
@@ -26,15 +28,19 @@ class TransferBackend {
  public:
   enum SlotBase : uint32_t { kRoundDone = 0, kHostFree = 1, kCopied = 2 };
 
-  // Staging of `staging_bytes` on each side and 2 * num_layers + kCopied events, allocated and touched here.
+  // Staging of `staging_bytes` on each side (and an encoded staging of as much on the device side with
+  // `decode`) and 2 * num_layers + kCopied events, allocated and touched here.
   static Result<std::unique_ptr<TransferBackend>> Create(TransferPlacement placement, uint64_t staging_bytes,
-                                                         uint32_t num_layers);
+                                                         uint32_t num_layers, bool decode);
   virtual ~TransferBackend() = default;
 
   // Gets land here and puts leave from here (pinned for the device backend).
   virtual std::span<std::byte> host_staging() = 0;
   // What the kernels read and write; same size and offsets as host_staging().
   virtual std::span<std::byte> device_staging() = 0;
+  // Device-side input of the decoders (encoded bodies, cachegen images and workspaces), same size and slot
+  // offsets; empty when the backend was created without `decode`.
+  virtual std::span<std::byte> encoded_staging() = 0;
   // The backend's own stream for host-to-device copies (nullptr for the twin).
   virtual gpu::StreamHandle copy_stream() const = 0;
   // Makes `arena` (a server's shared arena, mapped read-only) a valid copy source: the device backend registers
@@ -47,6 +53,14 @@ class TransferBackend {
                         gpu::StreamHandle stream) = 0;
   virtual Status Pack(const gpu::PagedKvCache& cache, const gpu::SequenceSlice& seq, std::span<std::byte> chunk,
                       gpu::StreamHandle stream) = 0;
+  // int8 dequantization of a payload in the encoded staging into `out` (device staging).
+  virtual Status DequantizeInt8(const gpu::Int8Payload& payload, DType out_dtype, std::span<std::byte> out,
+                                gpu::StreamHandle stream) = 0;
+  // Cachegen decoding of `chunks` (their buffers in the stagings). The device enqueues one launch and the chunks'
+  // decode errors are in their workspaces afterwards (gpu::CachegenDeviceStatus); the twin decodes at once,
+  // leaves zero (no error) codes in the workspaces, and on a decode error returns it with *failed its index.
+  virtual Status DecodeCachegen(std::span<const gpu::CachegenDeviceChunk> chunks, gpu::StreamHandle stream,
+                                size_t* failed) = 0;
 
   // Captures the work queued so far on `stream` in event `slot`.
   virtual Status Record(uint32_t slot, gpu::StreamHandle stream) = 0;

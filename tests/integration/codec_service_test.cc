@@ -135,6 +135,49 @@ TEST_F(CodecServiceTest, EveryCodecRoundTripsThroughTheServer) {
   EXPECT_EQ(dest, LocallyDecoded(Encoded(fp, kv, inline_cachegen), nullptr));
 }
 
+TEST_F(CodecServiceTest, GetBatchEncodedHandsBackTheStoredContainers) {
+  const ModelFingerprint fp = TestFingerprint();
+  const auto kv = SmoothKv(fp, kTokens, 3.0f);
+  codec::EncodeOptions int8;
+  int8.codec = codec::CodecId::kInt8;
+  const std::vector<ChunkKey> keys{ChunkKey{0xe7c, 1}, ChunkKey{0xe7c, 2}, ChunkKey{0xe7c, 3}};
+  ASSERT_TRUE(EncodingClient(int8)->Put(keys[0], TokensFor(keys[0], kTokens), kv).ok());
+  ASSERT_TRUE(client_->Put(keys[1], TokensFor(keys[1], kTokens), kv).ok());  // raw
+  const std::vector<std::byte> container = Encoded(fp, kv, int8);
+  // Even a client that asks the server to decode gets the containers here.
+  for (bool server_decode : {false, true}) {
+    SCOPED_TRACE(server_decode ? "server_decode" : "client decode");
+    auto reader = EncodingClient({}, server_decode);
+    std::vector<std::vector<std::byte>> bufs(3, std::vector<std::byte>(kv.size(), std::byte{0x5a}));
+    std::vector<std::span<std::byte>> dests(bufs.begin(), bufs.end());
+    auto got = reader->GetBatchEncoded(keys, dests);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    ASSERT_TRUE((*got)[0].found && (*got)[1].found);
+    EXPECT_FALSE((*got)[2].found);
+    EXPECT_EQ((*got)[0].codec, v1::CODEC_INT8);
+    EXPECT_EQ((*got)[0].bytes, container.size());
+    EXPECT_TRUE(std::equal(container.begin(), container.end(), bufs[0].begin())) << "the stored container";
+    EXPECT_EQ(bufs[0][container.size()], std::byte{0x5a}) << "wrote past the container";
+    EXPECT_EQ((*got)[1].codec, v1::CODEC_RAW);
+    EXPECT_EQ(bufs[1], kv);
+    // GetBatch decodes the same chunk.
+    auto decoded = reader->GetBatch(keys, dests);
+    ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+    EXPECT_EQ((*decoded)[0].codec, v1::CODEC_RAW);
+    EXPECT_EQ(bufs[0], LocallyDecoded(container, nullptr));
+  }
+  std::vector<std::byte> small(container.size() - 1);
+  const std::span<std::byte> one[1] = {small};
+  auto too_small = client_->GetBatchEncoded(std::span(keys).first(1), one);
+  ASSERT_FALSE(too_small.ok());
+  EXPECT_EQ(too_small.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(too_small.status().message().find("is smaller than chunk"), std::string::npos)
+      << too_small.status().ToString();
+  const std::span<std::byte> none[1] = {small};
+  EXPECT_EQ(client_->GetBatchEncoded({}, {}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(client_->GetBatchEncoded(keys, none).status().code(), StatusCode::kInvalidArgument);
+}
+
 TEST_F(CodecServiceTest, EncodedChunksTakeLessSpaceOnTheServer) {
   const ModelFingerprint fp = TestFingerprint();
   const auto kv = SmoothKv(fp, kTokens, 2.0f);

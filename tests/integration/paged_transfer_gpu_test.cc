@@ -1,7 +1,8 @@
 // PagedKvTransfer on the GPU against its CPU twin, through a real server (label gpu; skips without a GPU):
 // the same chunks put from a device cache and fetched into another, with the device caches poisoned first and
 // every byte compared with what the twin produced in host memory; layer events waited on from another stream;
-// and on the server's host, chunks DMA'd straight from its shared arena (registered read-only with the GPU).
+// and on the server's host, chunks DMA'd straight from its shared arena (registered read-only with the GPU);
+// int8 and cachegen chunks decoded by the kernels.
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -9,12 +10,14 @@
 #include <cstring>
 #include <filesystem>
 #include <optional>
+#include <string>
 #include <tuple>
 #include <vector>
 
 #include "integration/paged_cache.h"
 #include "integration/test_server.h"
 #include "kvtier/client/paged_transfer.h"
+#include "kvtier/codec/codec.h"
 #include "kvtier/gpu/device.h"
 #include "kvtier/gpu/device_buffer.h"
 #include "kvtier/gpu/stream.h"
@@ -168,6 +171,46 @@ TEST_F(PagedTransferGpuTest, SharedArenaChunksAreDmaedStraightToTheGpu) {
   EXPECT_EQ(stats.leased_chunks + stats.staged_chunks, 3u);
   EXPECT_EQ(stats.leased_chunks, 3u) << "zero copy turned off: " << stats.zero_copy_off;
   client->reset();
+  server_.reset();
+  std::filesystem::remove_all(dir);
+}
+
+// int8 and cachegen chunks decoded by the kernels equal the twin's decode (itself equal to codec::Decode), over
+// gRPC and straight from the shared arena, layer by layer and whole. 64-token chunks: cachegen's inline tables
+// fit a chunk's slot.
+TEST_F(PagedTransferGpuTest, EncodedChunksDecodedOnTheGpuEqualTheTwin) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("kvtier-gpu-decode-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  server_.reset();
+  StartServer(64ull << 20, [&](ServerConfig& c) {
+    c.store.shared_arena_bytes["workers"] = 64ull << 20;
+    c.shared_memory.socket_path = (dir / "kvtier.sock").string();
+    c.shared_memory.put_window_bytes = 4ull << 20;
+  });
+  uint32_t seed = 10;
+  for (codec::CodecId id : {codec::CodecId::kInt8, codec::CodecId::kCacheGen}) {
+    for (LocalPathMode mode : {LocalPathMode::kRequire, LocalPathMode::kOff}) {
+      for (bool layerwise : {true, false}) {
+        SCOPED_TRACE(std::string(codec::CodecName(id)) + (mode == LocalPathMode::kOff ? " over gRPC" : " leased") +
+                     (layerwise ? " layerwise" : " whole"));
+        ClientOptions o;
+        o.endpoint = server_->address();
+        o.name_space = "workers";
+        o.fingerprint = TestFingerprint(64);
+        o.local_path = mode;
+        o.encode.codec = id;
+        auto client = Client::Connect(o);
+        ASSERT_TRUE(client.ok());
+        PagedTransferOptions options;
+        options.layerwise = layerwise;
+        const PagedTransferStats stats =
+            RoundTrip(client->get(), o.fingerprint, options, 0, 0, {64, 64, 21}, seed += 10);
+        EXPECT_EQ(stats.decoded_chunks, 3u);
+        EXPECT_EQ(stats.leased_chunks, mode == LocalPathMode::kRequire ? 3u : 0u) << stats.zero_copy_off;
+      }
+    }
+  }
   server_.reset();
   std::filesystem::remove_all(dir);
 }

@@ -1,90 +1,23 @@
 // PagedKvTransfer's CPU twin through a real server: chunks packed out of one paged cache, stored, fetched and
 // unpacked into another, compared byte for byte; re-rotation on the way in; misses; rounds; bad arguments; and
 // on the server's host, chunks copied straight out of its shared arena (a corrupt one stops the placement).
+// Encoded chunks: paged_transfer_decode_test.cc.
 // The GPU placement runs the same control flow with kernels (paged_transfer_gpu_test.cc, label gpu).
 #include "kvtier/client/paged_transfer.h"
 
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
+#include <algorithm>
 #include <cstring>
-#include <filesystem>
 #include <vector>
 
-#include "integration/paged_cache.h"
-#include "integration/test_server.h"
+#include "integration/paged_transfer_fixture.h"
 #include "kvtier/gpu/device.h"
 #include "kvtier/gpu/rope.h"
 #include "kvtier/kvstore/host_arena.h"
 
 namespace kvtier::testing {
 namespace {
-
-constexpr uint32_t kChunkTokens = 16;
-
-gpu::PagedKvShape CacheShape(const ModelFingerprint& fp) {
-  gpu::PagedKvShape s;
-  s.num_layers = fp.num_layers;
-  s.num_blocks = 16;
-  s.block_size = 8;
-  s.num_kv_heads = fp.num_kv_heads;
-  s.head_dim = fp.head_dim;
-  s.dtype = fp.dtype;
-  return s;
-}
-
-PagedTransferOptions HostOptions() {
-  PagedTransferOptions o;
-  o.placement = TransferPlacement::kHost;
-  o.staging_bytes = 1 << 20;
-  return o;
-}
-
-PagedTarget Target(const HostPagedCache& c, uint32_t first_token) {
-  return PagedTarget{c.View(), c.block_table.data(), static_cast<uint32_t>(c.block_table.size()), first_token};
-}
-
-class PagedTransferTest : public ServerFixture {
- protected:
-  void SetUp() override { StartServer(); }
-
-  // Puts `sizes.size()` chunks of `source` from `first_token` under keys 1, 2, ...
-  std::vector<ChunkKey> PutChunks(PagedKvTransfer& t, const HostPagedCache& source, uint32_t first_token,
-                                  const std::vector<uint32_t>& sizes) {
-    std::vector<ChunkKey> keys;
-    for (size_t i = 0; i < sizes.size(); ++i) keys.push_back(ChunkKey{0x5eed, 100 + i});
-    tokens_.clear();
-    for (size_t i = 0; i < sizes.size(); ++i) tokens_.push_back(TokensFor(keys[i], sizes[i]));
-    std::vector<std::span<const uint32_t>> spans(tokens_.begin(), tokens_.end());
-    auto put = t.PutFromDevice(keys, spans, Target(source, first_token), nullptr);
-    EXPECT_TRUE(put.ok()) << put.status().ToString();
-    if (put.ok()) {
-      EXPECT_EQ(put->size(), sizes.size());
-    }
-    return keys;
-  }
-
-  // Every row of positions [from, to) equal in both caches; every other row of `dest` still `poison`.
-  void ExpectPlaced(const HostPagedCache& source, const HostPagedCache& dest, uint32_t from, uint32_t to,
-                    uint8_t poison) {
-    const uint64_t row = dest.shape.RowBytes();
-    std::vector<std::byte> poisoned(row, std::byte{poison});
-    const uint32_t positions = dest.shape.num_blocks * dest.shape.block_size;
-    for (uint32_t l = 0; l < dest.shape.num_layers; ++l) {
-      for (int kv = 0; kv < 2; ++kv) {
-        for (uint32_t p = 0; p < positions; ++p) {
-          const bool placed = p >= from && p < to;
-          const std::byte* want = placed ? source.Row(l, kv, p) : poisoned.data();
-          ASSERT_EQ(std::memcmp(dest.Row(l, kv, p), want, row), 0)
-              << "layer " << l << (kv ? " V" : " K") << " position " << p << (placed ? " (placed)" : " (untouched)");
-        }
-      }
-    }
-  }
-
-  std::vector<std::vector<uint32_t>> tokens_;
-};
 
 TEST_F(PagedTransferTest, PutThenGetMovesEveryRowAndNothingElse) {
   const ModelFingerprint fp = TestFingerprint(kChunkTokens);
@@ -250,40 +183,6 @@ TEST_F(PagedTransferTest, DevicePlacementWithoutAGpuIsUnavailable) {
 #endif
 }
 
-// The server's host: the transfer reads raw chunks straight from the namespace's shared arena.
-class PagedTransferSharedMemoryTest : public PagedTransferTest {
- protected:
-  static constexpr const char* kShared = "workers";
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("kvtier-paged-" + std::to_string(getpid()) + "-" +
-                                                     std::to_string(reinterpret_cast<uintptr_t>(this)));
-    std::filesystem::create_directories(dir_);
-    StartServer(4ull << 20, [&](ServerConfig& c) {
-      c.store.host_prefault = false;
-      c.store.shared_arena_bytes[kShared] = 2ull << 20;
-      c.shared_memory.socket_path = (dir_ / "kvtier.sock").string();
-      c.shared_memory.put_window_bytes = 1ull << 20;
-    });
-  }
-  void TearDown() override {
-    ServerFixture::TearDown();
-    std::filesystem::remove_all(dir_);
-  }
-  std::unique_ptr<Client> SharedClient(LocalPathMode mode, codec::CodecId codec = codec::CodecId::kRaw) {
-    ClientOptions o;
-    o.endpoint = server_->address();
-    o.name_space = kShared;
-    o.fingerprint = TestFingerprint(kChunkTokens);
-    o.local_path = mode;
-    o.local_retry = std::chrono::milliseconds(0);
-    o.encode.codec = codec;
-    auto c = Client::Connect(o);
-    EXPECT_TRUE(c.ok()) << c.status().ToString();
-    return std::move(c).value();
-  }
-  std::filesystem::path dir_;
-};
-
 TEST_F(PagedTransferSharedMemoryTest, RawChunksAreCopiedStraightFromTheSharedArena) {
   auto client = SharedClient(LocalPathMode::kRequire);
   const ModelFingerprint fp = TestFingerprint(kChunkTokens);
@@ -336,31 +235,6 @@ TEST_F(PagedTransferSharedMemoryTest, ACorruptChunkEndsThePlacementAndIsDropped)
     for (uint32_t p = 0; p < 16; ++p) {
       ASSERT_EQ(std::memcmp(dest.Row(l, 0, p), source.Row(l, 0, p), dest.shape.RowBytes()), 0);
     }
-  }
-}
-
-TEST_F(PagedTransferSharedMemoryTest, EncodedChunksAreDecodedThroughGetBatch) {
-  auto client = SharedClient(LocalPathMode::kRequire, codec::CodecId::kInt8);
-  const ModelFingerprint fp = TestFingerprint(kChunkTokens);
-  auto t = PagedKvTransfer::Create(client.get(), CacheShape(fp), HostOptions());
-  ASSERT_TRUE(t.ok());
-  HostPagedCache source(CacheShape(fp), 27);
-  source.FillRandom(28);
-  const std::vector<ChunkKey> keys = PutChunks(**t, source, 0, {16, 9});
-  HostPagedCache dest(CacheShape(fp), 29);
-  auto load = (*t)->GetToDevice(keys, Target(dest, 0), nullptr);
-  ASSERT_TRUE(load.ok()) << load.status().ToString();
-  EXPECT_EQ(load->placed_chunks, 2u);
-  EXPECT_EQ((*t)->stats().leased_chunks, 0u);
-  EXPECT_EQ((*t)->stats().staged_chunks, 2u);
-  // What was placed is exactly what a plain get decodes.
-  for (size_t i = 0; i < keys.size(); ++i) {
-    const uint32_t n = i == 0 ? 16 : 9;
-    std::vector<std::byte> decoded(CacheShape(fp).ChunkBytes(n)), placed(decoded.size());
-    ASSERT_TRUE(client->Get(keys[i], decoded).ok());
-    ASSERT_TRUE(gpu::PackPagedKvCpu(dest.View(), {dest.block_table.data(), 16, static_cast<uint32_t>(16 * i), n},
-                                    placed).ok());
-    EXPECT_EQ(placed, decoded) << "chunk " << i;
   }
 }
 

@@ -117,6 +117,8 @@ struct GetResult {
   uint32_t num_tokens = 0;
   uint32_t base_position = 0;
   uint8_t tier = 0;                // kvtier.v1.Tier of the hit
+  uint8_t codec = v1::CODEC_RAW;   // kvtier.v1.Codec of the bytes handed over: RAW except from GetBatchEncoded
+                                   // and GetLeased, which hand over chunks as stored
 };
 
 // One hit of Client::GetLeased: the chunk's stored bytes where they lie in the server's shared arena.
@@ -189,6 +191,12 @@ class Client {
   // One stream for many keys; dests[i] receives keys[i].
   Result<std::vector<GetResult>> GetBatch(std::span<const ChunkKey> keys, std::span<const std::span<std::byte>> dests);
 
+  // GetBatch without decoding: every hit arrives as stored, encoded chunks as their codec container
+  // (codec/FORMAT.md) with GetResult.codec saying which codec, for a caller that decodes elsewhere (on a GPU:
+  // PagedKvTransfer). INVALID_ARGUMENT when a container is larger than its destination.
+  Result<std::vector<GetResult>> GetBatchEncoded(std::span<const ChunkKey> keys,
+                                                 std::span<const std::span<std::byte>> dests);
+
   // For each content key, its best variant for the new prompt whose ordered content keys are `prompt_context`
   // (see GetRequest.variant_context), written into dests[i]. Misses are found == false.
   // Always over gRPC; encoded chunks are decoded as Get does.
@@ -222,6 +230,9 @@ class Client {
   // Fetches a profile by name (by id: GetProfileById), verifying that its bytes hash to its id.
   Result<std::unique_ptr<codec::ModelProfile>> GetProfile(std::string_view name);
   Result<std::unique_ptr<codec::ModelProfile>> GetProfileById(uint64_t id);
+  // How this client decodes: cachegen profiles resolved through its cache (fetched from the server on first
+  // use), and its encode executor. For decoding chunks from GetBatchEncoded or GetLeased.
+  codec::DecodeOptions DecodeOptions();
 
   std::future<Result<PutResult>> PutAsync(const ChunkKey& key, std::span<const uint32_t> token_ids,
                                           std::span<const std::byte> kv, const PutOptions& options = {});
@@ -237,13 +248,16 @@ class Client {
   Result<std::unique_ptr<codec::ModelProfile>> FetchProfile(std::string_view name, uint64_t id);
   Result<v1::LocalInfoResponse> LocalInfo();
   // The shared-memory attempt of a get: nullopt = go over gRPC.
+  // `decode` null: chunks stay encoded (GetBatchEncoded).
   Result<std::optional<std::vector<GetResult>>> LocalGet(std::span<const ChunkKey> keys,
                                                          std::span<const std::span<std::byte>> dests,
-                                                         std::span<const std::span<const uint32_t>> expected);
+                                                         std::span<const std::span<const uint32_t>> expected,
+                                                         const codec::DecodeOptions* decode);
+  Result<std::vector<GetResult>> RunBatch(std::span<const ChunkKey> keys, std::span<const std::span<std::byte>> dests,
+                                          bool keep_encoded);
   Status LocalUnavailable() const;
   // For decoding gets: cached profiles, fetched from the server on first use.
   const codec::ModelProfile* ResolveProfile(uint64_t id);
-  codec::DecodeOptions DecodeOptions();
 
   ClientOptions options_;
   std::unique_ptr<Impl> impl_;

@@ -14,11 +14,17 @@
 // way in (fused into the unpack kernel) when the fingerprint says keys are stored after RoPE.
 //
 // Staging: one host buffer (pinned when a GPU is used, so copies are real DMA) and one device buffer of
-// staging_bytes each, allocated and touched once at Create; calls never allocate large memory. Calls needing
-// more than the staging hold run in rounds. On the server's own host the host staging is skipped: raw chunks
-// are copied to the GPU straight from the server's shared arena while the client holds leases on them
-// (Client::GetLeased); the call returns once those copies are done and verified, with the unpacks queued
-// layer by layer. Nothing is written past placed_tokens.
+// staging_bytes each (plus a second device buffer for encoded chunks with device_decode), allocated and touched
+// once at Create; calls never allocate large memory. Calls needing more than the staging hold run in rounds. On
+// the server's own host the host staging is skipped: chunks are copied to the GPU straight from the server's
+// shared arena while the client holds leases on them (Client::GetLeased); the call returns once those copies
+// are done and verified, with the unpacks queued layer by layer. Nothing is written past placed_tokens.
+//
+// Encoded chunks (int8, cachegen) are decoded on the GPU by default: the host parses and checks each container
+// (the codec's own checks), only the encoded body crosses PCIe, and the decoder writes the raw chunk into the
+// device staging, layer by layer for int8 and in one launch per round for cachegen. A round holding cachegen
+// chunks waits for their decode before it returns, so that a stream the decoder refuses fails the call (with
+// codec::Decode's message) instead of reaching the cache.
 //
 // Ownership: the Client must outlive the transfer; caches, block tables and token ids are the caller's.
 // Not thread-safe: one PagedKvTransfer per worker thread (it owns its staging). A LayerwiseLoad is valid until
@@ -61,7 +67,13 @@ struct PagedTransferOptions {
   bool zero_copy = true;
   // With zero_copy: hash each chunk on the CPU while the GPU copies it (the shared-memory path leaves
   // verification to the reader). false saves that CPU time and no longer detects corrupted host memory.
+  // Encoded chunks are always hashed, before they are parsed.
   bool verify_leased = true;
+  // Decode int8 and cachegen chunks here, on the GPU (the twin: with the decoders' CPU twins): only the encoded
+  // body and the cachegen tables cross PCIe, and the host only parses and checks the container. Costs a second
+  // device staging of staging_bytes. Other codecs, and a chunk whose container does not fit one chunk's slot,
+  // are decoded on the host by the client (GetBatch). false: every encoded chunk is decoded on the host.
+  bool device_decode = true;
 
   Status Validate() const;
 };
@@ -97,7 +109,8 @@ class LayerwiseLoad {
 // How a transfer's chunks went (PagedKvTransfer::stats).
 struct PagedTransferStats {
   uint64_t leased_chunks = 0;  // placed straight from the server's shared arena (zero_copy)
-  uint64_t staged_chunks = 0;  // placed through Client::GetBatch and the host staging
+  uint64_t staged_chunks = 0;  // placed through a get into the host staging (GetBatchEncoded or GetBatch)
+  uint64_t decoded_chunks = 0; // of those placed, encoded chunks decoded by the transfer (device_decode)
   std::string zero_copy_off;   // why zero_copy was turned off for good (the arena could not be registered)
 };
 

@@ -1,0 +1,82 @@
+#include "encoded_chunk.h"
+
+#include <string>
+#include <utility>
+
+#include "kvtier/v1/kvtier.pb.h"
+
+namespace kvtier::internal {
+namespace {
+
+constexpr uint64_t kDeviceAlignment = 16;  // cachegen image and workspace (cachegen_decode.h)
+
+uint64_t AlignUp(uint64_t v) { return (v + kDeviceAlignment - 1) / kDeviceAlignment * kDeviceAlignment; }
+
+std::string ShapeText(const gpu::ChunkShape& s) {
+  return std::to_string(s.num_tokens) + " tokens, L" + std::to_string(s.num_layers) + " H" +
+         std::to_string(s.num_kv_heads) + " D" + std::to_string(s.head_dim) + " " + std::string(DTypeName(s.dtype));
+}
+
+bool SameShape(const gpu::ChunkShape& a, const gpu::ChunkShape& b) {
+  return a.num_layers == b.num_layers && a.num_tokens == b.num_tokens && a.num_kv_heads == b.num_kv_heads &&
+         a.head_dim == b.head_dim && a.dtype == b.dtype;
+}
+
+// Offsets from the slot's start that make `within + at` 16-aligned in the staging.
+uint64_t AlignedAfter(const EncodedSlot& slot, uint64_t within) { return AlignUp(slot.at + within) - slot.at; }
+
+// Lays the chunk's pieces out in the slot; false when they do not fit.
+bool LayOut(EncodedChunk& e, const EncodedSlot& slot, uint64_t container_bytes) {
+  uint64_t device_end = e.body.size();
+  uint64_t host_end = slot.container_in_host ? container_bytes : 0;
+  if (e.is_cachegen()) {
+    e.image_at = AlignedAfter(slot, device_end);
+    e.workspace_at = AlignedAfter(slot, e.image_at + e.image.size());
+    device_end = e.workspace_at + gpu::CachegenWorkspaceBytes(e.cachegen);
+    e.host_image_at = AlignedAfter(slot, host_end);
+    e.host_errors_at = AlignedAfter(slot, e.host_image_at + e.image.size());
+    host_end = e.host_errors_at + gpu::CachegenErrorBytes(e.cachegen);
+  }
+  return device_end <= slot.bytes && host_end <= slot.bytes;
+}
+
+}  // namespace
+
+bool EncodedChunk::is_cachegen() const { return codec == v1::CODEC_CACHEGEN; }
+
+Status AboutChunk(const ChunkKey& key, const Status& status) {
+  return Status(status.code(), "chunk " + key.ToHex() + ": " + status.message());
+}
+
+Result<std::optional<EncodedChunk>> PlanEncodedChunk(std::span<const std::byte> container, uint8_t codec,
+                                                     const gpu::ChunkShape& expected, const EncodedSlot& slot,
+                                                     const gpu::CachegenProfileResolver& profiles,
+                                                     const ChunkKey& key) {
+  EncodedChunk e;
+  e.codec = codec;
+  gpu::ChunkShape shape;
+  if (codec == v1::CODEC_INT8) {
+    auto payload = gpu::ParseInt8Container(container);
+    if (!payload.ok()) return AboutChunk(key, payload.status());
+    e.int8 = *payload;
+    e.body = payload->body;
+    shape = payload->shape;
+  } else if (codec == v1::CODEC_CACHEGEN) {
+    auto plan = gpu::ParseCachegenContainer(container, profiles);
+    if (!plan.ok()) return AboutChunk(key, plan.status());
+    e.cachegen = std::move(*plan);
+    e.body = e.cachegen.body;
+    e.image = gpu::CachegenImage(e.cachegen);
+    shape = e.cachegen.shape;
+  } else {
+    return std::optional<EncodedChunk>();  // lossless, kivi2, mixed: decoded on the host
+  }
+  if (!SameShape(shape, expected)) {
+    return AboutChunk(key, DataLoss("the container holds " + ShapeText(shape) + ", the chunk should be " +
+                                    ShapeText(expected)));
+  }
+  if (!LayOut(e, slot, container.size())) return std::optional<EncodedChunk>();
+  return std::optional<EncodedChunk>(std::move(e));
+}
+
+}  // namespace kvtier::internal

@@ -1,0 +1,61 @@
+// EncodedChunk: how PagedKvTransfer decodes one int8 or cachegen chunk on the device side of its backend
+// (PagedTransferOptions::device_decode). The container is parsed and checked on the host (every check
+// codec::Decode makes before decoding symbols); only its encoded body, plus the cachegen tables, crosses to the
+// device, where the decoder writes the raw chunk into the chunk's slot of the device staging.
+//
+// Slot layout (the chunk's slot has the same offset in every staging):
+//   encoded staging: [body][image, 16-aligned][workspace, 16-aligned]   (image and workspace: cachegen only)
+//   host staging:    [container, when a get landed it there][image][decode error codes copied back]
+// A chunk whose pieces do not fit its slot is decoded on the host instead (the client's GetBatch).
+//
+// Internal to the client library; a value type, not thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "kvtier/api/status.h"
+#include "kvtier/api/types.h"
+#include "kvtier/gpu/cachegen_decode.h"
+#include "kvtier/gpu/int8_dequant.h"
+
+namespace kvtier::internal {
+
+struct EncodedChunk {
+  uint8_t codec = 0;                // v1::CODEC_INT8 or v1::CODEC_CACHEGEN
+  std::span<const std::byte> body;  // the encoded body on the host, inside the container
+  gpu::Int8Payload int8;            // int8: the shape (its body: the host view)
+  gpu::CachegenPlan cachegen;       // cachegen: the plan (its body: the host view)
+  std::vector<std::byte> image;     // cachegen: CachegenImage(plan), staged through the host slot
+  // From the slot's start, as laid out above.
+  uint64_t image_at = 0;
+  uint64_t workspace_at = 0;
+  uint64_t host_image_at = 0;
+  uint64_t host_errors_at = 0;
+
+  bool is_cachegen() const;
+};
+
+// Where a slot lies and what the decoder must produce.
+struct EncodedSlot {
+  uint64_t at = 0;                 // offset of the slot in every staging
+  uint64_t bytes = 0;              // its size
+  bool container_in_host = false;  // the container occupies the host slot from its start
+};
+
+// Parses `container` (a hit's stored bytes, of codec `codec`) and lays it out in `slot`. nullopt: the device
+// does not decode this codec, or the pieces do not fit the slot (decode it on the host). A container the decoder
+// refuses, or one whose shape is not `expected`: the decoder's code (DATA_LOSS for a shape mismatch), with the
+// message prefixed by "chunk <key>: ".
+Result<std::optional<EncodedChunk>> PlanEncodedChunk(std::span<const std::byte> container, uint8_t codec,
+                                                     const gpu::ChunkShape& expected, const EncodedSlot& slot,
+                                                     const gpu::CachegenProfileResolver& profiles,
+                                                     const ChunkKey& key);
+
+// A status about chunk `key`: the same code, the message prefixed with "chunk <key>: ".
+Status AboutChunk(const ChunkKey& key, const Status& status);
+
+}  // namespace kvtier::internal
