@@ -266,10 +266,58 @@ Status BenchGather(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostream&
   return Status::Ok();
 }
 
-// The whole path: chunks put into an in-process server's host tier, then fetched into the paged cache.
+// One codec's chunks put by `client` (encoded by it), then fetched into the paged cache again and again; the
+// rate is in raw (decoded) bytes, against pinned host-to-device copies.
+Status LoadChunks(const GpuBenchOptions& o, Rig& rig, const ClientOptions& base, codec::CodecId codec, Rows& rows,
+                  std::ostream& progress) {
+  ClientOptions co = base;
+  co.encode.codec = codec;
+  auto client = Client::Connect(co);
+  if (!client.ok()) return client.status();
+  std::vector<ChunkKey> keys;
+  for (uint32_t c = 0; c < o.chunks; ++c) {
+    keys.push_back(ChunkKey{0x6770 + static_cast<uint64_t>(codec), c});
+    std::vector<uint32_t> ids(o.chunk_tokens, c);
+    auto put = (*client)->Put(keys.back(), ids, std::span(rig.host).subspan(c * rig.chunk_bytes, rig.chunk_bytes));
+    if (!put.ok()) return put.status();
+  }
+  PagedTransferOptions to;
+  to.staging_bytes = rig.total_bytes;
+  auto transfer = PagedKvTransfer::Create(client->get(), rig.shape, to);
+  if (!transfer.ok()) return transfer.status();
+  const PagedTarget target{rig.Cache(), reinterpret_cast<const int32_t*>(rig.table->data()), rig.table_size, 0};
+  double seconds = 0;
+  for (uint32_t i = 0; i <= o.iterations; ++i) {
+    const auto t0 = Clock::now();
+    auto load = (*transfer)->GetToDevice(keys, target, rig.stream->get());
+    if (!load.ok()) return load.status();
+    KVTIER_RETURN_IF_ERROR(load->Synchronize());
+    if (load->placed_chunks != o.chunks) return Internal("bench-gpu: a chunk load missed chunks it had put");
+    if (i > 0) seconds += std::chrono::duration<double>(Clock::now() - t0).count();  // i = 0 warms up
+  }
+  const PagedTransferStats stats = (*transfer)->stats();
+  progress << "bench-gpu: " << codec::CodecName(codec) << " chunks copied straight from the shared arena: "
+           << stats.leased_chunks << ", through the staging: " << stats.staged_chunks
+           << ", decoded on the GPU: " << stats.decoded_chunks
+           << (stats.zero_copy_off.empty() ? "" : " (" + stats.zero_copy_off + ")") << "\n";
+  const std::string how = stats.staged_chunks == 0 ? "zero-copy" : "staged";
+  if (codec == codec::CodecId::kRaw) {
+    rows.Add("kvtier chunk load, " + how + " (host tier -> paged)", rig.total_bytes, seconds / o.iterations, kH2d,
+             0.9);
+  } else {
+    const std::string decoded = stats.decoded_chunks == 0 ? "decoded on the host" : "decoded on the GPU";
+    rows.Add("kvtier chunk load, " + std::string(codec::CodecName(codec)) + " " + decoded + ", " + how +
+                 " (raw bytes)",
+             rig.total_bytes, seconds / o.iterations, kH2d);
+  }
+  return Status::Ok();
+}
+
+// The whole path: chunks put into an in-process server's host tier, then fetched into the paged cache: raw, and
+// encoded with int8 and cachegen (decoded by the transfer on the GPU).
 Status BenchChunkLoad(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostream& progress) {
   BenchOptions server_options;
-  server_options.working_set_bytes = rig.total_bytes;
+  server_options.working_set_bytes = 2 * rig.total_bytes;  // raw, int8 (about 1/2) and cachegen chunks at once
   server_options.chunk_bytes = {rig.chunk_bytes};
   auto server = StartBenchServer(server_options, progress);
   if (!server.ok()) return server.status();
@@ -283,38 +331,11 @@ Status BenchChunkLoad(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostre
   co.fingerprint.dtype = DType::kFp16;
   co.fingerprint.chunk_tokens = o.chunk_tokens;
   co.max_message_bytes = std::max<uint64_t>(co.max_message_bytes, 2 * rig.chunk_bytes);
-  auto client = Client::Connect(co);
-  if (!client.ok()) return client.status();
-  std::vector<ChunkKey> keys;
-  for (uint32_t c = 0; c < o.chunks; ++c) {
-    keys.push_back(ChunkKey{0x6770, c});
-    std::vector<uint32_t> ids(o.chunk_tokens, c);
-    auto put = (*client)->Put(keys.back(), ids, std::span(rig.host).subspan(c * rig.chunk_bytes, rig.chunk_bytes));
-    if (!put.ok()) return put.status();
-  }
-  PagedTransferOptions to;
-  to.staging_bytes = rig.total_bytes;
-  auto transfer = PagedKvTransfer::Create(client->get(), rig.shape, to);
-  if (!transfer.ok()) return transfer.status();
-  const PagedTarget target{rig.Cache(), reinterpret_cast<const int32_t*>(rig.table->data()), rig.table_size, 0};
   progress << "bench-gpu: chunk load host tier -> paged cache over " << ((*server)->shm() ? "shared memory" : "gRPC")
            << "\n";
-  double seconds = 0;
-  for (uint32_t i = 0; i <= o.iterations; ++i) {
-    const auto t0 = Clock::now();
-    auto load = (*transfer)->GetToDevice(keys, target, rig.stream->get());
-    if (!load.ok()) return load.status();
-    KVTIER_RETURN_IF_ERROR(load->Synchronize());
-    if (load->placed_chunks != o.chunks) return Internal("bench-gpu: a chunk load missed chunks it had put");
-    if (i > 0) seconds += std::chrono::duration<double>(Clock::now() - t0).count();  // i = 0 warms up
+  for (codec::CodecId codec : {codec::CodecId::kRaw, codec::CodecId::kInt8, codec::CodecId::kCacheGen}) {
+    KVTIER_RETURN_IF_ERROR(LoadChunks(o, rig, co, codec, rows, progress));
   }
-  const PagedTransferStats stats = (*transfer)->stats();
-  progress << "bench-gpu: chunks copied straight from the shared arena: " << stats.leased_chunks
-           << ", through the staging: " << stats.staged_chunks
-           << (stats.zero_copy_off.empty() ? "" : " (" + stats.zero_copy_off + ")") << "\n";
-  rows.Add(stats.staged_chunks == 0 ? "kvtier chunk load, zero-copy (host tier -> paged)"
-                                    : "kvtier chunk load, staged (host tier -> paged)",
-           rig.total_bytes, seconds / o.iterations, kH2d, 0.9);
   return Status::Ok();
 }
 

@@ -1,5 +1,6 @@
 #include "encoded_chunk.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -25,8 +26,9 @@ bool SameShape(const gpu::ChunkShape& a, const gpu::ChunkShape& b) {
 // Offsets from the slot's start that make `within + at` 16-aligned in the staging.
 uint64_t AlignedAfter(const EncodedSlot& slot, uint64_t within) { return AlignUp(slot.at + within) - slot.at; }
 
-// Lays the chunk's pieces out in the slot; false when they do not fit.
-bool LayOut(EncodedChunk& e, const EncodedSlot& slot, uint64_t container_bytes) {
+}  // namespace
+
+bool LayOutEncodedChunk(EncodedChunk& e, const EncodedSlot& slot, uint64_t container_bytes) {
   uint64_t device_end = e.body.size();
   uint64_t host_end = slot.container_in_host ? container_bytes : 0;
   if (e.is_cachegen()) {
@@ -40,18 +42,16 @@ bool LayOut(EncodedChunk& e, const EncodedSlot& slot, uint64_t container_bytes) 
   return device_end <= slot.bytes && host_end <= slot.bytes;
 }
 
-}  // namespace
-
 bool EncodedChunk::is_cachegen() const { return codec == v1::CODEC_CACHEGEN; }
 
 Status AboutChunk(const ChunkKey& key, const Status& status) {
   return Status(status.code(), "chunk " + key.ToHex() + ": " + status.message());
 }
 
-Result<std::optional<EncodedChunk>> PlanEncodedChunk(std::span<const std::byte> container, uint8_t codec,
-                                                     const gpu::ChunkShape& expected, const EncodedSlot& slot,
-                                                     const gpu::CachegenProfileResolver& profiles,
-                                                     const ChunkKey& key) {
+Result<std::optional<EncodedChunk>> ParseEncodedChunk(std::span<const std::byte> container, uint8_t codec,
+                                                      const gpu::ChunkShape& expected,
+                                                      const gpu::CachegenProfileResolver& profiles,
+                                                      const ChunkKey& key) {
   EncodedChunk e;
   e.codec = codec;
   gpu::ChunkShape shape;
@@ -75,8 +75,29 @@ Result<std::optional<EncodedChunk>> PlanEncodedChunk(std::span<const std::byte> 
     return AboutChunk(key, DataLoss("the container holds " + ShapeText(shape) + ", the chunk should be " +
                                     ShapeText(expected)));
   }
-  if (!LayOut(e, slot, container.size())) return std::optional<EncodedChunk>();
   return std::optional<EncodedChunk>(std::move(e));
+}
+
+Status ResidentTables::Attach(EncodedChunk& e) {
+  if (!e.is_cachegen() || e.cachegen.profile_id == 0) return Status::Ok();
+  const gpu::CachegenPlan& plan = e.cachegen;
+  const uint64_t records = gpu::CachegenTablesOffset(plan);
+  const std::span<const std::byte> tables = std::span<const std::byte>(e.image).subspan(records);
+  auto found = std::find_if(sets_.begin(), sets_.end(), [&](const Set& s) {
+    return s.profile_id == plan.profile_id && s.level == plan.level && s.anchor_delta == plan.anchor_delta;
+  });
+  if (found == sets_.end()) {
+    if (sets_.size() >= kMaxSets) return Status::Ok();
+    auto device = upload_(tables);
+    if (!device.ok()) return device.status();
+    found = sets_.insert(sets_.end(), Set{plan.profile_id, plan.level, plan.anchor_delta, *device});
+  }
+  // The same profile, level and anchor-delta setting give the same tables (the profile level's, for every
+  // slice): only their size can be checked cheaply.
+  if (found->device.size() != tables.size()) return Status::Ok();
+  e.device_tables = found->device;
+  e.image.resize(records);
+  return Status::Ok();
 }
 
 }  // namespace kvtier::internal

@@ -6,15 +6,19 @@
 // Slot layout (the chunk's slot has the same offset in every staging):
 //   encoded staging: [body][image, 16-aligned][workspace, 16-aligned]   (image and workspace: cachegen only)
 //   host staging:    [container, when a get landed it there][image][decode error codes copied back]
-// A chunk whose pieces do not fit its slot is decoded on the host instead (the client's GetBatch).
+// The image is the stream records and, unless the chunk's tables are resident on the device (a shared
+// profile's, uploaded once per transfer: device_tables), the tables. A chunk whose pieces do not fit its slot is
+// decoded on the host instead (the client's GetBatch).
 //
 // Internal to the client library; a value type, not thread-safe.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "kvtier/api/status.h"
@@ -29,7 +33,9 @@ struct EncodedChunk {
   std::span<const std::byte> body;  // the encoded body on the host, inside the container
   gpu::Int8Payload int8;            // int8: the shape (its body: the host view)
   gpu::CachegenPlan cachegen;       // cachegen: the plan (its body: the host view)
-  std::vector<std::byte> image;     // cachegen: CachegenImage(plan), staged through the host slot
+  std::vector<std::byte> image;     // cachegen: CachegenImage(plan), staged through the host slot; only the
+                                    // records when device_tables is set
+  std::span<const std::byte> device_tables;  // cachegen: the resident copy of the chunk's tables, or empty
   // From the slot's start, as laid out above.
   uint64_t image_at = 0;
   uint64_t workspace_at = 0;
@@ -46,14 +52,43 @@ struct EncodedSlot {
   bool container_in_host = false;  // the container occupies the host slot from its start
 };
 
-// Parses `container` (a hit's stored bytes, of codec `codec`) and lays it out in `slot`. nullopt: the device
-// does not decode this codec, or the pieces do not fit the slot (decode it on the host). A container the decoder
-// refuses, or one whose shape is not `expected`: the decoder's code (DATA_LOSS for a shape mismatch), with the
-// message prefixed by "chunk <key>: ".
-Result<std::optional<EncodedChunk>> PlanEncodedChunk(std::span<const std::byte> container, uint8_t codec,
-                                                     const gpu::ChunkShape& expected, const EncodedSlot& slot,
-                                                     const gpu::CachegenProfileResolver& profiles,
-                                                     const ChunkKey& key);
+// Parses `container` (a hit's stored bytes, of codec `codec`). nullopt: the device does not decode this codec.
+// A container the decoder refuses, or one whose shape is not `expected`: the decoder's code (DATA_LOSS for a
+// shape mismatch), with the message prefixed by "chunk <key>: ".
+Result<std::optional<EncodedChunk>> ParseEncodedChunk(std::span<const std::byte> container, uint8_t codec,
+                                                      const gpu::ChunkShape& expected,
+                                                      const gpu::CachegenProfileResolver& profiles,
+                                                      const ChunkKey& key);
+
+// Sets the offsets of `e` (a chunk whose container has `container_bytes` bytes) in `slot`; false when its
+// pieces do not fit (decode it on the host).
+bool LayOutEncodedChunk(EncodedChunk& e, const EncodedSlot& slot, uint64_t container_bytes);
+
+// Tables kept on the device for chunks coded with a shared profile: one copy per (profile, level, anchor-delta)
+// serves every such chunk, so that only bodies and stream records cross per chunk.
+class ResidentTables {
+ public:
+  // Copies `tables` (host) to memory the transfer's backend keeps until it is destroyed; the span it returns.
+  using Upload = std::function<Result<std::span<const std::byte>>(std::span<const std::byte> tables)>;
+  explicit ResidentTables(Upload upload) : upload_(std::move(upload)) {}
+
+  // For a cachegen chunk with a profile: sets e.device_tables (uploading them the first time) and trims e.image to
+  // the records. Does nothing for inline tables, or once kMaxSets sets are resident.
+  Status Attach(EncodedChunk& e);
+  size_t size() const { return sets_.size(); }
+
+  static constexpr size_t kMaxSets = 8;
+
+ private:
+  struct Set {
+    uint64_t profile_id;
+    int level;
+    bool anchor_delta;
+    std::span<const std::byte> device;
+  };
+  Upload upload_;
+  std::vector<Set> sets_;
+};
 
 // A status about chunk `key`: the same code, the message prefixed with "chunk <key>: ".
 Status AboutChunk(const ChunkKey& key, const Status& status);

@@ -70,6 +70,7 @@ struct PagedKvTransfer::Impl {
   gpu::RopeParams rope;
   bool rerotate = false;  // keys are stored after RoPE and the options ask for re-rotation
   gpu::CachegenProfileResolver profiles;    // the client's, for cachegen chunks decoded here
+  std::optional<internal::ResidentTables> resident_tables;  // shared profiles' tables on the device
   std::vector<std::span<std::byte>> slots;  // the host staging's slots, where staged gets land
   PagedTransferStats stats;                 // a non-empty zero_copy_off turns the zero-copy path off for good
 
@@ -89,7 +90,11 @@ struct PagedKvTransfer::Impl {
   // sources[i], and `in_host_slots` says they lie in the host staging (a staged get).
   Result<Round> PlanRound(const gpu::PagedKvShape& shape, std::span<const GetResult> results,
                           std::span<const ChunkKey> keys, size_t first_index, uint32_t position,
-                          std::span<const std::byte* const> sources, bool in_host_slots) const;
+                          std::span<const std::byte* const> sources, bool in_host_slots);
+  // The decode plan of hit i, or nullopt to decode it on the host.
+  Result<std::optional<internal::EncodedChunk>> PlanEncoded(const gpu::PagedKvShape& shape, const GetResult& r,
+                                                            const ChunkKey& key, const std::byte* container,
+                                                            const internal::EncodedSlot& slot);
   Status EnqueueCopies(const Round& round, std::span<const ChunkKey> keys, const gpu::PagedKvShape& shape,
                        bool layerwise);
   Status EnqueueEncodedCopies(const Round& round, size_t index, const ChunkKey& key, const gpu::PagedKvShape& shape,
@@ -142,6 +147,8 @@ Result<std::unique_ptr<PagedKvTransfer>> PagedKvTransfer::Create(Client* client,
                                          shape.num_layers, options.device_decode);
   if (!backend.ok()) return backend.status();
   impl->backend = std::move(*backend);
+  impl->resident_tables.emplace(
+      [backend = impl->backend.get()](std::span<const std::byte> tables) { return backend->KeepResident(tables); });
   for (uint32_t i = 0; i < impl->chunks_per_round; ++i) {
     impl->slots.push_back(impl->backend->host_staging().subspan(i * impl->slot_bytes, impl->slot_bytes));
   }
@@ -154,7 +161,11 @@ PagedKvTransfer::PagedKvTransfer(Client* client, const gpu::PagedKvShape& shape,
 
 PagedKvTransfer::~PagedKvTransfer() = default;
 
-PagedTransferStats PagedKvTransfer::stats() const { return impl_->stats; }
+PagedTransferStats PagedKvTransfer::stats() const {
+  PagedTransferStats stats = impl_->stats;
+  stats.resident_table_sets = impl_->resident_tables->size();
+  return stats;
+}
 
 Status PagedKvTransfer::Impl::CheckTarget(const gpu::PagedKvShape& shape, const PagedTarget& t) const {
   const gpu::PagedKvShape& s = t.cache.shape;
@@ -230,7 +241,7 @@ Status PagedKvTransfer::Impl::EnqueueEncodedCopies(const Round& round, size_t in
   cachegen->push_back(gpu::CachegenDeviceChunk{
       &e.cachegen, {encoded, e.body.size()}, {encoded + e.image_at, e.image.size()},
       {encoded + e.workspace_at, gpu::CachegenWorkspaceBytes(e.cachegen)},
-      {out, gpu::CachegenOutputBytes(e.cachegen, shape.dtype)}, shape.dtype});
+      {out, gpu::CachegenOutputBytes(e.cachegen, shape.dtype)}, shape.dtype, e.device_tables});
   return Status::Ok();
 }
 
@@ -344,7 +355,7 @@ Result<PagedKvTransfer::Impl::Round> PagedKvTransfer::Impl::PlanRound(const gpu:
                                                                       std::span<const ChunkKey> keys,
                                                                       size_t first_index, uint32_t position,
                                                                       std::span<const std::byte* const> sources,
-                                                                      bool in_host_slots) const {
+                                                                      bool in_host_slots) {
   Round round;
   for (size_t i = 0; i < results.size(); ++i) {
     const GetResult& r = results[i];
@@ -354,20 +365,14 @@ Result<PagedKvTransfer::Impl::Round> PagedKvTransfer::Impl::PlanRound(const gpu:
     }
     RoundChunk c{sources[i], i * slot_bytes, r.num_tokens, position, int64_t{position} - int64_t{r.base_position}};
     if (r.codec != v1::CODEC_RAW) {
-      std::optional<internal::EncodedChunk> plan;
-      if (decoding()) {
-        const internal::EncodedSlot slot{c.offset, slot_bytes, in_host_slots};
-        auto planned = internal::PlanEncodedChunk({sources[i], r.bytes}, r.codec, ChunkShapeOf(shape, r.num_tokens),
-                                                  slot, profiles, keys[i]);
-        if (!planned.ok()) return planned.status();
-        plan = std::move(*planned);
-      }
-      if (!plan) {
+      auto plan = PlanEncoded(shape, r, keys[i], sources[i], internal::EncodedSlot{c.offset, slot_bytes, in_host_slots});
+      if (!plan.ok()) return plan.status();
+      if (!*plan) {
         round.host_decode = true;
         return round;
       }
       c.encoded = static_cast<int>(round.encoded.size());
-      round.encoded.push_back(std::move(*plan));
+      round.encoded.push_back(std::move(**plan));
     } else if (r.bytes != shape.ChunkBytes(r.num_tokens)) {
       return DataLoss("paged transfer: chunk " + std::to_string(first_index + i) + " has " + std::to_string(r.bytes) +
                       " bytes, not the " + std::to_string(shape.ChunkBytes(r.num_tokens)) + " of " +
@@ -378,6 +383,21 @@ Result<PagedKvTransfer::Impl::Round> PagedKvTransfer::Impl::PlanRound(const gpu:
   }
   round.end_position = position;
   return round;
+}
+
+Result<std::optional<internal::EncodedChunk>> PagedKvTransfer::Impl::PlanEncoded(const gpu::PagedKvShape& shape,
+                                                                                 const GetResult& r,
+                                                                                 const ChunkKey& key,
+                                                                                 const std::byte* container,
+                                                                                 const internal::EncodedSlot& slot) {
+  using Out = std::optional<internal::EncodedChunk>;
+  if (!decoding()) return Out();
+  auto parsed = internal::ParseEncodedChunk({container, r.bytes}, r.codec, ChunkShapeOf(shape, r.num_tokens),
+                                            profiles, key);
+  if (!parsed.ok() || !*parsed) return parsed;
+  KVTIER_RETURN_IF_ERROR(resident_tables->Attach(**parsed));
+  if (!internal::LayOutEncodedChunk(**parsed, slot, r.bytes)) return Out();
+  return parsed;
 }
 
 Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::LeasedRound(

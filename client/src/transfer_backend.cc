@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <optional>
 #include <string>
 #include <utility>
@@ -64,6 +65,10 @@ class HostBackend final : public TransferBackend {
               gpu::StreamHandle) override {
     return gpu::PackPagedKvCpu(cache, seq, chunk);
   }
+  Result<std::span<const std::byte>> KeepResident(std::span<const std::byte> bytes) override {
+    resident_.emplace_back(bytes.begin(), bytes.end());  // operator new: 16-byte aligned
+    return std::span<const std::byte>(resident_.back());
+  }
   Status DequantizeInt8(const gpu::Int8Payload& payload, DType out_dtype, std::span<std::byte> out,
                         gpu::StreamHandle) override {
     return gpu::DequantizeInt8Cpu(payload, out_dtype, out);
@@ -93,6 +98,7 @@ class HostBackend final : public TransferBackend {
   MappedBuffer host_;
   MappedBuffer device_;
   std::optional<MappedBuffer> encoded_;
+  std::deque<std::vector<std::byte>> resident_;  // a deque: spans handed out stay valid
 };
 
 // The GPU: pinned host staging, device staging, a copy stream of its own and the events that order them.
@@ -152,6 +158,13 @@ class DeviceBackend final : public TransferBackend {
               gpu::StreamHandle stream) override {
     return gpu::PackPagedKv(cache, seq, chunk, stream);
   }
+  Result<std::span<const std::byte>> KeepResident(std::span<const std::byte> bytes) override {
+    auto buffer = gpu::DeviceBuffer::Allocate(bytes.size());  // cudaMalloc: 256-byte aligned
+    if (!buffer.ok()) return buffer.status();
+    KVTIER_RETURN_IF_ERROR(buffer->CopyFromHost(bytes));
+    resident_.push_back(std::move(*buffer));
+    return std::span<const std::byte>(resident_.back().data(), bytes.size());
+  }
   Status DequantizeInt8(const gpu::Int8Payload& payload, DType out_dtype, std::span<std::byte> out,
                         gpu::StreamHandle stream) override {
     return gpu::DequantizeInt8(payload, out_dtype, out, stream);
@@ -184,6 +197,7 @@ class DeviceBackend final : public TransferBackend {
   gpu::HostRegistration pin_;  // declared after host_: unregistered before the memory is unmapped
   gpu::DeviceBuffer device_;
   std::optional<gpu::DeviceBuffer> encoded_;
+  std::deque<gpu::DeviceBuffer> resident_;
   gpu::Stream copy_;
   std::vector<gpu::Event> events_;
   std::vector<bool> recorded_;  // an event never recorded counts as complete

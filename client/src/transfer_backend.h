@@ -53,6 +53,9 @@ class TransferBackend {
                         gpu::StreamHandle stream) = 0;
   virtual Status Pack(const gpu::PagedKvCache& cache, const gpu::SequenceSlice& seq, std::span<std::byte> chunk,
                       gpu::StreamHandle stream) = 0;
+  // A copy of `bytes` on the device side (16-byte aligned), kept until the backend is destroyed; copied before
+  // the call returns. For data every round reads, such as a shared profile's cachegen tables.
+  virtual Result<std::span<const std::byte>> KeepResident(std::span<const std::byte> bytes) = 0;
   // int8 dequantization of a payload in the encoded staging into `out` (device staging).
   virtual Status DequantizeInt8(const gpu::Int8Payload& payload, DType out_dtype, std::span<std::byte> out,
                                 gpu::StreamHandle stream) = 0;

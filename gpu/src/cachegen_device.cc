@@ -11,14 +11,16 @@
 namespace kvtier::gpu {
 namespace {
 
-// Chunk c's view over its device buffers: records and tables from the image, codes and anchors in the workspace.
+// Chunk c's view over its device buffers: records (and tables, unless kept apart) from the image, codes and
+// anchors in the workspace.
 detail::CachegenChunkView DeviceView(const CachegenDeviceChunk& c) {
   const CachegenPlan& plan = *c.plan;
   std::byte* workspace = c.workspace.data();
   const std::byte* image = c.image.data();
-  detail::CachegenChunkView v = detail::CachegenView(
-      plan, c.out_dtype, c.body.data(), reinterpret_cast<const CachegenStream*>(image),
-      reinterpret_cast<const CachegenTable*>(image + CachegenTablesOffset(plan)), c.out.data());
+  const std::byte* tables = c.tables.empty() ? image + CachegenTablesOffset(plan) : c.tables.data();
+  detail::CachegenChunkView v =
+      detail::CachegenView(plan, c.out_dtype, c.body.data(), reinterpret_cast<const CachegenStream*>(image),
+                           reinterpret_cast<const CachegenTable*>(tables), c.out.data());
   v.errors = reinterpret_cast<uint32_t*>(workspace);
   v.anchors = reinterpret_cast<float*>(workspace + detail::CachegenAnchorsOffset(plan));
   return v;

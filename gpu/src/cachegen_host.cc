@@ -148,10 +148,17 @@ Status CheckCachegenDeviceChunk(const CachegenDeviceChunk& c, size_t k) {
     return bad(InvalidArgument("device body of " + Str(c.body.size()) + " bytes is not the plan's " +
                                Str(plan.body.size())));
   }
-  if (c.image.size() != CachegenImageBytes(plan) || c.image.data() == nullptr) {
+  const uint64_t image_bytes = c.tables.empty() ? CachegenImageBytes(plan) : CachegenTablesOffset(plan);
+  if (c.image.size() != image_bytes || c.image.data() == nullptr) {
     return bad(InvalidArgument("device image of " + Str(c.image.size()) + " bytes is not the plan's " +
-                               Str(CachegenImageBytes(plan))));
+                               Str(image_bytes)));
   }
+  const uint64_t tables_bytes = CachegenImageBytes(plan) - CachegenTablesOffset(plan);
+  if (!c.tables.empty() && c.tables.size() != tables_bytes) {
+    return bad(InvalidArgument("device tables of " + Str(c.tables.size()) + " bytes are not the plan's " +
+                               Str(tables_bytes)));
+  }
+  if (!Aligned(c.tables.data(), kDeviceAlignment)) return bad(InvalidArgument("device tables are not 16-byte aligned"));
   if (c.workspace.size() < CachegenWorkspaceBytes(plan) || c.workspace.data() == nullptr) {
     return bad(InvalidArgument("workspace of " + Str(c.workspace.size()) + " bytes is below the " +
                                Str(CachegenWorkspaceBytes(plan)) + " the plan needs"));

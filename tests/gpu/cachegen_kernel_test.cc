@@ -2,7 +2,7 @@
 // setting, table placement, tokens per stream and dtype, into every output dtype, outputs poisoned with 0xFF
 // before each run and every byte compared; bodies at odd device offsets; a batch of more chunks than one
 // launch takes; streams damaged past the parse reported with the twin's status; a device record pointing
-// outside the chunk refused without touching memory outside it. Without a GPU every test skips and says why.
+// outside the chunk refused without touching memory outside it; tables kept apart from the image. Without a GPU every test skips and says why.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -83,6 +83,35 @@ TEST(CachegenDecodeKernel, EqualsTheTwinForEveryOutputDType) {
       ASSERT_TRUE(device.DecodeStatus(*plan).ok());
       ASSERT_EQ(device.Output(), TwinOutput(*plan, out_dtype));
     }
+  }
+}
+
+// One device copy of a profile's tables serves every chunk coded with it (CachegenDeviceChunk::tables).
+TEST(CachegenDecodeKernel, TablesKeptApartGiveTheSameOutput) {
+  REQUIRE_GPU();
+  Result<Stream> stream = Stream::Create();
+  ASSERT_TRUE(stream.ok());
+  std::mt19937_64 rng(115);
+  for (int i = 0; i < 12; ++i) {
+    const CachegenCase c = testing::MakeCachegenCase(rng, kDTypes[i % 3], 1 + i % 3, i % 2 == 1, i % 4 < 2);
+    Result<CachegenPlan> plan = ParseCachegenContainer(c.encoded, c.Resolver());
+    ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+    SCOPED_TRACE(c.Describe());
+    const DType out_dtype = plan->shape.dtype;
+    DeviceChunk device(*plan, out_dtype, 0);
+    const DataBytes image = CachegenImage(*plan);
+    const uint64_t records = CachegenTablesOffset(*plan);
+    DeviceBuffer tables = MustAllocate(image.size() - records);
+    ASSERT_TRUE(tables.CopyFromHost(std::span(image).subspan(records)).ok());
+    ASSERT_TRUE(device.image.Fill(0xff).ok());  // the image's own tables are garbage now: never read
+    ASSERT_TRUE(device.image.CopyFromHost(std::span(image).first(records)).ok());
+    CachegenDeviceChunk chunk = device.View(*plan, out_dtype);
+    chunk.image = chunk.image.first(records);
+    chunk.tables = tables.span();
+    ASSERT_TRUE(DecodeCachegen(std::span(&chunk, 1), stream->get()).ok());
+    ASSERT_TRUE(stream->Synchronize().ok());
+    ASSERT_TRUE(device.DecodeStatus(*plan).ok());
+    ASSERT_EQ(device.Output(), TwinOutput(*plan, out_dtype));
   }
 }
 

@@ -396,11 +396,32 @@ TEST(CachegenDecodeTwin, Checks) {
                "workspace of");
   expect_chunk([](CachegenDeviceChunk& k) { k.workspace = k.workspace.subspan(8); },
                "device image or workspace is not 16-byte aligned");
+  // Tables kept apart: the image is then the records alone.
+  const uint64_t records = CachegenTablesOffset(good);
+  const std::vector<std::byte> apart_bytes(image.size() - records + 16);  // operator new: 16-byte aligned
+  const std::span<const std::byte> tables(apart_bytes.data(), image.size() - records);
+  expect_chunk([&](CachegenDeviceChunk& k) { k.tables = tables; }, "device image of " + std::to_string(image.size()));
+  expect_chunk(
+      [&](CachegenDeviceChunk& k) {
+        k.image = k.image.first(records);
+        k.tables = tables.first(16);
+      },
+      "device tables of 16 bytes are not the plan's " + std::to_string(tables.size()));
+  expect_chunk(
+      [&](CachegenDeviceChunk& k) {
+        k.image = k.image.first(records);
+        k.tables = {apart_bytes.data() + 4, tables.size()};
+      },
+      "device tables are not 16-byte aligned");
   CachegenPlan broken = good;
   broken.streams[0].bins = 0;
   expect_chunk([&](CachegenDeviceChunk& k) { k.plan = &broken; }, "cachegen plan stream record 0 has bins 0");
   if (!GpuAvailable()) {
     EXPECT_EQ(DecodeCachegen(std::span(&chunk, 1)).code(), StatusCode::kUnavailable);
+    CachegenDeviceChunk apart = chunk;
+    apart.image = apart.image.first(records);
+    apart.tables = tables;
+    EXPECT_EQ(DecodeCachegen(std::span(&apart, 1)).code(), StatusCode::kUnavailable) << "its arguments are right";
     EXPECT_EQ(DecodeCachegen({}).code(), StatusCode::kUnavailable);
   }
 }

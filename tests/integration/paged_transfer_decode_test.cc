@@ -60,7 +60,7 @@ void ExpectHostDecode(Client& client, const HostPagedCache& dest, std::span<cons
   }
 }
 
-// 64-token chunks: a cachegen chunk's tables (35 KB for this small model) must fit its slot with the body.
+// 64-token chunks: a cachegen chunk with inline tables (35 KB for this small model) must fit its slot.
 TEST_F(PagedTransferSharedMemoryTest, Int8AndCachegenChunksAreDecodedByTheTransfer) {
   const ModelFingerprint fp = TestFingerprint(64);
   HostPagedCache source(CacheShape(fp), 41);
@@ -93,6 +93,7 @@ TEST_F(PagedTransferSharedMemoryTest, Int8AndCachegenChunksAreDecodedByTheTransf
         EXPECT_EQ(stats.decoded_chunks, 2u);
         EXPECT_EQ(stats.leased_chunks, mode == LocalPathMode::kRequire ? 2u : 0u);
         EXPECT_EQ(stats.staged_chunks, mode == LocalPathMode::kOff ? 2u : 0u);
+        EXPECT_EQ(stats.resident_table_sets, id == codec::CodecId::kCacheGen ? 1u : 0u) << "the profile's tables";
         ExpectHostDecode(*client, dest, keys, sizes);
         const std::vector<std::byte> untouched(dest.shape.RowBytes(), std::byte{0x5A});
         EXPECT_EQ(std::memcmp(dest.Row(0, 1, 114), untouched.data(), untouched.size()), 0) << "nothing past the chunks";
@@ -225,6 +226,7 @@ TEST_F(PagedTransferTest, AStreamTheDecoderRefusesFailsTheCallWithItsMessageAndP
     HostPagedCache dest(CacheShape(fp), 54);
     ASSERT_TRUE((*t)->GetToDevice({&intact, 1}, Target(dest, 0), nullptr).ok());
     ASSERT_EQ((*t)->stats().decoded_chunks, 1u);
+    EXPECT_EQ((*t)->stats().resident_table_sets, 0u) << "inline tables travel with their chunk";
   }
   HostPagedCache dest(CacheShape(fp), 53);
   dest.Poison(0x77);

@@ -22,7 +22,8 @@
 //
 // Encoded chunks (int8, cachegen) are decoded on the GPU by default: the host parses and checks each container
 // (the codec's own checks), only the encoded body crosses PCIe, and the decoder writes the raw chunk into the
-// device staging, layer by layer for int8 and in one launch per round for cachegen. A round holding cachegen
+// device staging, layer by layer for int8 and in one launch per round for cachegen. A shared cachegen profile's
+// tables are copied to the device once per transfer and level; inline tables travel with their chunk. A round holding cachegen
 // chunks waits for their decode before it returns, so that a stream the decoder refuses fails the call (with
 // codec::Decode's message) instead of reaching the cache.
 //
@@ -111,6 +112,7 @@ struct PagedTransferStats {
   uint64_t leased_chunks = 0;  // placed straight from the server's shared arena (zero_copy)
   uint64_t staged_chunks = 0;  // placed through a get into the host staging (GetBatchEncoded or GetBatch)
   uint64_t decoded_chunks = 0; // of those placed, encoded chunks decoded by the transfer (device_decode)
+  uint64_t resident_table_sets = 0;  // shared cachegen profiles' tables kept on the device (one per level)
   std::string zero_copy_off;   // why zero_copy was turned off for good (the arena could not be registered)
 };
 

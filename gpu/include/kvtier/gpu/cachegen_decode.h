@@ -93,6 +93,10 @@ struct CachegenDeviceChunk {
   std::span<std::byte> workspace;       // at least CachegenWorkspaceBytes(*plan) bytes; 16-byte aligned
   std::span<std::byte> out;             // CachegenOutputBytes(*plan, out_dtype) bytes, aligned to the element
   DType out_dtype = DType::kUnspecified;
+  // Optional: the tables part of the image (its bytes from CachegenTablesOffset on), kept apart, 16-byte
+  // aligned; `image` is then only the records (CachegenTablesOffset(*plan) bytes). Chunks coded with one shared
+  // profile at one level and anchor-delta setting have the same tables: one device copy serves them all.
+  std::span<const std::byte> tables;
 };
 
 // Enqueues the decode of every chunk in one launch per 32 chunks. Arguments are checked first as the twin
