@@ -15,6 +15,7 @@
 #include "bench_common.h"
 #include "kvtier/client/paged_transfer.h"
 #include "kvtier/codec/codec.h"
+#include "kvtier/codec/model_profile.h"
 #include "kvtier/gpu/async_copy.h"
 #include "kvtier/gpu/cachegen_decode.h"
 #include "kvtier/gpu/device.h"
@@ -66,6 +67,7 @@ Result<std::unique_ptr<Rig>> MakeRig(const GpuBenchOptions& o) {
   rig->total_bytes = rig->chunk_bytes * o.chunks;
   rig->host.resize(rig->total_bytes);
   FillRandom(rig->host, 1);
+  for (size_t i = 1; i < rig->host.size(); i += 2) rig->host[i] &= std::byte{0xbb};  // finite fp16, |x| < 2: encodable
   KVTIER_RETURN_IF_ERROR(Assign(gpu::HostRegistration::Register(rig->host.data(), rig->host.size()), &rig->pin));
   KVTIER_RETURN_IF_ERROR(Assign(gpu::DeviceBuffer::Allocate(rig->total_bytes), &rig->chunks));
   KVTIER_RETURN_IF_ERROR(Assign(gpu::DeviceBuffer::Allocate(rig->total_bytes), &rig->chunks_copy));
@@ -178,12 +180,11 @@ Status BenchPackUnpack(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostr
 // the sign and a small exponent), encoded with `id` at its default options.
 Result<std::vector<std::byte>> EncodeOneChunk(const GpuBenchOptions& o, const Rig& rig, codec::CodecId id) {
   const codec::KvShape shape{o.layers, o.kv_heads, o.head_dim, o.chunk_tokens, DType::kFp16};
-  std::vector<std::byte> raw(rig.host.begin(), rig.host.begin() + static_cast<ptrdiff_t>(shape.RawBytes()));
-  for (size_t i = 1; i < raw.size(); i += 2) raw[i] &= std::byte{0xbb};
   codec::EncodeOptions enc;
   enc.codec = id;
   std::vector<std::byte> encoded;
-  KVTIER_RETURN_IF_ERROR(codec::Encode(codec::KvView{shape, raw, {}}, enc, encoded));
+  const codec::KvView kv{shape, std::span(rig.host).first(shape.RawBytes()), {}};
+  KVTIER_RETURN_IF_ERROR(codec::Encode(kv, enc, encoded));
   return encoded;
 }
 
@@ -266,14 +267,29 @@ Status BenchGather(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostream&
   return Status::Ok();
 }
 
-// One codec's chunks put by `client` (encoded by it), then fetched into the paged cache again and again; the
-// rate is in raw (decoded) bytes, against pinned host-to-device copies.
+// One codec's chunks put by `client` (encoded by it; cachegen with a shared profile built from the chunks), then
+// fetched into the paged cache again and again; the rate is in raw (decoded) bytes, against pinned
+// host-to-device copies.
 Status LoadChunks(const GpuBenchOptions& o, Rig& rig, const ClientOptions& base, codec::CodecId codec, Rows& rows,
                   std::ostream& progress) {
   ClientOptions co = base;
   co.encode.codec = codec;
+  std::optional<codec::ModelProfile> profile;
+  if (codec == codec::CodecId::kCacheGen) {
+    const codec::KvShape shape{o.layers, o.kv_heads, o.head_dim, o.chunk_tokens, DType::kFp16};
+    std::vector<codec::KvView> samples;
+    for (uint32_t c = 0; c < std::min<uint32_t>(o.chunks, 4); ++c) {
+      samples.push_back({shape, std::span(rig.host).subspan(c * rig.chunk_bytes, rig.chunk_bytes), {}});
+    }
+    KVTIER_RETURN_IF_ERROR(Assign(codec::ModelProfile::Build(samples), &profile));
+    co.encode.profile = &*profile;
+  }
   auto client = Client::Connect(co);
   if (!client.ok()) return client.status();
+  if (profile) {
+    auto stored = (*client)->PutProfile("bench-gpu", *profile);
+    if (!stored.ok()) return stored.status();
+  }
   std::vector<ChunkKey> keys;
   for (uint32_t c = 0; c < o.chunks; ++c) {
     keys.push_back(ChunkKey{0x6770 + static_cast<uint64_t>(codec), c});
@@ -298,7 +314,7 @@ Status LoadChunks(const GpuBenchOptions& o, Rig& rig, const ClientOptions& base,
   const PagedTransferStats stats = (*transfer)->stats();
   progress << "bench-gpu: " << codec::CodecName(codec) << " chunks copied straight from the shared arena: "
            << stats.leased_chunks << ", through the staging: " << stats.staged_chunks
-           << ", decoded on the GPU: " << stats.decoded_chunks
+           << ", decoded on the GPU: " << stats.decoded_chunks << ", resident table sets: " << stats.resident_table_sets
            << (stats.zero_copy_off.empty() ? "" : " (" + stats.zero_copy_off + ")") << "\n";
   const std::string how = stats.staged_chunks == 0 ? "zero-copy" : "staged";
   if (codec == codec::CodecId::kRaw) {

@@ -365,7 +365,8 @@ Result<PagedKvTransfer::Impl::Round> PagedKvTransfer::Impl::PlanRound(const gpu:
     }
     RoundChunk c{sources[i], i * slot_bytes, r.num_tokens, position, int64_t{position} - int64_t{r.base_position}};
     if (r.codec != v1::CODEC_RAW) {
-      auto plan = PlanEncoded(shape, r, keys[i], sources[i], internal::EncodedSlot{c.offset, slot_bytes, in_host_slots});
+      const internal::EncodedSlot slot{c.offset, slot_bytes, in_host_slots};
+      auto plan = PlanEncoded(shape, r, keys[i], sources[i], slot);
       if (!plan.ok()) return plan.status();
       if (!*plan) {
         round.host_decode = true;

@@ -2,7 +2,8 @@
 // setting, table placement, tokens per stream and dtype, into every output dtype, outputs poisoned with 0xFF
 // before each run and every byte compared; bodies at odd device offsets; a batch of more chunks than one
 // launch takes; streams damaged past the parse reported with the twin's status; a device record pointing
-// outside the chunk refused without touching memory outside it; tables kept apart from the image. Without a GPU every test skips and says why.
+// outside the chunk refused without touching memory outside it; tables kept apart from the image. Without a
+// GPU every test skips and says why.
 #include <gtest/gtest.h>
 
 #include <cstring>

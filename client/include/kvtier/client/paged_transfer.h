@@ -22,10 +22,10 @@
 //
 // Encoded chunks (int8, cachegen) are decoded on the GPU by default: the host parses and checks each container
 // (the codec's own checks), only the encoded body crosses PCIe, and the decoder writes the raw chunk into the
-// device staging, layer by layer for int8 and in one launch per round for cachegen. A shared cachegen profile's
-// tables are copied to the device once per transfer and level; inline tables travel with their chunk. A round holding cachegen
-// chunks waits for their decode before it returns, so that a stream the decoder refuses fails the call (with
-// codec::Decode's message) instead of reaching the cache.
+// device staging, layer by layer for int8 and in one launch per round for cachegen. A shared cachegen
+// profile's tables are copied to the device once per transfer and level; inline tables travel with their
+// chunk. A round holding cachegen chunks waits for their decode before it returns, so that a stream the decoder
+// refuses fails the call (with codec::Decode's message) instead of reaching the cache.
 //
 // Ownership: the Client must outlive the transfer; caches, block tables and token ids are the caller's.
 // Not thread-safe: one PagedKvTransfer per worker thread (it owns its staging). A LayerwiseLoad is valid until
