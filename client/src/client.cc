@@ -122,11 +122,11 @@ Result<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
 }
 
 Result<std::optional<std::vector<GetResult>>> Client::GetLeased(std::span<const ChunkKey> keys,
-                                                                const LeasedChunkSink& sink) {
+                                                                const LeasedChunkSink& sink, bool want_gpu) {
   if (keys.empty()) return InvalidArgument("GetLeased of no keys");
   if (!sink) return InvalidArgument("GetLeased needs a sink");
   if (!impl_->local) return std::optional<std::vector<GetResult>>();
-  return impl_->local->Visit(keys, {}, sink);
+  return impl_->local->Visit(keys, {}, sink, want_gpu);
 }
 
 LocalPathStats Client::local_stats() const { return impl_->local ? impl_->local->stats() : LocalPathStats{}; }

@@ -90,6 +90,8 @@ Result<std::unique_ptr<LocalChannel>> LocalChannel::Open(const Config& config, s
     channel->window_ = std::move(window).value();
   }
   channel->instance_id_ = reply.instance_id();
+  channel->gpu_export_ = gpu::IpcExport{reply.gpu_ipc_handle(), reply.gpu_pci_bus_id()};
+  channel->gpu_arena_bytes_ = reply.gpu_arena_bytes();
   return channel;
 }
 

@@ -15,6 +15,7 @@
 
 #include "kvtier/api/status.h"
 #include "kvtier/api/types.h"
+#include "kvtier/gpu/ipc.h"
 #include "kvtier/v1/local.pb.h"
 
 namespace kvtier {
@@ -63,6 +64,9 @@ class LocalChannel {
   uint64_t instance_id() const { return instance_id_; }
   const std::shared_ptr<SharedMapping>& arena() const { return arena_; }
   SharedMapping* window() const { return window_.get(); }
+  // The server's GPU tier arena as it exported it by CUDA IPC (empty handle: none), and its size.
+  const gpu::IpcExport& gpu_export() const { return gpu_export_; }
+  uint64_t gpu_arena_bytes() const { return gpu_arena_bytes_; }
 
   // One request and its reply; the reply's status (code, message) is returned as a Status.
   Result<const v1::LocalResponse*> Call(const v1::LocalRequest& request);
@@ -76,6 +80,8 @@ class LocalChannel {
   uint64_t instance_id_ = 0;
   std::shared_ptr<SharedMapping> arena_;
   std::shared_ptr<SharedMapping> window_;
+  gpu::IpcExport gpu_export_;
+  uint64_t gpu_arena_bytes_ = 0;
   v1::LocalResponse response_;
   std::string scratch_;
 };

@@ -158,7 +158,7 @@ Result<std::optional<std::vector<GetResult>>> LocalPath::GetBatch(std::span<cons
 
 Result<std::optional<std::vector<GetResult>>> LocalPath::Visit(std::span<const ChunkKey> keys,
                                                                std::span<const std::span<const uint32_t>> expected,
-                                                               const LeasedChunkSink& sink) {
+                                                               const LeasedChunkSink& sink, bool want_gpu) {
   using Out = std::optional<std::vector<GetResult>>;
   std::unique_ptr<LocalChannel> channel = Acquire();
   if (channel == nullptr) {
@@ -172,6 +172,7 @@ Result<std::optional<std::vector<GetResult>>> LocalPath::Visit(std::span<const C
     get->add_expected_tokens()->mutable_ids()->Assign(expected[i].begin(), expected[i].end());
   }
   get->set_lease_ms(static_cast<uint32_t>(options_.local_lease.count()));
+  get->set_want_gpu(want_gpu && !channel->gpu_export().handle.empty());
   auto reply = channel->Call(request);
   if (!reply.ok()) {
     if (!channel->broken()) {
@@ -191,7 +192,8 @@ Result<std::optional<std::vector<GetResult>>> LocalPath::Visit(std::span<const C
   }
   // Hand every hit to the sink while its lease holds, then release them all in one message.
   const std::shared_ptr<SharedMapping> mapping = channel->arena();
-  const LeasedArena arena{{mapping->data(), mapping->size()}, mapping};
+  const LeasedArena arena{{mapping->data(), mapping->size()}, mapping, channel->gpu_export().handle,
+                          channel->gpu_export().pci_bus_id, channel->gpu_arena_bytes()};
   std::vector<LeasedChunk> hits;
   hits.reserve(keys.size());
   v1::LocalRequest release;
@@ -215,6 +217,10 @@ Result<std::optional<std::vector<GetResult>>> LocalPath::Visit(std::span<const C
     hit.result.base_position = c.base_position();
     hit.result.tier = static_cast<uint8_t>(c.tier());
     hit.result.codec = hit.codec;
+    if (c.on_gpu() && c.gpu_offset() <= arena.gpu_arena_bytes &&
+        c.payload_bytes() <= arena.gpu_arena_bytes - c.gpu_offset()) {
+      hit.gpu_offset = c.gpu_offset();
+    }
     hits.push_back(std::move(hit));
   }
   std::vector<size_t> corrupt;

@@ -41,7 +41,7 @@ class LocalPath {
   // sink that copies and verifies.
   Result<std::optional<std::vector<GetResult>>> Visit(std::span<const ChunkKey> keys,
                                                       std::span<const std::span<const uint32_t>> expected,
-                                                      const LeasedChunkSink& sink);
+                                                      const LeasedChunkSink& sink, bool want_gpu = false);
   Result<std::optional<std::vector<PutResult>>> PutBatch(std::span<const ChunkPut> chunks,
                                                          std::span<const std::span<const std::byte>> payloads,
                                                          std::span<const uint64_t> checksums, codec::CodecId codec);

@@ -81,6 +81,7 @@ struct PagedKvTransfer::Impl {
     uint32_t end_position = 0;
     bool missed = false;
     bool host_decode = false;  // a hit must be decoded on the host: the round goes through GetBatch
+    uint32_t from_server_gpu = 0;  // placed chunks copied out of the server's GPU tier (CUDA IPC)
   };
 
   bool decoding() const { return !backend->encoded_staging().empty(); }
@@ -119,6 +120,9 @@ struct PagedKvTransfer::Impl {
   Result<Round> StagedRound(Client* client, const gpu::PagedKvShape& shape, std::span<const ChunkKey> keys,
                             size_t first_index, const PagedTarget& t, uint32_t position, bool layerwise,
                             gpu::StreamHandle stream, std::span<GetResult> results);
+  // The server's GPU tier in this process when some hit has a copy there and it can be opened (CUDA IPC); null
+  // otherwise (the first failure turns IPC off for good: stats.ipc_off).
+  const std::byte* ServerGpu(const LeasedArena& arena, std::span<const LeasedChunk> hits);
   void Count(const Round& round, bool leased);
 };
 
@@ -407,9 +411,12 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::Lease
     std::span<GetResult> results) {
   std::optional<Round> placed;
   bool unusable = false;  // a chunk to decode on the host, or an arena the GPU cannot read: GetBatch serves it
+  const bool want_gpu = options.ipc && options.placement == TransferPlacement::kDevice && stats.ipc_off.empty();
   auto sink = [&](const LeasedArena& arena, std::span<LeasedChunk> hits, std::vector<size_t>* corrupt) -> Status {
     std::vector<GetResult> leading(keys.size());
     std::vector<const std::byte*> sources(keys.size(), nullptr);
+    std::vector<bool> from_gpu(keys.size(), false);
+    const std::byte* server_gpu = want_gpu ? ServerGpu(arena, hits) : nullptr;
     for (size_t j = 0; j < hits.size(); ++j) {
       const LeasedChunk& h = hits[j];
       // An encoded chunk is parsed on the CPU before any copy: verify its bytes first, so that a corrupt one is
@@ -420,6 +427,10 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::Lease
       }
       leading[h.index] = h.result;
       sources[h.index] = h.payload.data();
+      if (server_gpu != nullptr && h.codec == v1::CODEC_RAW && h.gpu_offset) {
+        sources[h.index] = server_gpu + *h.gpu_offset;  // device-to-device, out of the server's GPU tier
+        from_gpu[h.index] = true;
+      }
     }
     if (Status s = backend->PrepareSource(arena); !s.ok()) {
       unusable = true;
@@ -444,11 +455,13 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::Lease
       return s;
     }
     // The shared-memory path leaves verification to the reader: hash raw chunks while the copies run (encoded
-    // ones were hashed above). Placement ends before the first corrupt chunk.
+    // ones were hashed above; a copy out of the server's GPU tier reads device memory, not these bytes).
+    // Placement ends before the first corrupt chunk.
     size_t intact = round->chunks.size();
     if (options.verify_leased) {
       for (size_t j = 0; j < hits.size(); ++j) {
-        if (hits[j].codec != v1::CODEC_RAW || Checksum64(hits[j].payload) == hits[j].checksum) continue;
+        if (hits[j].codec != v1::CODEC_RAW || from_gpu[hits[j].index]) continue;
+        if (Checksum64(hits[j].payload) == hits[j].checksum) continue;
         corrupt->push_back(j);
         intact = std::min(intact, hits[j].index);
       }
@@ -458,11 +471,12 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::Lease
       round->end_position = round->chunks[intact].position;
       round->chunks.resize(intact);
     }
+    for (size_t i = 0; i < round->chunks.size(); ++i) round->from_server_gpu += from_gpu[i] ? 1 : 0;
     placed = std::move(*round);
     // The leases end when this returns: the copies out of the arena must be finished by then.
     return backend->HostWait(TransferBackend::kHostFree);
   };
-  auto got = client->GetLeased(keys, sink);
+  auto got = client->GetLeased(keys, sink, want_gpu);
   if (unusable) return std::optional<Round>();
   if (!got.ok()) return got.status();
   if (!*got) return std::optional<Round>();
@@ -512,8 +526,21 @@ Result<PagedKvTransfer::Impl::Round> PagedKvTransfer::Impl::StagedRound(
   return round;
 }
 
+const std::byte* PagedKvTransfer::Impl::ServerGpu(const LeasedArena& arena, std::span<const LeasedChunk> hits) {
+  if (arena.gpu_ipc_handle.empty()) return nullptr;
+  if (std::none_of(hits.begin(), hits.end(), [](const LeasedChunk& h) { return h.gpu_offset.has_value(); })) {
+    return nullptr;
+  }
+  auto base = backend->PrepareGpuSource(arena);
+  if (base.ok()) return *base;
+  stats.ipc_off = "the server's GPU tier cannot be opened by CUDA IPC (" + arena.gpu_pci_bus_id +
+                  "): " + base.status().ToString();
+  return nullptr;
+}
+
 void PagedKvTransfer::Impl::Count(const Round& round, bool leased) {
   (leased ? stats.leased_chunks : stats.staged_chunks) += round.chunks.size();
+  stats.ipc_chunks += round.from_server_gpu;
   for (const RoundChunk& c : round.chunks) stats.decoded_chunks += c.encoded >= 0 ? 1 : 0;
 }
 

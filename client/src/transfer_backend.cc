@@ -13,6 +13,7 @@
 #include "kvtier/gpu/async_copy.h"
 #include "kvtier/gpu/device_buffer.h"
 #include "kvtier/gpu/host_gather.h"
+#include "kvtier/gpu/ipc.h"
 
 namespace kvtier::internal {
 namespace {
@@ -53,6 +54,9 @@ class HostBackend final : public TransferBackend {
   std::span<std::byte> encoded_staging() override { return encoded_ ? encoded_->span() : std::span<std::byte>(); }
   gpu::StreamHandle copy_stream() const override { return nullptr; }
   Status PrepareSource(const LeasedArena&) override { return Status::Ok(); }
+  Result<const std::byte*> PrepareGpuSource(const LeasedArena&) override {
+    return Unavailable("the CPU twin reads no GPU memory");
+  }
   Status Copy(void* dst, const void* src, size_t bytes, gpu::StreamHandle) override {
     std::memcpy(dst, src, bytes);
     return Status::Ok();
@@ -123,6 +127,7 @@ class DeviceBackend final : public TransferBackend {
       if (recorded_[i]) (void)events_[i].Synchronize();
     }
     arena_pin_.reset();
+    server_gpu_.reset();
   }
 
   std::span<std::byte> host_staging() override { return host_.span(); }
@@ -146,6 +151,17 @@ class DeviceBackend final : public TransferBackend {
     // lives (and still correct, staged by the driver, after it is gone).
     arena_keep_alive_ = arena.keep_alive;
     return Status::Ok();
+  }
+  Result<const std::byte*> PrepareGpuSource(const LeasedArena& arena) override {
+    if (server_gpu_ && server_gpu_handle_ == arena.gpu_ipc_handle) return server_gpu_->data();
+    // Another handle (first use, or a server restart): copies out of the old mapping must be done first.
+    KVTIER_RETURN_IF_ERROR(DrainCopies());
+    server_gpu_.reset();
+    auto opened = gpu::IpcMapping::Open({arena.gpu_ipc_handle, arena.gpu_pci_bus_id}, arena.gpu_arena_bytes);
+    if (!opened.ok()) return opened.status();
+    server_gpu_.emplace(std::move(*opened));
+    server_gpu_handle_ = arena.gpu_ipc_handle;
+    return server_gpu_->data();
   }
   Status Copy(void* dst, const void* src, size_t bytes, gpu::StreamHandle stream) override {
     return gpu::CopyAsync(dst, src, bytes, stream);
@@ -204,6 +220,9 @@ class DeviceBackend final : public TransferBackend {
   // The server's shared arena registered as a copy source; the keep-alive is released after the registration.
   std::shared_ptr<const void> arena_keep_alive_;
   std::optional<gpu::HostRegistration> arena_pin_;
+  // The server's GPU tier arena opened by CUDA IPC, and the handle it was opened from.
+  std::optional<gpu::IpcMapping> server_gpu_;
+  std::string server_gpu_handle_;
 };
 
 Result<std::unique_ptr<TransferBackend>> CreateDevice(uint64_t staging_bytes, uint32_t layers, bool decode) {

@@ -46,6 +46,9 @@ class TransferBackend {
   // Makes `arena` (a server's shared arena, mapped read-only) a valid copy source: the device backend registers
   // it with the GPU once (and again when a server restart brought a new mapping), keeping it mapped meanwhile.
   virtual Status PrepareSource(const LeasedArena& arena) = 0;
+  // The device address, in this process, of the server's GPU tier arena (arena.gpu_ipc_handle opened by CUDA
+  // IPC once, and again when the server brought a new one). The twin reads no GPU memory: UNAVAILABLE.
+  virtual Result<const std::byte*> PrepareGpuSource(const LeasedArena& arena) = 0;
 
   virtual Status Copy(void* dst, const void* src, size_t bytes, gpu::StreamHandle stream) = 0;
   virtual Status Unpack(const gpu::PagedKvCache& cache, const gpu::SequenceSlice& seq,

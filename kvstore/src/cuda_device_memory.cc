@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "kvtier/gpu/device_arena.h"
+#include "kvtier/gpu/ipc.h"
 #include "kvtier/kvstore/device_memory.h"
 
 namespace kvtier {
@@ -18,6 +19,7 @@ class CudaDeviceMemory final : public DeviceMemory {
     return arena_.device_name() + " (device " + std::to_string(arena_.device()) + ")";
   }
   void* base() const override { return arena_.data(); }
+  Result<gpu::IpcExport> ExportIpc() const override { return gpu::ExportIpc(arena_.data(), arena_.device()); }
   Status CopyToDevice(uint64_t offset, std::span<const std::byte> src) override { return arena_.CopyIn(offset, src); }
   Status CopyToHost(uint64_t offset, std::span<std::byte> dst) override { return arena_.CopyOut(offset, dst); }
 

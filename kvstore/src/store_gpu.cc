@@ -73,6 +73,33 @@ void Store::OpenGpu() {
   gpu_all_puts_ = o.placement == "all";
   KVTIER_LOG(kInfo) << "gpu tier: " << gpu_->capacity_bytes() << " bytes on " << gpu_->memory().name()
                     << ", placement " << o.placement;
+  auto exported = gpu_->memory().ExportIpc();
+  if (exported.ok()) {
+    gpu_ipc_export_ = GpuIpcArena{std::move(exported).value(), gpu_->memory().size()};
+  } else {
+    gpu_ipc_export_ = exported.status();
+    KVTIER_LOG(kWarning) << "gpu tier: not exported by CUDA IPC (same-node workers read chunks from DRAM): "
+                         << exported.status().message();
+  }
+}
+
+Result<Store::GpuIpcArena> Store::GpuIpcExport() const {
+  std::lock_guard lock(mu_);
+  if (gpu_failed_) return Unavailable("the gpu tier was disabled");
+  return gpu_ipc_export_;
+}
+
+std::optional<uint64_t> Store::HoldGpuCopy(const ChunkRef& ref) {
+  std::lock_guard lock(mu_);
+  ChunkEntry* e = ref.entry_;
+  if (e == nullptr || !e->in_gpu || gpu_failed_ || !gpu_ipc_export_.ok()) return std::nullopt;
+  ++e->gpu_copies;  // a copy out of the placement may be in flight: neither evicted nor freed meanwhile
+  return e->gpu.offset + e->payload_offset;
+}
+
+void Store::ReleaseGpuCopy(const ChunkRef& ref) {
+  std::lock_guard lock(mu_);
+  if (ref.entry_ != nullptr && ref.entry_->gpu_copies > 0) --ref.entry_->gpu_copies;
 }
 
 bool Store::CopyToGpu(ChunkEntry* e) {

@@ -6,6 +6,7 @@
 
 #include "kvtier/gpu/device.h"
 #include "kvtier/gpu/device_buffer.h"
+#include "kvtier/gpu/ipc.h"
 #include "kvtier/gpu/stream.h"
 
 namespace kvtier::gpu {
@@ -30,6 +31,20 @@ TEST(GpuRuntime, WithoutAGpuNothingCanBeCreated) {
   EXPECT_EQ(Stream::Create().status().code(), StatusCode::kUnavailable);
   EXPECT_EQ(Event::Create().status().code(), StatusCode::kUnavailable);
   EXPECT_EQ(DeviceBuffer::Allocate(16).status().code(), StatusCode::kUnavailable);
+}
+
+TEST(GpuRuntime, IpcArgumentsAreCheckedAndWithoutAGpuItIsUnavailable) {
+  const Result<IpcExport> null_block = ExportIpc(nullptr, 0);
+  ASSERT_FALSE(null_block.ok());
+  EXPECT_EQ(null_block.status().code(), StatusCode::kInvalidArgument);
+  const Result<IpcMapping> short_handle = IpcMapping::Open(IpcExport{"0123456789", "0000:00:00.0"}, 1 << 20);
+  ASSERT_FALSE(short_handle.ok());
+  EXPECT_EQ(short_handle.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(short_handle.status().message(), "an IPC handle has 64 bytes, not 10");
+  if (GpuAvailable()) return;
+  int block = 0;
+  EXPECT_EQ(ExportIpc(&block, 0).status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(IpcMapping::Open(IpcExport{std::string(64, 'x'), ""}, 1 << 20).status().code(), StatusCode::kUnavailable);
 }
 
 TEST(GpuRuntime, StreamEventAndBufferWork) {

@@ -1,7 +1,13 @@
 // The GPU tier through a real server: prefer_tier on the wire, PutResult.tier, reads served from the GPU
-// copy byte-exact, Stats and Lookup naming TIER_GPU, and the tier="gpu" series on a real /metrics scrape.
+// copy byte-exact, Stats and Lookup naming TIER_GPU, and the tier="gpu" series on a real /metrics scrape;
+// same-node clients told (for CUDA IPC) where a leased chunk's GPU copy lies, kept there by the lease.
 // The device is the emulated one (tests/kvstore/emulated_device_memory.h), so this runs without a GPU; a
 // server asked for a GPU tier on a machine without a GPU starts without one.
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+
 #include "integration/scrape.h"
 #include "integration/test_server.h"
 #include "kvstore/emulated_device_memory.h"
@@ -138,6 +144,90 @@ TEST_F(GpuTierServiceTest, AServerAskedForAGpuTierWithoutAGpuStartsWithoutOne) {
   EXPECT_EQ(RawPut({0x9d, 1}, v1::TIER_GPU, &status).tier(), v1::TIER_HOST);
   ASSERT_TRUE(status.ok()) << status.error_message();
   ExpectExact({0x9d, 1});
+}
+
+// A same-node client asking for GPU copies learns the exported arena and, per leased hit with a GPU copy, the
+// offset of its payload there (the emulated device's bytes at that offset are the payload). The lease keeps
+// the copy in place while GPU puts evict everything else; after the release the copy can go.
+TEST_F(GpuTierServiceTest, SameNodeClientsAreToldWhereTheGpuCopyIsAndTheLeaseKeepsItThere) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("kvtier-gpu-ipc-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  StartServer(4ull << 20, [&](ServerConfig& c) {
+    c.store.host_prefault = false;
+    c.store.gpu.capacity_bytes = 1ull << 20;
+    c.store.gpu.open_device = OpenEmulatedDevice(knobs_);
+    c.store.shared_arena_bytes["workers"] = 4ull << 20;
+    c.shared_memory.socket_path = (dir / "kvtier.sock").string();
+  });
+  ClientOptions o;
+  o.endpoint = server_->address();
+  o.name_space = "workers";
+  o.fingerprint = TestFingerprint();
+  o.local_path = LocalPathMode::kRequire;
+  auto local = Client::Connect(o);
+  ASSERT_TRUE(local.ok()) << local.status().ToString();
+  const ChunkKey on_gpu{0x1bc, 1}, host_only{0x1bc, 2};
+  PutOptions to_gpu;
+  to_gpu.prefer_tier = v1::TIER_GPU;
+  ASSERT_TRUE((*local)->Put(on_gpu, TokensFor(on_gpu, 16), PayloadFor(on_gpu, kChunkBytes), to_gpu).ok());
+  ASSERT_TRUE((*local)->Put(host_only, TokensFor(host_only, 16), PayloadFor(host_only, kChunkBytes)).ok());
+  uint64_t next_key = 100;
+  auto fill_gpu = [&](int chunks) {  // GPU puts from another namespace: each needs room on the GPU
+    for (int i = 0; i < chunks; ++i) {
+      grpc::Status status;
+      RawPut(ChunkKey{0xf111, next_key++}, v1::TIER_GPU, &status);
+      ASSERT_TRUE(status.ok()) << status.error_message();
+    }
+  };
+  const ChunkKey keys[2] = {on_gpu, host_only};
+  bool sunk = false;
+  auto got = (*local)->GetLeased(keys, [&](const LeasedArena& arena, std::span<LeasedChunk> hits,
+                                          std::vector<size_t>*) -> Status {
+    sunk = true;
+    EXPECT_EQ(arena.gpu_ipc_handle.size(), 64u);
+    EXPECT_EQ(arena.gpu_ipc_handle.rfind("emulated IPC handle of device 0", 0), 0u);
+    EXPECT_EQ(arena.gpu_pci_bus_id, "emulated:0");
+    EXPECT_EQ(arena.gpu_arena_bytes, 1ull << 20);
+    EXPECT_EQ(hits.size(), 2u);
+    if (hits.size() != 2) return Status::Ok();
+    EXPECT_FALSE(hits[1].gpu_offset.has_value()) << "no GPU copy";
+    EXPECT_TRUE(hits[0].gpu_offset.has_value());
+    if (!hits[0].gpu_offset) return Status::Ok();
+    const std::byte* device = knobs_->memory.load() + *hits[0].gpu_offset;
+    const auto want = PayloadFor(on_gpu, kChunkBytes);
+    EXPECT_EQ(std::memcmp(device, want.data(), want.size()), 0) << "the GPU copy's payload is at gpu_offset";
+    fill_gpu(120);  // two GPU tiers' worth: every unheld copy is evicted at least once
+    EXPECT_EQ(std::memcmp(device, want.data(), want.size()), 0) << "the lease kept the GPU copy in place";
+    return Status::Ok();
+  }, /*want_gpu=*/true);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  ASSERT_TRUE(*got) << (*local)->local_fallback_reason();
+  EXPECT_TRUE(sunk);
+
+  // Released: the copy is evictable again, and a get without want_gpu is told nothing of GPUs.
+  fill_gpu(120);
+  auto again = (*local)->GetLeased(keys, [&](const LeasedArena&, std::span<LeasedChunk> hits,
+                                            std::vector<size_t>*) -> Status {
+    for (const LeasedChunk& h : hits) EXPECT_FALSE(h.gpu_offset.has_value()) << h.index;
+    return Status::Ok();
+  }, /*want_gpu=*/true);
+  ASSERT_TRUE(again.ok() && *again);
+  EXPECT_TRUE((**again)[0].found) << "still in DRAM";
+  ASSERT_TRUE((*local)->Put(ChunkKey{0x1bc, 3}, TokensFor(ChunkKey{0x1bc, 3}, 16),
+                            PayloadFor(ChunkKey{0x1bc, 3}, kChunkBytes), to_gpu).ok());
+  const ChunkKey fresh[1] = {ChunkKey{0x1bc, 3}};
+  auto plain = (*local)->GetLeased(fresh, [&](const LeasedArena& arena, std::span<LeasedChunk> hits,
+                                             std::vector<size_t>*) -> Status {
+    EXPECT_EQ(hits.size(), 1u);
+    for (const LeasedChunk& h : hits) EXPECT_FALSE(h.gpu_offset.has_value()) << "not asked for";
+    EXPECT_FALSE(arena.gpu_ipc_handle.empty()) << "the hello names the arena all the same";
+    return Status::Ok();
+  });
+  ASSERT_TRUE(plain.ok() && *plain);
+  local->reset();
+  server_.reset();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

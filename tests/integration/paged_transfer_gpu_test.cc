@@ -2,19 +2,21 @@
 // the same chunks put from a device cache and fetched into another, with the device caches poisoned first and
 // every byte compared with what the twin produced in host memory; layer events waited on from another stream;
 // and on the server's host, chunks DMA'd straight from its shared arena (registered read-only with the GPU);
-// int8 and cachegen chunks decoded by the kernels.
+// int8 and cachegen chunks decoded by the kernels; chunks copied out of another process's GPU tier by CUDA IPC.
 #include <gtest/gtest.h>
 
 #include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "integration/paged_cache.h"
+#include "integration/server_process.h"
 #include "integration/test_server.h"
 #include "kvtier/client/paged_transfer.h"
 #include "kvtier/codec/codec.h"
@@ -78,7 +80,8 @@ gpu::PagedKvShape Shape(const ModelFingerprint& fp) {
 // the twin; both destination caches must be byte-identical.
 // Returns the device transfer's stats.
 PagedTransferStats RoundTrip(Client* client, const ModelFingerprint& fp, const PagedTransferOptions& options,
-                             uint32_t put_at, uint32_t get_at, const std::vector<uint32_t>& sizes, uint32_t seed) {
+                             uint32_t put_at, uint32_t get_at, const std::vector<uint32_t>& sizes, uint32_t seed,
+                             const PutOptions& put_options = {}) {
   HostPagedCache source(Shape(fp), seed);
   source.FillRandom(seed + 1);
   std::vector<ChunkKey> keys;
@@ -96,7 +99,7 @@ PagedTransferStats RoundTrip(Client* client, const ModelFingerprint& fp, const P
   auto stream = gpu::Stream::Create();
   ASSERT_TRUE(stream.ok());
   DevicePagedCache dsource = DevicePagedCache::Upload(source);
-  auto put = (*device)->PutFromDevice(keys, token_spans, dsource.Target(put_at), stream->get());
+  auto put = (*device)->PutFromDevice(keys, token_spans, dsource.Target(put_at), stream->get(), put_options);
   ASSERT_TRUE(put.ok()) << put.status().ToString();
 
   HostPagedCache dest(Shape(fp), seed + 2);
@@ -172,6 +175,39 @@ TEST_F(PagedTransferGpuTest, SharedArenaChunksAreDmaedStraightToTheGpu) {
   EXPECT_EQ(stats.leased_chunks, 3u) << "zero copy turned off: " << stats.zero_copy_off;
   client->reset();
   server_.reset();
+  std::filesystem::remove_all(dir);
+}
+
+// A server in another process with a GPU tier on this GPU: chunks put with prefer_tier GPU are copied
+// device-to-device out of its arena, opened by CUDA IPC (a process cannot open its own handles, hence the
+// second process), and land byte for byte as the twin places them from DRAM.
+TEST_F(PagedTransferGpuTest, ChunksInAnotherProcessGpuTierAreCopiedByCudaIpc) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("kvtier-ipc-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  const std::filesystem::path config = dir / "kvtier.yaml";
+  {
+    std::ofstream out(config);
+    out << "listen: 127.0.0.1:0\nmetrics_listen: \"\"\n"
+        << "host_tier:\n  capacity: 64MiB\n  prefault: false\n  huge_pages: false\n"
+        << "gpu_tier:\n  capacity: 64MiB\n"
+        << "shared_memory:\n  socket: " << (dir / "kvtier.sock").string() << "\n  namespaces: {workers: 64MiB}\n";
+  }
+  {
+    ServerProcess server(dir, config);
+    ClientOptions o;
+    o.endpoint = server.address();
+    o.name_space = "workers";
+    o.fingerprint = TestFingerprint(16);
+    o.local_path = LocalPathMode::kRequire;
+    auto client = Client::Connect(o);
+    ASSERT_TRUE(client.ok()) << client.status().ToString();
+    PutOptions to_gpu;
+    to_gpu.prefer_tier = v1::TIER_GPU;
+    const PagedTransferStats stats =
+        RoundTrip(client->get(), o.fingerprint, PagedTransferOptions{}, 0, 0, {16, 16, 7}, 6, to_gpu);
+    EXPECT_EQ(stats.ipc_chunks, 3u) << "ipc off: " << stats.ipc_off << "; zero copy off: " << stats.zero_copy_off;
+    EXPECT_EQ(stats.leased_chunks, 3u);
+  }
   std::filesystem::remove_all(dir);
 }
 

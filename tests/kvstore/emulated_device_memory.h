@@ -26,6 +26,7 @@ struct DeviceFaultKnobs {
   std::atomic<bool> fail_open{false};  // reserving the arena fails (RESOURCE_EXHAUSTED, like cudaMalloc)
   std::atomic<uint64_t> to_device{0}, to_host{0};  // copies attempted
   std::atomic<int> opened_device{-1};              // the device the store asked for
+  std::atomic<const std::byte*> memory{nullptr};   // the emulated arena, for tests that look at what it holds
 };
 
 class EmulatedDeviceMemory final : public DeviceMemory {
@@ -37,6 +38,13 @@ class EmulatedDeviceMemory final : public DeviceMemory {
   int device() const override { return device_; }
   std::string name() const override { return "emulated GPU (device " + std::to_string(device_) + ")"; }
   void* base() const override { return const_cast<std::byte*>(memory_.data()); }
+  // Stands in for a CUDA IPC handle: 64 bytes naming the emulation (no process can open it), so the tests see
+  // what the server hands its local clients.
+  Result<gpu::IpcExport> ExportIpc() const override {
+    std::string handle = "emulated IPC handle of device " + std::to_string(device_);
+    handle.resize(64, '\0');
+    return gpu::IpcExport{handle, "emulated:" + std::to_string(device_)};
+  }
 
   Status CopyToDevice(uint64_t offset, std::span<const std::byte> src) override {
     knobs_->to_device.fetch_add(1);
@@ -78,7 +86,9 @@ inline auto OpenEmulatedDevice(std::shared_ptr<DeviceFaultKnobs> knobs) {
     if (knobs->fail_open) {
       return ResourceExhausted("cudaMalloc of " + std::to_string(bytes) + " bytes: out of memory (injected)");
     }
-    return std::unique_ptr<DeviceMemory>(new EmulatedDeviceMemory(device, bytes, knobs));
+    auto memory = std::make_unique<EmulatedDeviceMemory>(device, bytes, knobs);
+    knobs->memory.store(static_cast<const std::byte*>(memory->base()));
+    return std::unique_ptr<DeviceMemory>(std::move(memory));
   };
 }
 

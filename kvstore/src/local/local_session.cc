@@ -145,6 +145,11 @@ Status LocalSession::Hello(const v1::LocalHello& hello, v1::LocalHelloReply* rep
   reply->set_instance_id(env_.instance_id);
   reply->set_arena_bytes(arena_->size());
   reply->set_max_lease_ms(env_.max_lease_ms);
+  if (auto exported = env_.store->GpuIpcExport(); exported.ok()) {
+    reply->set_gpu_ipc_handle(exported->exported.handle);
+    reply->set_gpu_pci_bus_id(exported->exported.pci_bus_id);
+    reply->set_gpu_arena_bytes(exported->bytes);
+  }
   return Status::Ok();
 }
 
@@ -195,6 +200,13 @@ Status LocalSession::Get(const v1::LocalGet& get, v1::LocalGetReply* reply) {
     chunk->set_base_position(e.base_position);
     if (env_.metrics != nullptr) env_.metrics->AddCodecBytes(CodecDirection::kOut, e.codec, payload.size());
     const uint32_t slot = TakeSlot(leases_, free_lease_slots_);
+    if (get.want_gpu()) {
+      if (auto gpu_offset = env_.store->HoldGpuCopy(*ref)) {
+        chunk->set_on_gpu(true);
+        chunk->set_gpu_offset(*gpu_offset);
+        leases_[slot].gpu_held = true;
+      }
+    }
     leases_[slot].ref = std::move(ref).value();
     leases_[slot].deadline_ns = deadline;
     chunk->set_lease(IdOf(leases_[slot].generation, slot));
@@ -228,6 +240,8 @@ Status LocalSession::Release(const v1::LocalRelease& release, v1::LocalReleaseRe
 }
 
 void LocalSession::EndLease(Lease& lease, uint32_t slot) {
+  if (lease.gpu_held) env_.store->ReleaseGpuCopy(lease.ref);
+  lease.gpu_held = false;
   lease.ref = ChunkRef();
   lease.live = false;
   free_lease_slots_.push_back(slot);

@@ -47,6 +47,7 @@ class LocalSession {
  private:
   struct Lease {
     ChunkRef ref;
+    bool gpu_held = false;  // Store::HoldGpuCopy: released with the lease
     int64_t deadline_ns = 0;
     uint32_t generation = 0;
     bool live = false;

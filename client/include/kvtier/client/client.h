@@ -128,6 +128,9 @@ struct LeasedChunk {
   uint8_t codec = 0;                   // kvtier.v1.Codec of the payload (encoded chunks are not decoded)
   uint64_t checksum = 0;               // XXH3-64 the payload must hash to: the reader verifies (kvstore/SHM.md)
   GetResult result;                    // found, bytes (= payload size), num_tokens, base_position, tier
+  // With GetLeased's want_gpu, for a chunk the server also holds in its GPU tier: where the same payload lies in
+  // LeasedArena's GPU arena, kept there by the lease.
+  std::optional<uint64_t> gpu_offset;
 };
 
 // The read-only mapping the payloads point into; keep_alive keeps it mapped for as long as it is held (for
@@ -135,6 +138,11 @@ struct LeasedChunk {
 struct LeasedArena {
   std::span<const std::byte> bytes;
   std::shared_ptr<const void> keep_alive;
+  // The server's GPU tier arena, exported by CUDA IPC for same-node workers (kvtier/gpu/ipc.h; kvstore/
+  // GPU_TIER.md): its 64-byte handle (empty when the server has none), the device's PCI bus id, its size.
+  std::string gpu_ipc_handle;
+  std::string gpu_pci_bus_id;
+  uint64_t gpu_arena_bytes = 0;
 };
 
 // Reads the leased hits and returns once done with their bytes. Indices (into `chunks`) of payloads it found
@@ -209,7 +217,10 @@ class Client {
   // num_tokens, base_position, tier and bytes (the stored payload's size, encoded or not), or a miss (also for
   // chunks the sink reported corrupt). nullopt when the shared-memory path cannot serve the call now, or a
   // lease ended before the sink returned: use GetBatch. The sink is not called when nothing was found.
-  Result<std::optional<std::vector<GetResult>>> GetLeased(std::span<const ChunkKey> keys, const LeasedChunkSink& sink);
+  // `want_gpu`: also name each hit's copy in the server's GPU tier (LeasedChunk::gpu_offset), for a sink that
+  // opened LeasedArena::gpu_ipc_handle and copies device-to-device.
+  Result<std::optional<std::vector<GetResult>>> GetLeased(std::span<const ChunkKey> keys, const LeasedChunkSink& sink,
+                                                          bool want_gpu = false);
 
   // How many leading keys of a prefix chain are cached; with lease > 0 they are held that long.
   Result<LookupResult> Lookup(std::span<const ChunkKey> keys,

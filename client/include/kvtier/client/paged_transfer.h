@@ -70,6 +70,10 @@ struct PagedTransferOptions {
   // verification to the reader). false saves that CPU time and no longer detects corrupted host memory.
   // Encoded chunks are always hashed, before they are parsed.
   bool verify_leased = true;
+  // With zero_copy, on the GPU: raw chunks the server also holds in its GPU tier are copied device-to-device out
+  // of it (its arena opened by CUDA IPC, kvstore/GPU_TIER.md) instead of from DRAM. Needs peer access between
+  // the two devices when the server's is another; without it, IPC is turned off for good (stats.ipc_off).
+  bool ipc = true;
   // Decode int8 and cachegen chunks here, on the GPU (the twin: with the decoders' CPU twins): only the encoded
   // body and the cachegen tables cross PCIe, and the host only parses and checks the container. Costs a second
   // device staging of staging_bytes. Other codecs, and a chunk whose container does not fit one chunk's slot,
@@ -114,6 +118,8 @@ struct PagedTransferStats {
   uint64_t decoded_chunks = 0; // of those placed, encoded chunks decoded by the transfer (device_decode)
   uint64_t resident_table_sets = 0;  // shared cachegen profiles' tables kept on the device (one per level)
   std::string zero_copy_off;   // why zero_copy was turned off for good (the arena could not be registered)
+  uint64_t ipc_chunks = 0;     // of the leased ones, copied device-to-device out of the server's GPU tier
+  std::string ipc_off;         // why ipc was turned off for good (the server's GPU arena could not be opened)
 };
 
 class PagedKvTransfer {

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "kvtier/api/status.h"
+#include "kvtier/gpu/ipc.h"
 
 namespace kvtier {
 
@@ -28,6 +29,9 @@ class DeviceMemory {
   // Address of the arena's first byte in the device's address space (what CUDA IPC exports); tests'
   // emulations return their host buffer.
   virtual void* base() const = 0;
+  // The whole arena exported for CUDA IPC (kvtier/gpu/ipc.h), so that same-node workers copy chunks out of it
+  // device-to-device. An error when it cannot be exported (the tier then serves those workers from DRAM).
+  virtual Result<gpu::IpcExport> ExportIpc() const = 0;
 
   // Host -> device; returns once the bytes have landed. INVALID_ARGUMENT past the arena's end.
   virtual Status CopyToDevice(uint64_t offset, std::span<const std::byte> src) = 0;

@@ -31,6 +31,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -337,6 +338,20 @@ class Store {
   // so no later read sees it.
   void ReportCorrupt(const ChunkRef& ref);
 
+  // Same-node workers copy a leased chunk's GPU copy device-to-device by CUDA IPC (kvstore/GPU_TIER.md).
+  // The GPU tier's arena as exported for that, or the reason there is no export (no GPU tier, or CUDA
+  // refused); made once at Open.
+  struct GpuIpcArena {
+    gpu::IpcExport exported;
+    uint64_t bytes = 0;
+  };
+  Result<GpuIpcArena> GpuIpcExport() const;
+  // The arena offset of the payload of `ref`'s GPU copy, which stays there (not evicted, not moved) until
+  // ReleaseGpuCopy(ref); nullopt when the chunk has no GPU copy or the tier is disabled. Each hold needs its
+  // release while `ref` is still held.
+  std::optional<uint64_t> HoldGpuCopy(const ChunkRef& ref);
+  void ReleaseGpuCopy(const ChunkRef& ref);
+
   // Number of leading keys present; `tiers` gets one entry per key (kNone for a miss). With
   // lease_ttl_ms > 0 the leading hits are leased (not evicted) for min(lease_ttl_ms, max_lease_ttl_ms).
   Result<uint32_t> Lookup(const Scope& scope, std::span<const ChunkKey> keys, uint32_t lease_ttl_ms,
@@ -467,6 +482,7 @@ class Store {
   uint64_t host_registered_bytes_ = 0;                      // set at Open
   bool gpu_all_puts_ = false;                               // placement "all"; set at Open
   std::string gpu_unavailable_;                             // set at Open
+  Result<GpuIpcArena> gpu_ipc_export_ = Unavailable("no GPU tier");  // set at Open
 
   mutable std::mutex mu_;
   std::unique_ptr<ChunkTable> table_;                             // guarded by mu_
