@@ -17,7 +17,6 @@
 #include "kvtier/codec/codec.h"
 #include "kvtier/codec/model_profile.h"
 #include "kvtier/gpu/cachegen_decode.h"
-#include "kvtier/kvstore/host_arena.h"
 
 namespace kvtier::testing {
 namespace {
@@ -147,24 +146,13 @@ TEST_F(PagedTransferSharedMemoryTest, ACorruptEncodedChunkInTheArenaEndsThePlace
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   ASSERT_EQ((*got)[0].codec, v1::CODEC_INT8);
   stored.resize((*got)[0].bytes);
-  const HostArena* arena = server_->store().SharedArenaOf(kShared);
-  ASSERT_NE(arena, nullptr);
-  const std::byte* begin = arena->data();
-  const std::byte* found = std::search(begin, begin + arena->size(), stored.begin(), stored.end());
-  ASSERT_NE(found, begin + arena->size());
-  arena->data()[(found - begin) + stored.size() / 2] ^= std::byte{0x10};
+  FlipStoredBit(stored, stored.size() / 2, std::byte{0x10});
 
   HostPagedCache dest(CacheShape(fp), 49);
   dest.Poison(0x66);
   auto load = (*t)->GetToDevice(keys, Target(dest, 0), nullptr);
   ASSERT_TRUE(load.ok()) << load.status().ToString();
-  EXPECT_EQ(load->placed_chunks, 1u);
-  EXPECT_EQ(load->placed_tokens, 16u);
-  EXPECT_FALSE(load->results[1].found) << "a corrupt chunk is a miss";
-  EXPECT_EQ(server_->store().Stats().checksum_failures, 1u);
-  auto exists = client->Exists(std::span(keys).subspan(1, 1));
-  ASSERT_TRUE(exists.ok());
-  EXPECT_FALSE((*exists)[0]) << "dropped by the server";
+  ExpectCorruptSecondChunkDropped(*client, *load, keys);
   ExpectHostDecode(*client, dest, std::span(keys).first(1), {16});
   const std::vector<std::byte> untouched(dest.shape.RowBytes(), std::byte{0x66});
   EXPECT_EQ(std::memcmp(dest.Row(0, 0, 16), untouched.data(), untouched.size()), 0);

@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -16,6 +17,7 @@
 #include "integration/paged_cache.h"
 #include "integration/test_server.h"
 #include "kvtier/client/paged_transfer.h"
+#include "kvtier/kvstore/host_arena.h"
 
 namespace kvtier::testing {
 
@@ -115,6 +117,26 @@ class PagedTransferSharedMemoryTest : public PagedTransferTest {
     auto c = Client::Connect(o);
     EXPECT_TRUE(c.ok()) << c.status().ToString();
     return std::move(c).value();
+  }
+  // Flips `mask` in the byte `at` of the chunk whose stored bytes are `stored`, found in the namespace's arena
+  // by its bytes, as failing DRAM would.
+  void FlipStoredBit(std::span<const std::byte> stored, size_t at, std::byte mask) {
+    const HostArena* arena = server_->store().SharedArenaOf(kShared);
+    ASSERT_NE(arena, nullptr);
+    const std::byte* begin = arena->data();
+    const std::byte* found = std::search(begin, begin + arena->size(), stored.begin(), stored.end());
+    ASSERT_NE(found, begin + arena->size());
+    arena->data()[(found - begin) + at] ^= mask;
+  }
+  // The load placed chunk 0 only (16 tokens): chunk 1 was corrupt, is a miss, and the server dropped it.
+  void ExpectCorruptSecondChunkDropped(Client& client, const LayerwiseLoad& load, std::span<const ChunkKey> keys) {
+    EXPECT_EQ(load.placed_chunks, 1u);
+    EXPECT_EQ(load.placed_tokens, 16u);
+    EXPECT_FALSE(load.results[1].found) << "a corrupt chunk is a miss";
+    EXPECT_EQ(server_->store().Stats().checksum_failures, 1u);
+    auto exists = client.Exists(keys.subspan(1, 1));
+    ASSERT_TRUE(exists.ok());
+    EXPECT_FALSE((*exists)[0]) << "dropped by the server";
   }
   std::filesystem::path dir_;
 };

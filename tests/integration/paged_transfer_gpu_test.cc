@@ -70,6 +70,16 @@ class PagedTransferGpuTest : public ServerFixture {
     if (!gpu::GpuAvailable()) GTEST_SKIP() << "no GPU: " << gpu::CachedProbe().reason;
     StartServer(256ull << 20);
   }
+  // Restarts the server with a 64 MiB shared arena for namespace "workers" and its socket in `dir`.
+  void StartSharedServer(const std::filesystem::path& dir) {
+    std::filesystem::create_directories(dir);
+    server_.reset();
+    StartServer(64ull << 20, [&](ServerConfig& c) {
+      c.store.shared_arena_bytes["workers"] = 64ull << 20;
+      c.shared_memory.socket_path = (dir / "kvtier.sock").string();
+      c.shared_memory.put_window_bytes = 4ull << 20;
+    });
+  }
 };
 
 gpu::PagedKvShape Shape(const ModelFingerprint& fp) {
@@ -156,13 +166,7 @@ TEST_F(PagedTransferGpuTest, ReRotationEqualsTheTwin) {
 
 TEST_F(PagedTransferGpuTest, SharedArenaChunksAreDmaedStraightToTheGpu) {
   const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("kvtier-gpu-" + std::to_string(getpid()));
-  std::filesystem::create_directories(dir);
-  server_.reset();
-  StartServer(64ull << 20, [&](ServerConfig& c) {
-    c.store.shared_arena_bytes["workers"] = 64ull << 20;
-    c.shared_memory.socket_path = (dir / "kvtier.sock").string();
-    c.shared_memory.put_window_bytes = 4ull << 20;
-  });
+  StartSharedServer(dir);
   ClientOptions o;
   o.endpoint = server_->address();
   o.name_space = "workers";
@@ -217,13 +221,7 @@ TEST_F(PagedTransferGpuTest, ChunksInAnotherProcessGpuTierAreCopiedByCudaIpc) {
 TEST_F(PagedTransferGpuTest, EncodedChunksDecodedOnTheGpuEqualTheTwin) {
   const std::filesystem::path dir =
       std::filesystem::temp_directory_path() / ("kvtier-gpu-decode-" + std::to_string(getpid()));
-  std::filesystem::create_directories(dir);
-  server_.reset();
-  StartServer(64ull << 20, [&](ServerConfig& c) {
-    c.store.shared_arena_bytes["workers"] = 64ull << 20;
-    c.shared_memory.socket_path = (dir / "kvtier.sock").string();
-    c.shared_memory.put_window_bytes = 4ull << 20;
-  });
+  StartSharedServer(dir);
   uint32_t seed = 10;
   for (codec::CodecId id : {codec::CodecId::kInt8, codec::CodecId::kCacheGen}) {
     for (LocalPathMode mode : {LocalPathMode::kRequire, LocalPathMode::kOff}) {

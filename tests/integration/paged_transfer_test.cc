@@ -14,7 +14,6 @@
 #include "integration/paged_transfer_fixture.h"
 #include "kvtier/gpu/device.h"
 #include "kvtier/gpu/rope.h"
-#include "kvtier/kvstore/host_arena.h"
 
 namespace kvtier::testing {
 namespace {
@@ -213,24 +212,13 @@ TEST_F(PagedTransferSharedMemoryTest, ACorruptChunkEndsThePlacementAndIsDropped)
   // Flip one bit of chunk 1 in the server's memory, as failing DRAM would: find it by its bytes.
   std::vector<std::byte> stored(CacheShape(fp).ChunkBytes(16));
   ASSERT_TRUE(gpu::PackPagedKvCpu(source.View(), {source.block_table.data(), 16, 16, 16}, stored).ok());
-  const HostArena* arena = server_->store().SharedArenaOf(kShared);
-  ASSERT_NE(arena, nullptr);
-  const std::byte* begin = arena->data();
-  const std::byte* found = std::search(begin, begin + arena->size(), stored.begin(), stored.end());
-  ASSERT_NE(found, begin + arena->size());
-  arena->data()[(found - begin) + 777] ^= std::byte{0x04};
+  FlipStoredBit(stored, 777, std::byte{0x04});
 
   HostPagedCache dest(CacheShape(fp), 26);
   dest.Poison(0x44);
   auto load = (*t)->GetToDevice(keys, Target(dest, 0), nullptr);
   ASSERT_TRUE(load.ok()) << load.status().ToString();
-  EXPECT_EQ(load->placed_chunks, 1u);
-  EXPECT_EQ(load->placed_tokens, 16u);
-  EXPECT_FALSE(load->results[1].found) << "a corrupt chunk is a miss";
-  EXPECT_EQ(server_->store().Stats().checksum_failures, 1u);
-  auto exists = client->Exists(std::span(keys).subspan(1, 1));
-  ASSERT_TRUE(exists.ok());
-  EXPECT_FALSE((*exists)[0]) << "dropped by the server";
+  ExpectCorruptSecondChunkDropped(*client, *load, keys);
   for (uint32_t l = 0; l < fp.num_layers; ++l) {
     for (uint32_t p = 0; p < 16; ++p) {
       ASSERT_EQ(std::memcmp(dest.Row(l, 0, p), source.Row(l, 0, p), dest.shape.RowBytes()), 0);
