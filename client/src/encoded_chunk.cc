@@ -78,8 +78,8 @@ Result<std::optional<EncodedChunk>> ParseEncodedChunk(std::span<const std::byte>
   return std::optional<EncodedChunk>(std::move(e));
 }
 
-Status ResidentTables::Attach(EncodedChunk& e) {
-  if (!e.is_cachegen() || e.cachegen.profile_id == 0) return Status::Ok();
+void ResidentTables::Attach(EncodedChunk& e) {
+  if (!e.is_cachegen() || e.cachegen.profile_id == 0) return;
   const gpu::CachegenPlan& plan = e.cachegen;
   const uint64_t records = gpu::CachegenTablesOffset(plan);
   const std::span<const std::byte> tables = std::span<const std::byte>(e.image).subspan(records);
@@ -87,17 +87,16 @@ Status ResidentTables::Attach(EncodedChunk& e) {
     return s.profile_id == plan.profile_id && s.level == plan.level && s.anchor_delta == plan.anchor_delta;
   });
   if (found == sets_.end()) {
-    if (sets_.size() >= kMaxSets) return Status::Ok();
+    if (sets_.size() >= kMaxSets) return;
     auto device = upload_(tables);
-    if (!device.ok()) return device.status();
+    if (!device.ok()) return;  // no room on the device, say: the tables travel with the chunk
     found = sets_.insert(sets_.end(), Set{plan.profile_id, plan.level, plan.anchor_delta, *device});
   }
   // The same profile, level and anchor-delta setting give the same tables (the profile level's, for every
   // slice): only their size can be checked cheaply.
-  if (found->device.size() != tables.size()) return Status::Ok();
+  if (found->device.size() != tables.size()) return;
   e.device_tables = found->device;
   e.image.resize(records);
-  return Status::Ok();
 }
 
 }  // namespace kvtier::internal

@@ -73,8 +73,9 @@ class ResidentTables {
   explicit ResidentTables(Upload upload) : upload_(std::move(upload)) {}
 
   // For a cachegen chunk with a profile: sets e.device_tables (uploading them the first time) and trims e.image to
-  // the records. Does nothing for inline tables, or once kMaxSets sets are resident.
-  Status Attach(EncodedChunk& e);
+  // the records. Does nothing for inline tables, once kMaxSets sets are resident, or when the upload fails (the
+  // tables then travel with the chunk).
+  void Attach(EncodedChunk& e);
   size_t size() const { return sets_.size(); }
 
   static constexpr size_t kMaxSets = 8;

@@ -1,6 +1,7 @@
 #include "kvtier/client/paged_transfer.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -73,6 +74,7 @@ struct PagedKvTransfer::Impl {
   std::optional<internal::ResidentTables> resident_tables;  // shared profiles' tables on the device
   std::vector<std::span<std::byte>> slots;  // the host staging's slots, where staged gets land
   PagedTransferStats stats;                 // a non-empty zero_copy_off turns the zero-copy path off for good
+  bool leased_needs_host_decode = false;    // the last LeasedRound gave up for a chunk only the host decodes
 
   // What one round places: the chunks (leading hits), the position after them, whether it stopped at a miss.
   struct Round {
@@ -82,6 +84,10 @@ struct PagedKvTransfer::Impl {
     bool missed = false;
     bool host_decode = false;  // a hit must be decoded on the host: the round goes through GetBatch
     uint32_t from_server_gpu = 0;  // placed chunks copied out of the server's GPU tier (CUDA IPC)
+
+    bool has_cachegen() const {
+      return std::any_of(encoded.begin(), encoded.end(), [](const auto& e) { return e.is_cachegen(); });
+    }
   };
 
   bool decoding() const { return !backend->encoded_staging().empty(); }
@@ -102,7 +108,7 @@ struct PagedKvTransfer::Impl {
                               uint32_t layer, uint32_t layers, std::vector<gpu::CachegenDeviceChunk>* cachegen);
   Status DecodeCachegen(const Round& round, std::span<const gpu::CachegenDeviceChunk> chunks,
                         std::span<const ChunkKey> keys);
-  // After the copies finished (kHostFree): the decode errors the device found, as the decoder's status.
+  // After the decode ran (kDecoded): the decode errors the device found, as the decoder's status.
   Status CheckDecoded(const Round& round, std::span<const ChunkKey> keys);
   Status EnqueueUnpacks(std::span<const RoundChunk> chunks, const PagedTarget& t, bool layerwise,
                         gpu::StreamHandle stream);
@@ -116,10 +122,11 @@ struct PagedKvTransfer::Impl {
                                            std::span<const ChunkKey> keys, size_t first_index, const PagedTarget& t,
                                            uint32_t position, const PagedTransferOptions& options,
                                            gpu::StreamHandle stream, std::span<GetResult> results);
-  // The round through a get into the host staging (GetBatchEncoded when decoding here, else GetBatch).
+  // The round through a get into the host staging: GetBatchEncoded when decoding here, else (or when a chunk is
+  // known to need the host's decoder) GetBatch.
   Result<Round> StagedRound(Client* client, const gpu::PagedKvShape& shape, std::span<const ChunkKey> keys,
                             size_t first_index, const PagedTarget& t, uint32_t position, bool layerwise,
-                            gpu::StreamHandle stream, std::span<GetResult> results);
+                            bool host_decode, gpu::StreamHandle stream, std::span<GetResult> results);
   // The server's GPU tier in this process when some hit has a copy there and it can be opened (CUDA IPC); null
   // otherwise (the first failure turns IPC off for good: stats.ipc_off).
   const std::byte* ServerGpu(const LeasedArena& arena, std::span<const LeasedChunk> hits);
@@ -253,7 +260,7 @@ Status PagedKvTransfer::Impl::EnqueueEncodedCopies(const Round& round, size_t in
 Status PagedKvTransfer::Impl::DecodeCachegen(const Round& round, std::span<const gpu::CachegenDeviceChunk> chunks,
                                              std::span<const ChunkKey> keys) {
   if (chunks.empty()) return Status::Ok();
-  size_t failed = 0;
+  size_t failed = SIZE_MAX;  // which chunk, when the twin's decode refused one
   if (Status s = backend->DecodeCachegen(chunks, backend->copy_stream(), &failed); !s.ok()) {
     // Which chunk: the k-th cachegen chunk of the round.
     for (size_t i = 0, k = 0; i < round.chunks.size(); ++i) {
@@ -300,7 +307,7 @@ Status PagedKvTransfer::Impl::EnqueueCopies(const Round& round, std::span<const 
   // The device stagings are free once the previous round's unpacks (or packs) ran; cachegen images go through
   // the host slots, free once the previous round's copies out of them ran.
   KVTIER_RETURN_IF_ERROR(backend->StreamWait(TransferBackend::kRoundDone, copy));
-  if (!round.encoded.empty()) KVTIER_RETURN_IF_ERROR(backend->HostWait(TransferBackend::kHostFree));
+  if (round.has_cachegen()) KVTIER_RETURN_IF_ERROR(backend->HostWait(TransferBackend::kHostFree));
   const uint32_t passes = layerwise ? shape.num_layers : 1;
   const uint32_t layers_per_pass = layerwise ? 1 : shape.num_layers;
   std::vector<gpu::CachegenDeviceChunk> cachegen;
@@ -314,7 +321,10 @@ Status PagedKvTransfer::Impl::EnqueueCopies(const Round& round, std::span<const 
       const uint64_t bytes = 2 * uint64_t{c.num_tokens} * row * layers_per_pass;
       KVTIER_RETURN_IF_ERROR(backend->Copy(device + c.offset + l * bytes, c.source + l * bytes, bytes, copy));
     }
-    if (l == 0) KVTIER_RETURN_IF_ERROR(DecodeCachegen(round, cachegen, keys));
+    if (l == 0 && !cachegen.empty()) {
+      KVTIER_RETURN_IF_ERROR(DecodeCachegen(round, cachegen, keys));
+      KVTIER_RETURN_IF_ERROR(backend->Record(TransferBackend::kDecoded, copy));
+    }
     KVTIER_RETURN_IF_ERROR(backend->Record(TransferBackend::CopiedSlot(l), copy));
   }
   return backend->Record(TransferBackend::kHostFree, copy);
@@ -338,15 +348,16 @@ Status PagedKvTransfer::Impl::EnqueueUnpacks(std::span<const RoundChunk> chunks,
   return backend->Record(TransferBackend::kRoundDone, stream);
 }
 
-// Copies, decodes and unpacks of one round. A round with cachegen chunks waits for their decode before the
-// unpacks, so that a chunk the decoder refuses never reaches the cache. After a failure part of the work may be
+// Copies, decodes and unpacks of one round. A round with cachegen chunks waits (on the host) for their decode
+// before the unpacks are queued, so that a chunk the decoder refuses never reaches the cache; int8 rounds keep
+// their layer-by-layer overlap. After a failure part of the work may be
 // queued and the events not recorded: everything is drained, so no later call reuses a staging that orphaned
 // work still touches.
 Status PagedKvTransfer::Impl::EnqueueRound(const Round& round, std::span<const ChunkKey> keys, const PagedTarget& t,
                                            bool layerwise, gpu::StreamHandle stream) {
   Status s = EnqueueCopies(round, keys, t.cache.shape, layerwise);
-  if (s.ok() && !round.encoded.empty()) {
-    s = backend->HostWait(TransferBackend::kHostFree);
+  if (s.ok() && round.has_cachegen()) {
+    s = backend->HostWait(TransferBackend::kDecoded);
     if (s.ok()) s = CheckDecoded(round, keys);
   }
   if (s.ok()) s = EnqueueUnpacks(round.chunks, t, layerwise, stream);
@@ -400,7 +411,7 @@ Result<std::optional<internal::EncodedChunk>> PagedKvTransfer::Impl::PlanEncoded
   auto parsed = internal::ParseEncodedChunk({container, r.bytes}, r.codec, ChunkShapeOf(shape, r.num_tokens),
                                             profiles, key);
   if (!parsed.ok() || !*parsed) return parsed;
-  KVTIER_RETURN_IF_ERROR(resident_tables->Attach(**parsed));
+  resident_tables->Attach(**parsed);
   if (!internal::LayOutEncodedChunk(**parsed, slot, r.bytes)) return Out();
   return parsed;
 }
@@ -411,6 +422,7 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::Lease
     std::span<GetResult> results) {
   std::optional<Round> placed;
   bool unusable = false;  // a chunk to decode on the host, or an arena the GPU cannot read: GetBatch serves it
+  leased_needs_host_decode = false;
   const bool want_gpu = options.ipc && options.placement == TransferPlacement::kDevice && stats.ipc_off.empty();
   auto sink = [&](const LeasedArena& arena, std::span<LeasedChunk> hits, std::vector<size_t>* corrupt) -> Status {
     std::vector<GetResult> leading(keys.size());
@@ -441,6 +453,7 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::Lease
     if (!round.ok()) return round.status();
     if (round->host_decode) {
       unusable = true;
+      leased_needs_host_decode = true;
       return Cancelled("a chunk decoded on the host: fetched through GetBatch");
     }
     if (round->chunks.empty()) {
@@ -496,13 +509,14 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::Lease
 
 Result<PagedKvTransfer::Impl::Round> PagedKvTransfer::Impl::StagedRound(
     Client* client, const gpu::PagedKvShape& shape, std::span<const ChunkKey> keys, size_t first_index,
-    const PagedTarget& t, uint32_t position, bool layerwise, gpu::StreamHandle stream, std::span<GetResult> results) {
+    const PagedTarget& t, uint32_t position, bool layerwise, bool host_decode, gpu::StreamHandle stream,
+    std::span<GetResult> results) {
   // The host staging is overwritten by this get: the previous round's copies out of it must be done.
   KVTIER_RETURN_IF_ERROR(backend->HostWait(TransferBackend::kHostFree));
   const std::span<const std::span<std::byte>> dests = std::span(slots).first(keys.size());
   std::vector<const std::byte*> sources(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) sources[i] = dests[i].data();
-  bool encoded = decoding();
+  bool encoded = decoding() && !host_decode;
   auto got = encoded ? client->GetBatchEncoded(keys, dests) : client->GetBatch(keys, dests);
   // INVALID_ARGUMENT from GetBatchEncoded: a container larger than its slot. GetBatch decodes it on the host.
   if (encoded && !got.ok() && got.status().code() == StatusCode::kInvalidArgument) {
@@ -557,15 +571,17 @@ Result<LayerwiseLoad> PagedKvTransfer::GetToDevice(std::span<const ChunkKey> key
     const std::span<const ChunkKey> round_keys = keys.subspan(start, count);
     const std::span<GetResult> round_results = std::span(load.results).subspan(start, count);
     std::optional<Impl::Round> round;
+    bool host_decode = false;  // the leased attempt found a chunk only the host decodes
     if (options_.zero_copy && impl_->stats.zero_copy_off.empty()) {
       auto leased = impl_->LeasedRound(client_, shape_, round_keys, start, target, position, options_, stream,
                                        round_results);
       if (!leased.ok()) return leased.status();
       round = std::move(*leased);
+      host_decode = !round && impl_->leased_needs_host_decode;
     }
     if (!round) {
       auto staged = impl_->StagedRound(client_, shape_, round_keys, start, target, position, options_.layerwise,
-                                       stream, round_results);
+                                       host_decode, stream, round_results);
       if (!staged.ok()) return staged.status();
       round = std::move(*staged);
     }

@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <deque>
 #include <optional>
@@ -43,6 +44,30 @@ class MappedBuffer {
   uint64_t size_;
 };
 
+bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// What a kernel would read for chunk `c`: its plan with the body, stream records and tables taken from where
+// the copies put them (the image in the encoded staging, the tables there or kept apart), so that the twin
+// decodes wrong offsets or a wrong image as wrongly as the GPU would.
+Result<gpu::CachegenPlan> StagedPlan(const gpu::CachegenDeviceChunk& c) {
+  gpu::CachegenPlan plan = *c.plan;
+  const uint64_t records = gpu::CachegenTablesOffset(plan);
+  const uint64_t tables = gpu::CachegenImageBytes(plan) - records;
+  const bool apart = !c.tables.empty();
+  if (c.image.size() != (apart ? records : records + tables) || (apart && c.tables.size() != tables) ||
+      c.body.size() != plan.body.size() || c.workspace.size() < gpu::CachegenWorkspaceBytes(plan)) {
+    return InvalidArgument("cachegen device chunk: image, tables, body or workspace of the wrong size");
+  }
+  if (!Aligned16(c.image.data()) || !Aligned16(c.workspace.data()) || (apart && !Aligned16(c.tables.data()))) {
+    return InvalidArgument("cachegen device chunk: image, tables or workspace not 16-byte aligned");
+  }
+  std::memcpy(plan.streams.data(), c.image.data(), plan.streams.size() * sizeof(gpu::CachegenStream));
+  std::memcpy(plan.tables.data(), apart ? c.tables.data() : c.image.data() + records,
+              plan.tables.size() * sizeof(gpu::CachegenTable));
+  plan.body = c.body;
+  return plan;
+}
+
 // The CPU twin: host buffers, memcpy and the kernels' CPU twins, nothing to order.
 class HostBackend final : public TransferBackend {
  public:
@@ -81,13 +106,14 @@ class HostBackend final : public TransferBackend {
                         size_t* failed) override {
     for (size_t k = 0; k < chunks.size(); ++k) {
       const gpu::CachegenDeviceChunk& c = chunks[k];
-      gpu::CachegenPlan plan = *c.plan;  // the twin reads the body where the "device" copy put it
-      plan.body = c.body;
-      if (Status s = gpu::DecodeCachegenCpu(plan, c.out_dtype, c.out); !s.ok()) {
+      auto staged = StagedPlan(c);
+      Status s = staged.status();
+      if (s.ok()) s = gpu::DecodeCachegenCpu(*staged, c.out_dtype, c.out);
+      if (!s.ok()) {
         *failed = k;
         return s;
       }
-      std::memset(c.workspace.data(), 0, gpu::CachegenErrorBytes(plan));
+      std::memset(c.workspace.data(), 0, gpu::CachegenErrorBytes(*staged));
     }
     return Status::Ok();
   }
@@ -141,6 +167,7 @@ class DeviceBackend final : public TransferBackend {
     KVTIER_RETURN_IF_ERROR(DrainCopies());
     arena_pin_.reset();
     arena_keep_alive_.reset();
+    server_gpu_.reset();  // a new mapping means another server instance: its GPU arena is another one too
     auto pin = gpu::HostRegistration::RegisterReadOnly(arena.bytes.data(), arena.bytes.size());
     if (pin.ok()) {
       arena_pin_.emplace(std::move(*pin));

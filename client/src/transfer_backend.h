@@ -4,9 +4,9 @@
 // memcpy and the kernels' CPU twins (every ordering call is then a no-op).
 //
 // Events are addressed by slot: kRoundDone (the last round's kernels and copies finished: both stagings are
-// free), kHostFree (the last round's copies out of the host staging finished), CopiedSlot(layer) (the copy
-// stream put that layer of the round into the device staging) and LayerReadySlot(layer) (that layer is in the
-// cache). Owned by one PagedKvTransfer; not thread-safe.
+// free), kHostFree (the last round's copies out of the host staging finished), kDecoded (the round's cachegen
+// decode ran and its error codes are back in the host slots), CopiedSlot(layer) (the copy stream put that
+// layer of the round into the device staging) and LayerReadySlot(layer) (that layer is in the cache). Owned by one PagedKvTransfer; not thread-safe.
 #pragma once
 
 #include <cstddef>
@@ -26,7 +26,7 @@ namespace kvtier::internal {
 
 class TransferBackend {
  public:
-  enum SlotBase : uint32_t { kRoundDone = 0, kHostFree = 1, kCopied = 2 };
+  enum SlotBase : uint32_t { kRoundDone = 0, kHostFree = 1, kDecoded = 2, kCopied = 3 };
 
   // Staging of `staging_bytes` on each side (and an encoded staging of as much on the device side with
   // `decode`) and 2 * num_layers + kCopied events, allocated and touched here.

@@ -153,6 +153,7 @@ TEST_F(PagedTransferSharedMemoryTest, ACorruptEncodedChunkInTheArenaEndsThePlace
   auto load = (*t)->GetToDevice(keys, Target(dest, 0), nullptr);
   ASSERT_TRUE(load.ok()) << load.status().ToString();
   ExpectCorruptSecondChunkDropped(*client, *load, keys);
+  EXPECT_EQ((*t)->stats().leased_chunks, 1u) << "found by the transfer's own hash, not a staged get";
   ExpectHostDecode(*client, dest, std::span(keys).first(1), {16});
   const std::vector<std::byte> untouched(dest.shape.RowBytes(), std::byte{0x66});
   EXPECT_EQ(std::memcmp(dest.Row(0, 0, 16), untouched.data(), untouched.size()), 0);

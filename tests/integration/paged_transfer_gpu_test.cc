@@ -20,6 +20,7 @@
 #include "integration/test_server.h"
 #include "kvtier/client/paged_transfer.h"
 #include "kvtier/codec/codec.h"
+#include "kvtier/codec/model_profile.h"
 #include "kvtier/gpu/device.h"
 #include "kvtier/gpu/device_buffer.h"
 #include "kvtier/gpu/stream.h"
@@ -216,32 +217,50 @@ TEST_F(PagedTransferGpuTest, ChunksInAnotherProcessGpuTierAreCopiedByCudaIpc) {
 }
 
 // int8 and cachegen chunks decoded by the kernels equal the twin's decode (itself equal to codec::Decode), over
-// gRPC and straight from the shared arena, layer by layer and whole. 64-token chunks: cachegen's inline tables
-// fit a chunk's slot.
+// gRPC and straight from the shared arena, layer by layer and whole; cachegen with inline tables and with a
+// shared profile's tables resident on the device. 64-token chunks: inline tables fit a chunk's slot.
 TEST_F(PagedTransferGpuTest, EncodedChunksDecodedOnTheGpuEqualTheTwin) {
   const std::filesystem::path dir =
       std::filesystem::temp_directory_path() / ("kvtier-gpu-decode-" + std::to_string(getpid()));
   StartSharedServer(dir);
+  const ModelFingerprint fp = TestFingerprint(64);
+  HostPagedCache samples(Shape(fp), 90);
+  samples.FillRandom(91);
+  std::vector<std::vector<std::byte>> packed;
+  std::vector<codec::KvView> views;
+  for (uint32_t i = 0; i < 2; ++i) {
+    packed.emplace_back(Shape(fp).ChunkBytes(64));
+    const gpu::SequenceSlice seq{samples.block_table.data(), static_cast<uint32_t>(samples.block_table.size()),
+                                 64 * i, 64};
+    ASSERT_TRUE(gpu::PackPagedKvCpu(samples.View(), seq, packed.back()).ok());
+    views.push_back({{fp.num_layers, fp.num_kv_heads, fp.head_dim, 64, fp.dtype}, packed.back(), {}});
+  }
+  auto profile = codec::ModelProfile::Build(views);
+  ASSERT_TRUE(profile.ok()) << profile.status().ToString();
   uint32_t seed = 10;
-  for (codec::CodecId id : {codec::CodecId::kInt8, codec::CodecId::kCacheGen}) {
+  for (int variant = 0; variant < 3; ++variant) {  // int8, cachegen inline, cachegen with the profile
+    const codec::CodecId id = variant == 0 ? codec::CodecId::kInt8 : codec::CodecId::kCacheGen;
     for (LocalPathMode mode : {LocalPathMode::kRequire, LocalPathMode::kOff}) {
       for (bool layerwise : {true, false}) {
-        SCOPED_TRACE(std::string(codec::CodecName(id)) + (mode == LocalPathMode::kOff ? " over gRPC" : " leased") +
-                     (layerwise ? " layerwise" : " whole"));
+        SCOPED_TRACE(std::string(codec::CodecName(id)) + (variant == 2 ? " (profile)" : "") +
+                     (mode == LocalPathMode::kOff ? " over gRPC" : " leased") + (layerwise ? " layerwise" : " whole"));
         ClientOptions o;
         o.endpoint = server_->address();
         o.name_space = "workers";
-        o.fingerprint = TestFingerprint(64);
+        o.fingerprint = fp;
         o.local_path = mode;
         o.encode.codec = id;
+        o.encode.profile = variant == 2 ? &*profile : nullptr;
         auto client = Client::Connect(o);
         ASSERT_TRUE(client.ok());
+        if (variant == 2) ASSERT_TRUE((*client)->PutProfile("gpu-test", *profile).ok());
         PagedTransferOptions options;
         options.layerwise = layerwise;
         const PagedTransferStats stats =
             RoundTrip(client->get(), o.fingerprint, options, 0, 0, {64, 64, 21}, seed += 10);
         EXPECT_EQ(stats.decoded_chunks, 3u);
         EXPECT_EQ(stats.leased_chunks, mode == LocalPathMode::kRequire ? 3u : 0u) << stats.zero_copy_off;
+        EXPECT_EQ(stats.resident_table_sets, variant == 2 ? 1u : 0u);
       }
     }
   }

@@ -200,7 +200,7 @@ Status LocalSession::Get(const v1::LocalGet& get, v1::LocalGetReply* reply) {
     chunk->set_base_position(e.base_position);
     if (env_.metrics != nullptr) env_.metrics->AddCodecBytes(CodecDirection::kOut, e.codec, payload.size());
     const uint32_t slot = TakeSlot(leases_, free_lease_slots_);
-    if (get.want_gpu()) {
+    if (get.want_gpu() && e.codec == static_cast<uint8_t>(CodecId::kRaw)) {  // encoded ones are parsed on the host
       if (auto gpu_offset = env_.store->HoldGpuCopy(*ref)) {
         chunk->set_on_gpu(true);
         chunk->set_gpu_offset(*gpu_offset);

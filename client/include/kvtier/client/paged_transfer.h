@@ -25,7 +25,8 @@
 // device staging, layer by layer for int8 and in one launch per round for cachegen. A shared cachegen
 // profile's tables are copied to the device once per transfer and level; inline tables travel with their
 // chunk. A round holding cachegen chunks waits for their decode before it returns, so that a stream the decoder
-// refuses fails the call (with codec::Decode's message) instead of reaching the cache.
+// refuses fails the call (with codec::Decode's message) and nothing of that round reaches the cache (earlier
+// rounds of the same call may have been placed).
 //
 // Ownership: the Client must outlive the transfer; caches, block tables and token ids are the caller's.
 // Not thread-safe: one PagedKvTransfer per worker thread (it owns its staging). A LayerwiseLoad is valid until
