@@ -428,6 +428,12 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::Lease
     std::vector<GetResult> leading(keys.size());
     std::vector<const std::byte*> sources(keys.size(), nullptr);
     std::vector<bool> from_gpu(keys.size(), false);
+    // First the DRAM arena: a new one (a restarted server) also drops the old server's GPU arena mapping.
+    if (Status s = backend->PrepareSource(arena); !s.ok()) {
+      unusable = true;
+      stats.zero_copy_off = "the server's shared arena cannot be registered with the GPU: " + s.ToString();
+      return s;
+    }
     const std::byte* server_gpu = want_gpu ? ServerGpu(arena, hits) : nullptr;
     for (size_t j = 0; j < hits.size(); ++j) {
       const LeasedChunk& h = hits[j];
@@ -443,11 +449,6 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::Lease
         sources[h.index] = server_gpu + *h.gpu_offset;  // device-to-device, out of the server's GPU tier
         from_gpu[h.index] = true;
       }
-    }
-    if (Status s = backend->PrepareSource(arena); !s.ok()) {
-      unusable = true;
-      stats.zero_copy_off = "the server's shared arena cannot be registered with the GPU: " + s.ToString();
-      return s;
     }
     auto round = PlanRound(shape, leading, keys, first_index, position, sources, /*in_host_slots=*/false);
     if (!round.ok()) return round.status();
