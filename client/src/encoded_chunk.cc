@@ -1,6 +1,7 @@
 #include "encoded_chunk.h"
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 #include <utility>
 
@@ -66,7 +67,6 @@ Result<std::optional<EncodedChunk>> ParseEncodedChunk(std::span<const std::byte>
     if (!plan.ok()) return AboutChunk(key, plan.status());
     e.cachegen = std::move(*plan);
     e.body = e.cachegen.body;
-    e.image = gpu::CachegenImage(e.cachegen);
     shape = e.cachegen.shape;
   } else {
     return std::optional<EncodedChunk>();  // lossless, kivi2, mixed: decoded on the host
@@ -79,24 +79,34 @@ Result<std::optional<EncodedChunk>> ParseEncodedChunk(std::span<const std::byte>
 }
 
 void ResidentTables::Attach(EncodedChunk& e) {
-  if (!e.is_cachegen() || e.cachegen.profile_id == 0) return;
+  if (!e.is_cachegen()) return;
   const gpu::CachegenPlan& plan = e.cachegen;
-  const uint64_t records = gpu::CachegenTablesOffset(plan);
-  const std::span<const std::byte> tables = std::span<const std::byte>(e.image).subspan(records);
+  if (plan.profile_id == 0 || !AttachTables(e)) {
+    e.image = gpu::CachegenImage(plan);  // records and tables
+    return;
+  }
+  // Only the records: CachegenImage's first CachegenTablesOffset bytes, without building the tables part.
+  e.image.assign(gpu::CachegenTablesOffset(plan), std::byte{0});
+  std::memcpy(e.image.data(), plan.streams.data(), plan.streams.size() * sizeof(gpu::CachegenStream));
+}
+
+bool ResidentTables::AttachTables(EncodedChunk& e) {
+  const gpu::CachegenPlan& plan = e.cachegen;
+  const std::span<const std::byte> tables = std::as_bytes(std::span(plan.tables));
   auto found = std::find_if(sets_.begin(), sets_.end(), [&](const Set& s) {
     return s.profile_id == plan.profile_id && s.level == plan.level && s.anchor_delta == plan.anchor_delta;
   });
   if (found == sets_.end()) {
-    if (sets_.size() >= kMaxSets) return;
+    if (sets_.size() >= kMaxSets) return false;
     auto device = upload_(tables);
-    if (!device.ok()) return;  // no room on the device, say: the tables travel with the chunk
+    if (!device.ok()) return false;  // no room on the device, say: the tables travel with the chunk
     found = sets_.insert(sets_.end(), Set{plan.profile_id, plan.level, plan.anchor_delta, *device});
   }
   // The same profile, level and anchor-delta setting give the same tables (the profile level's, for every
   // slice): only their size can be checked cheaply.
-  if (found->device.size() != tables.size()) return;
+  if (found->device.size() != tables.size()) return false;
   e.device_tables = found->device;
-  e.image.resize(records);
+  return true;
 }
 
 }  // namespace kvtier::internal

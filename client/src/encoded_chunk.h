@@ -34,7 +34,7 @@ struct EncodedChunk {
   gpu::Int8Payload int8;            // int8: the shape (its body: the host view)
   gpu::CachegenPlan cachegen;       // cachegen: the plan (its body: the host view)
   std::vector<std::byte> image;     // cachegen: CachegenImage(plan), staged through the host slot; only the
-                                    // records when device_tables is set
+                                    // records when device_tables is set (ResidentTables::Attach builds it)
   std::span<const std::byte> device_tables;  // cachegen: the resident copy of the chunk's tables, or empty
   // From the slot's start, as laid out above.
   uint64_t image_at = 0;
@@ -72,9 +72,9 @@ class ResidentTables {
   using Upload = std::function<Result<std::span<const std::byte>>(std::span<const std::byte> tables)>;
   explicit ResidentTables(Upload upload) : upload_(std::move(upload)) {}
 
-  // For a cachegen chunk with a profile: sets e.device_tables (uploading them the first time) and trims e.image to
-  // the records. Does nothing for inline tables, once kMaxSets sets are resident, or when the upload fails (the
-  // tables then travel with the chunk).
+  // Builds a cachegen chunk's e.image: with a profile, e.device_tables (uploaded the first time) and only the
+  // stream records in the image; with inline tables, once kMaxSets sets are resident, or when the upload fails,
+  // the records and the tables (which then travel with the chunk). Does nothing for int8.
   void Attach(EncodedChunk& e);
   size_t size() const { return sets_.size(); }
 
@@ -87,6 +87,8 @@ class ResidentTables {
     bool anchor_delta;
     std::span<const std::byte> device;
   };
+  bool AttachTables(EncodedChunk& e);  // false: the tables travel in the image
+
   Upload upload_;
   std::vector<Set> sets_;
 };
