@@ -73,8 +73,8 @@ struct PagedKvTransfer::Impl {
   gpu::CachegenProfileResolver profiles;    // the client's, for cachegen chunks decoded here
   std::optional<internal::ResidentTables> resident_tables;  // shared profiles' tables on the device
   std::vector<std::span<std::byte>> slots;  // the host staging's slots, where staged gets land
+  std::vector<const std::byte*> slot_sources;  // their first bytes, as PlanRound's sources
   PagedTransferStats stats;                 // a non-empty zero_copy_off turns the zero-copy path off for good
-  bool leased_needs_host_decode = false;    // the last LeasedRound gave up for a chunk only the host decodes
 
   // What one round places: the chunks (leading hits), the position after them, whether it stopped at a miss.
   struct Round {
@@ -117,7 +117,8 @@ struct PagedKvTransfer::Impl {
   Status UnpackChunk(const RoundChunk& c, const PagedTarget& t, int layer, gpu::StreamHandle stream);
 
   // The round over the shared-memory path, copying straight out of the server's arena; nullopt when that path
-  // cannot serve it (the caller then uses StagedRound).
+  // cannot serve it, or a Round with host_decode and nothing queued when a hit needs the host's decoder (the
+  // caller then uses StagedRound).
   Result<std::optional<Round>> LeasedRound(Client* client, const gpu::PagedKvShape& shape,
                                            std::span<const ChunkKey> keys, size_t first_index, const PagedTarget& t,
                                            uint32_t position, const PagedTransferOptions& options,
@@ -162,6 +163,7 @@ Result<std::unique_ptr<PagedKvTransfer>> PagedKvTransfer::Create(Client* client,
       [backend = impl->backend.get()](std::span<const std::byte> tables) { return backend->KeepResident(tables); });
   for (uint32_t i = 0; i < impl->chunks_per_round; ++i) {
     impl->slots.push_back(impl->backend->host_staging().subspan(i * impl->slot_bytes, impl->slot_bytes));
+    impl->slot_sources.push_back(impl->slots.back().data());
   }
   return std::unique_ptr<PagedKvTransfer>(new PagedKvTransfer(client, shape, options, std::move(impl)));
 }
@@ -421,8 +423,7 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::Lease
     const PagedTarget& t, uint32_t position, const PagedTransferOptions& options, gpu::StreamHandle stream,
     std::span<GetResult> results) {
   std::optional<Round> placed;
-  bool unusable = false;  // a chunk to decode on the host, or an arena the GPU cannot read: GetBatch serves it
-  leased_needs_host_decode = false;
+  bool unusable = false;  // an arena the GPU cannot read: the staged path serves the round
   const bool want_gpu = options.ipc && options.placement == TransferPlacement::kDevice && stats.ipc_off.empty();
   auto sink = [&](const LeasedArena& arena, std::span<LeasedChunk> hits, std::vector<size_t>* corrupt) -> Status {
     std::vector<GetResult> leading(keys.size());
@@ -452,12 +453,7 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::Lease
     }
     auto round = PlanRound(shape, leading, keys, first_index, position, sources, /*in_host_slots=*/false);
     if (!round.ok()) return round.status();
-    if (round->host_decode) {
-      unusable = true;
-      leased_needs_host_decode = true;
-      return Cancelled("a chunk decoded on the host: fetched through GetBatch");
-    }
-    if (round->chunks.empty()) {
+    if (round->host_decode || round->chunks.empty()) {  // nothing to copy: placed or handed to the staged path
       placed = std::move(*round);
       return Status::Ok();
     }
@@ -494,6 +490,7 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::Lease
   if (unusable) return std::optional<Round>();
   if (!got.ok()) return got.status();
   if (!*got) return std::optional<Round>();
+  if (placed && placed->host_decode) return placed;  // the leases are released; the staged path decodes
   std::copy((*got)->begin(), (*got)->end(), results.begin());
   if (!placed) placed = Round{{}, {}, position, true};  // nothing found: the sink never ran
   if (!placed->chunks.empty()) {
@@ -515,13 +512,11 @@ Result<PagedKvTransfer::Impl::Round> PagedKvTransfer::Impl::StagedRound(
   // The host staging is overwritten by this get: the previous round's copies out of it must be done.
   KVTIER_RETURN_IF_ERROR(backend->HostWait(TransferBackend::kHostFree));
   const std::span<const std::span<std::byte>> dests = std::span(slots).first(keys.size());
-  std::vector<const std::byte*> sources(keys.size());
-  for (size_t i = 0; i < keys.size(); ++i) sources[i] = dests[i].data();
-  bool encoded = decoding() && !host_decode;
+  const std::span<const std::byte* const> sources = std::span(slot_sources).first(keys.size());
+  const bool encoded = decoding() && !host_decode;
   auto got = encoded ? client->GetBatchEncoded(keys, dests) : client->GetBatch(keys, dests);
   // INVALID_ARGUMENT from GetBatchEncoded: a container larger than its slot. GetBatch decodes it on the host.
   if (encoded && !got.ok() && got.status().code() == StatusCode::kInvalidArgument) {
-    encoded = false;
     got = client->GetBatch(keys, dests);
   }
   if (!got.ok()) return got.status();
@@ -578,7 +573,10 @@ Result<LayerwiseLoad> PagedKvTransfer::GetToDevice(std::span<const ChunkKey> key
                                        round_results);
       if (!leased.ok()) return leased.status();
       round = std::move(*leased);
-      host_decode = !round && impl_->leased_needs_host_decode;
+      if (round && round->host_decode) {
+        host_decode = true;
+        round.reset();
+      }
     }
     if (!round) {
       auto staged = impl_->StagedRound(client_, shape_, round_keys, start, target, position, options_.layerwise,

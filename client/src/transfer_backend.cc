@@ -44,26 +44,14 @@ class MappedBuffer {
   uint64_t size_;
 };
 
-bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
-// What a kernel would read for chunk `c`: its plan with the body, stream records and tables taken from where
-// the copies put them (the image in the encoded staging, the tables there or kept apart), so that the twin
-// decodes wrong offsets or a wrong image as wrongly as the GPU would.
-Result<gpu::CachegenPlan> StagedPlan(const gpu::CachegenDeviceChunk& c) {
+// What a kernel would read for chunk `c` (already checked as DecodeCachegen checks it): its plan with the body,
+// stream records and tables taken from where the copies put them (the image in the encoded staging, the tables
+// there or kept apart), so that the twin decodes wrong offsets or a wrong image as wrongly as the GPU would.
+gpu::CachegenPlan StagedPlan(const gpu::CachegenDeviceChunk& c) {
   gpu::CachegenPlan plan = *c.plan;
-  const uint64_t records = gpu::CachegenTablesOffset(plan);
-  const uint64_t tables = gpu::CachegenImageBytes(plan) - records;
-  const bool apart = !c.tables.empty();
-  if (c.image.size() != (apart ? records : records + tables) || (apart && c.tables.size() != tables) ||
-      c.body.size() != plan.body.size() || c.workspace.size() < gpu::CachegenWorkspaceBytes(plan)) {
-    return InvalidArgument("cachegen device chunk: image, tables, body or workspace of the wrong size");
-  }
-  if (!Aligned16(c.image.data()) || !Aligned16(c.workspace.data()) || (apart && !Aligned16(c.tables.data()))) {
-    return InvalidArgument("cachegen device chunk: image, tables or workspace not 16-byte aligned");
-  }
+  const std::byte* tables = c.tables.empty() ? c.image.data() + gpu::CachegenTablesOffset(plan) : c.tables.data();
   std::memcpy(plan.streams.data(), c.image.data(), plan.streams.size() * sizeof(gpu::CachegenStream));
-  std::memcpy(plan.tables.data(), apart ? c.tables.data() : c.image.data() + records,
-              plan.tables.size() * sizeof(gpu::CachegenTable));
+  std::memcpy(plan.tables.data(), tables, plan.tables.size() * sizeof(gpu::CachegenTable));
   plan.body = c.body;
   return plan;
 }
@@ -104,16 +92,15 @@ class HostBackend final : public TransferBackend {
   }
   Status DecodeCachegen(std::span<const gpu::CachegenDeviceChunk> chunks, gpu::StreamHandle,
                         size_t* failed) override {
+    KVTIER_RETURN_IF_ERROR(gpu::CheckCachegenDeviceChunks(chunks));
     for (size_t k = 0; k < chunks.size(); ++k) {
       const gpu::CachegenDeviceChunk& c = chunks[k];
-      auto staged = StagedPlan(c);
-      Status s = staged.status();
-      if (s.ok()) s = gpu::DecodeCachegenCpu(*staged, c.out_dtype, c.out);
-      if (!s.ok()) {
+      const gpu::CachegenPlan staged = StagedPlan(c);
+      if (Status s = gpu::DecodeCachegenCpu(staged, c.out_dtype, c.out); !s.ok()) {
         *failed = k;
         return s;
       }
-      std::memset(c.workspace.data(), 0, gpu::CachegenErrorBytes(*staged));
+      std::memset(c.workspace.data(), 0, gpu::CachegenErrorBytes(staged));
     }
     return Status::Ok();
   }

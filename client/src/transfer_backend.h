@@ -6,7 +6,8 @@
 // Events are addressed by slot: kRoundDone (the last round's kernels and copies finished: both stagings are
 // free), kHostFree (the last round's copies out of the host staging finished), kDecoded (the round's cachegen
 // decode ran and its error codes are back in the host slots), CopiedSlot(layer) (the copy stream put that
-// layer of the round into the device staging) and LayerReadySlot(layer) (that layer is in the cache). Owned by one PagedKvTransfer; not thread-safe.
+// layer of the round into the device staging) and LayerReadySlot(layer) (that layer is in the cache). Owned
+// by one PagedKvTransfer; not thread-safe.
 #pragma once
 
 #include <cstddef>

@@ -29,7 +29,7 @@ detail::CachegenChunkView DeviceView(const CachegenDeviceChunk& c) {
 }  // namespace
 
 Status DecodeCachegen(std::span<const CachegenDeviceChunk> chunks, StreamHandle stream) {
-  for (size_t k = 0; k < chunks.size(); ++k) KVTIER_RETURN_IF_ERROR(detail::CheckCachegenDeviceChunk(chunks[k], k));
+  KVTIER_RETURN_IF_ERROR(CheckCachegenDeviceChunks(chunks));
   if (!GpuAvailable()) return Unavailable("no usable GPU: " + CachedProbe().reason);
   for (size_t first = 0; first < chunks.size(); first += detail::kCachegenLaunchChunks) {
     detail::CachegenLaunchParams p{};

@@ -89,6 +89,11 @@ uint64_t CachegenWorkspaceBytes(const CachegenPlan& plan) {
   return detail::CachegenAnchorsOffset(plan) + anchors;
 }
 
+Status CheckCachegenDeviceChunks(std::span<const CachegenDeviceChunk> chunks) {
+  for (size_t k = 0; k < chunks.size(); ++k) KVTIER_RETURN_IF_ERROR(detail::CheckCachegenDeviceChunk(chunks[k], k));
+  return Status::Ok();
+}
+
 Status CachegenDeviceStatus(const CachegenPlan& plan, std::span<const std::byte> errors) {
   if (errors.size() != CachegenErrorBytes(plan)) {
     return InvalidArgument("cachegen error words of " + Str(errors.size()) + " bytes, the plan has " +

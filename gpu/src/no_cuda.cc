@@ -49,7 +49,7 @@ Status DequantizeInt8(const Int8Payload& payload, DType out_dtype, std::span<std
 }
 
 Status DecodeCachegen(std::span<const CachegenDeviceChunk> chunks, StreamHandle) {
-  for (size_t k = 0; k < chunks.size(); ++k) KVTIER_RETURN_IF_ERROR(detail::CheckCachegenDeviceChunk(chunks[k], k));
+  KVTIER_RETURN_IF_ERROR(CheckCachegenDeviceChunks(chunks));
   return NoCuda();
 }
 

@@ -99,6 +99,10 @@ struct CachegenDeviceChunk {
   std::span<const std::byte> tables;
 };
 
+// DecodeCachegen's argument checks alone (INVALID_ARGUMENT naming the chunk), for code that stands in for the
+// device, such as a transfer's CPU twin reading the same buffers in host memory.
+Status CheckCachegenDeviceChunks(std::span<const CachegenDeviceChunk> chunks);
+
 // Enqueues the decode of every chunk in one launch per 32 chunks. Arguments are checked first as the twin
 // checks them (INVALID_ARGUMENT naming the chunk), then UNAVAILABLE without CUDA or a GPU; INTERNAL for a
 // launch error. Decode errors are in each chunk's workspace once the stream has run: see below.
