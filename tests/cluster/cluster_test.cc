@@ -257,8 +257,10 @@ TEST_F(ClusterTest, NodeKilledMidRunLosesOnlyItsHitsAndComesBackFromDisk) {
   const auto per_node = KeysPerNode(*client, 0, 3000);
   ASSERT_EQ(per_node.size(), 3u);
   for (const auto& [node, n] : per_node) {
-    EXPECT_GE(n, 900u) << node;  // within 10% of even
-    EXPECT_LE(n, 1100u) << node;
+    // The ports, and so the placement, change from run to run: 1000 +- 130 is five standard deviations of
+    // a fair three-way split of 3000 keys, so only a skewed hash fails it.
+    EXPECT_GE(n, 870u) << node;
+    EXPECT_LE(n, 1130u) << node;
   }
   EXPECT_EQ(ReadAll(*client, 0, 3000), 3000u);
   // Every node has written its chunks to disk (the low watermark), so the kill loses none of them.
@@ -332,8 +334,10 @@ TEST_F(ClusterTest, ANodeReturningEmptyGetsOnlyItsShareOfNewWrites) {
   const uint64_t share = KeysPerNode(*client, 300, 1200).at(Address(2));
   const auto [host, disk] = Held(2);
   EXPECT_EQ(host, share);  // exactly its own keys, nothing redirected to the empty node
-  EXPECT_GE(host, 270u);   // and that is about a third of the 900 new keys
-  EXPECT_LE(host, 330u);
+  // And that is about a third of the 900 new keys. The ports change from run to run, so the share is a
+  // draw: 300 +- 75 is five standard deviations of a fair three-way split (+- 30 failed about 1 run in 30).
+  EXPECT_GE(host, 225u);
+  EXPECT_LE(host, 375u);
   EXPECT_EQ(disk, 0u);
 }
 
