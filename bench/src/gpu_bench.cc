@@ -232,7 +232,7 @@ Status BenchCachegen(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostrea
     batch[c] = gpu::CachegenDeviceChunk{&*plan, body->span(), dev_image->span(),
                                         workspace->span().subspan(c * workspace_bytes, workspace_bytes),
                                         rig.chunks_copy->span().subspan(c * rig.chunk_bytes, rig.chunk_bytes),
-                                        DType::kFp16};
+                                        DType::kFp16, {}};
   }
   gpu::StreamHandle s = rig.stream->get();
   auto t = TimeOnStream(o.iterations, s, [&] { return gpu::DecodeCachegen(batch, s); });

@@ -18,6 +18,7 @@
 #include "kvtier/api/convert.h"
 #include "kvtier/v1/kvtier.grpc.pb.h"
 #include "get_stream.h"
+#include "gpu_channel_state.h"
 #include "local_path.h"
 #include "thread_pool.h"
 
@@ -510,6 +511,12 @@ std::future<Result<GetResult>> Client::GetAsync(const ChunkKey& key, std::span<s
 
 std::future<Result<LookupResult>> Client::LookupAsync(std::vector<ChunkKey> keys, std::chrono::milliseconds lease) {
   return impl_->pool.Submit([keys = std::move(keys), lease, this] { return Lookup(keys, lease); });
+}
+
+Result<std::unique_ptr<GpuChannel>> Client::OpenGpuChannel(gpu::PeerLinkKind link, std::chrono::milliseconds timeout) {
+  auto state = GpuChannel::State::Open(*impl_->stub, options_.bearer_token, impl_->context, link, timeout);
+  if (!state.ok()) return state.status();
+  return std::unique_ptr<GpuChannel>(new GpuChannel(std::move(state).value()));
 }
 
 }  // namespace kvtier

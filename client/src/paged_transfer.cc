@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "encoded_chunk.h"
+#include "kvtier/client/gpu_channel.h"
 #include "transfer_backend.h"
 
 namespace kvtier {
@@ -23,6 +24,7 @@ struct RoundChunk {
   uint32_t position = 0;       // sequence position of its first token
   int64_t rerotate_delta = 0;  // position - stored base position, when keys are re-rotated
   int encoded = -1;            // its decode plan in Round::encoded; -1 for a raw chunk
+  bool in_device = false;      // already in its device staging slot (received over the GPU channel)
 };
 
 std::string ShapeString(const gpu::PagedKvShape& s) {
@@ -74,6 +76,8 @@ struct PagedKvTransfer::Impl {
   std::optional<internal::ResidentTables> resident_tables;  // shared profiles' tables on the device
   std::vector<std::span<std::byte>> slots;  // the host staging's slots, where staged gets land
   std::vector<const std::byte*> slot_sources;  // their first bytes, as PlanRound's sources
+  std::vector<std::byte*> device_slots;     // the device staging's slots, where the GPU channel receives
+  std::unique_ptr<GpuChannel> channel;      // to the server's GPU tier (options.nccl), opened at first use
   PagedTransferStats stats;                 // a non-empty zero_copy_off turns the zero-copy path off for good
 
   // What one round places: the chunks (leading hits), the position after them, whether it stopped at a miss.
@@ -84,6 +88,7 @@ struct PagedKvTransfer::Impl {
     bool missed = false;
     bool host_decode = false;  // a hit must be decoded on the host: the round goes through GetBatch
     uint32_t from_server_gpu = 0;  // placed chunks copied out of the server's GPU tier (CUDA IPC)
+    bool over_link = false;        // received over the GPU channel
 
     bool has_cachegen() const {
       return std::any_of(encoded.begin(), encoded.end(), [](const auto& e) { return e.is_cachegen(); });
@@ -128,6 +133,13 @@ struct PagedKvTransfer::Impl {
   Result<Round> StagedRound(Client* client, const gpu::PagedKvShape& shape, std::span<const ChunkKey> keys,
                             size_t first_index, const PagedTarget& t, uint32_t position, bool layerwise,
                             bool host_decode, gpu::StreamHandle stream, std::span<GetResult> results);
+  // The round's leading chunks that the server's GPU tier sends over the GPU channel, received into the device
+  // staging; nullopt when the channel is off (it failed to open, or broke: stats.nccl_off). The round may
+  // place fewer chunks than keys without a miss: the rest is the next round's, over gRPC.
+  Result<std::optional<Round>> LinkRound(Client* client, const gpu::PagedKvShape& shape, std::span<const ChunkKey> keys,
+                                         size_t first_index, const PagedTarget& t, uint32_t position,
+                                         const PagedTransferOptions& options, gpu::StreamHandle stream,
+                                         std::span<GetResult> results);
   // The server's GPU tier in this process when some hit has a copy there and it can be opened (CUDA IPC); null
   // otherwise (the first failure turns IPC off for good: stats.ipc_off).
   const std::byte* ServerGpu(const LeasedArena& arena, std::span<const LeasedChunk> hits);
@@ -164,6 +176,7 @@ Result<std::unique_ptr<PagedKvTransfer>> PagedKvTransfer::Create(Client* client,
   for (uint32_t i = 0; i < impl->chunks_per_round; ++i) {
     impl->slots.push_back(impl->backend->host_staging().subspan(i * impl->slot_bytes, impl->slot_bytes));
     impl->slot_sources.push_back(impl->slots.back().data());
+    impl->device_slots.push_back(impl->backend->device_staging().data() + i * impl->slot_bytes);
   }
   return std::unique_ptr<PagedKvTransfer>(new PagedKvTransfer(client, shape, options, std::move(impl)));
 }
@@ -320,6 +333,7 @@ Status PagedKvTransfer::Impl::EnqueueCopies(const Round& round, std::span<const 
         KVTIER_RETURN_IF_ERROR(EnqueueEncodedCopies(round, i, keys[i], shape, l, layers_per_pass, &cachegen));
         continue;
       }
+      if (c.in_device) continue;
       const uint64_t bytes = 2 * uint64_t{c.num_tokens} * row * layers_per_pass;
       KVTIER_RETURN_IF_ERROR(backend->Copy(device + c.offset + l * bytes, c.source + l * bytes, bytes, copy));
     }
@@ -548,7 +562,48 @@ const std::byte* PagedKvTransfer::Impl::ServerGpu(const LeasedArena& arena, std:
   return nullptr;
 }
 
+Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::LinkRound(
+    Client* client, const gpu::PagedKvShape& shape, std::span<const ChunkKey> keys, size_t first_index,
+    const PagedTarget& t, uint32_t position, const PagedTransferOptions& options, gpu::StreamHandle stream,
+    std::span<GetResult> results) {
+  if (channel == nullptr) {
+    const auto kind =
+        options.placement == TransferPlacement::kDevice ? gpu::PeerLinkKind::kNccl : gpu::PeerLinkKind::kLoopback;
+    auto opened = client->OpenGpuChannel(kind, options.nccl_timeout);
+    if (!opened.ok()) {
+      stats.nccl_off = "the server's GPU channel cannot be opened: " + opened.status().ToString();
+      return std::optional<Round>();
+    }
+    channel = std::move(opened).value();
+  }
+  // The receives overwrite the device staging: they wait for the previous round's unpacks (kRoundDone).
+  KVTIER_RETURN_IF_ERROR(backend->StreamWait(TransferBackend::kRoundDone, backend->copy_stream()));
+  auto got = channel->Get(keys, std::span(device_slots).first(keys.size()), slot_bytes, backend->copy_stream());
+  if (!got.ok()) {
+    stats.nccl_off = "the GPU channel broke: " + got.status().ToString();
+    channel.reset();
+    return std::optional<Round>();
+  }
+  const std::vector<const std::byte*> sources(got->received.size(), nullptr);  // in the device staging already
+  auto round = PlanRound(shape, got->received, keys, first_index, position, sources, /*in_host_slots=*/false);
+  if (!round.ok()) return round.status();
+  round->missed = got->stopped_at_miss;
+  round->over_link = true;
+  for (RoundChunk& c : round->chunks) c.in_device = true;
+  std::copy(got->received.begin(), got->received.end(), results.begin());
+  if (!round->chunks.empty()) {
+    KVTIER_RETURN_IF_ERROR(CheckCoverage(t, round->end_position));
+    KVTIER_RETURN_IF_ERROR(EnqueueRound(*round, keys, t, options.layerwise, stream));
+  }
+  Count(*round, /*leased=*/false);
+  return std::optional<Round>(std::move(round).value());
+}
+
 void PagedKvTransfer::Impl::Count(const Round& round, bool leased) {
+  if (round.over_link) {
+    stats.nccl_chunks += round.chunks.size();
+    return;
+  }
   (leased ? stats.leased_chunks : stats.staged_chunks) += round.chunks.size();
   stats.ipc_chunks += round.from_server_gpu;
   for (const RoundChunk& c : round.chunks) stats.decoded_chunks += c.encoded >= 0 ? 1 : 0;
@@ -562,7 +617,8 @@ Result<LayerwiseLoad> PagedKvTransfer::GetToDevice(std::span<const ChunkKey> key
   load.num_layers_ = shape_.num_layers;
   load.layer_events_ = impl_->backend->layer_events();
   uint32_t position = target.first_token;
-  for (size_t start = 0; start < keys.size(); start += impl_->chunks_per_round) {
+  bool link_next = true;  // a GPU channel round that stopped short of its keys sends the next round to gRPC
+  for (size_t start = 0; start < keys.size();) {
     const size_t count = std::min<size_t>(impl_->chunks_per_round, keys.size() - start);
     const std::span<const ChunkKey> round_keys = keys.subspan(start, count);
     const std::span<GetResult> round_results = std::span(load.results).subspan(start, count);
@@ -578,6 +634,12 @@ Result<LayerwiseLoad> PagedKvTransfer::GetToDevice(std::span<const ChunkKey> key
         round.reset();
       }
     }
+    if (!round && !host_decode && link_next && options_.nccl && impl_->stats.nccl_off.empty()) {
+      auto linked = impl_->LinkRound(client_, shape_, round_keys, start, target, position, options_, stream,
+                                     round_results);
+      if (!linked.ok()) return linked.status();
+      round = std::move(*linked);
+    }
     if (!round) {
       auto staged = impl_->StagedRound(client_, shape_, round_keys, start, target, position, options_.layerwise,
                                        host_decode, stream, round_results);
@@ -587,6 +649,10 @@ Result<LayerwiseLoad> PagedKvTransfer::GetToDevice(std::span<const ChunkKey> key
     load.placed_chunks += static_cast<uint32_t>(round->chunks.size());
     position = round->end_position;
     if (round->missed) break;
+    // Only a GPU channel round places fewer chunks than keys without a miss: its rest goes over gRPC next.
+    if (!round->over_link && round->chunks.size() != count) break;
+    link_next = !round->over_link || round->chunks.size() == count;
+    start += round->chunks.size();
   }
   load.placed_tokens = position - target.first_token;
   return load;

@@ -8,9 +8,11 @@
 #include <utility>
 
 #include "kvtier/gpu/device.h"
+#include "peer_link_internal.h"
 
 #if defined(KVTIER_HAVE_CUDA) && defined(KVTIER_HAVE_NCCL_HEADER)
 #include <dlfcn.h>
+#include <cuda_runtime.h>
 #include <nccl.h>
 #endif
 
@@ -168,14 +170,129 @@ NcclChannel& NcclChannel::operator=(NcclChannel&& other) noexcept {
 
 Status NcclChannel::Send(const void* device_data, size_t bytes, StreamHandle stream) {
   if (device_data == nullptr && bytes > 0) return InvalidArgument("NcclChannel::Send: null buffer");
+  if (comm_ == nullptr) return Unavailable("NcclChannel::Send: the communicator was aborted");
   auto comm = static_cast<ncclComm_t>(comm_);
   return FromNccl(Settle(comm, Api().send(device_data, bytes, ncclUint8, 1 - rank_, comm, stream)), "ncclSend");
 }
 
 Status NcclChannel::Recv(void* device_data, size_t bytes, StreamHandle stream) {
   if (device_data == nullptr && bytes > 0) return InvalidArgument("NcclChannel::Recv: null buffer");
+  if (comm_ == nullptr) return Unavailable("NcclChannel::Recv: the communicator was aborted");
   auto comm = static_cast<ncclComm_t>(comm_);
   return FromNccl(Settle(comm, Api().recv(device_data, bytes, ncclUint8, 1 - rank_, comm, stream)), "ncclRecv");
+}
+
+Status NcclChannel::AsyncError() const {
+  if (comm_ == nullptr) return Unavailable("NcclChannel: the communicator was aborted");
+  ncclResult_t state = ncclSuccess;
+  KVTIER_RETURN_IF_ERROR(FromNccl(Api().get_async_error(static_cast<ncclComm_t>(comm_), &state), "ncclCommGetAsyncError"));
+  return state == ncclInProgress ? Status::Ok() : FromNccl(state, "NCCL communicator");
+}
+
+void NcclChannel::Abort() {
+  if (comm_ != nullptr) Api().abort(static_cast<ncclComm_t>(std::exchange(comm_, nullptr)));
+}
+
+namespace {
+
+// Makes `device` current for the scope (-1: leaves the current one) and restores the previous one.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    if (device < 0 || cudaGetDevice(&previous_) != cudaSuccess || previous_ == device) return;
+    const cudaError_t err = cudaSetDevice(device);
+    if (err != cudaSuccess) status_ = Internal("cudaSetDevice(" + std::to_string(device) + "): " + cudaGetErrorString(err));
+  }
+  ~DeviceScope() {
+    if (previous_ >= 0 && status_.ok()) cudaSetDevice(previous_);
+  }
+  const Status& status() const { return status_; }
+
+ private:
+  int previous_ = -1;
+  Status status_;
+};
+
+// PeerLink over an NcclChannel: operations on a stream of the link's own, Wait polling an event and the
+// communicator's error so that a dead peer ends in an abort, not a hang.
+class NcclLink final : public PeerLink {
+ public:
+  NcclLink(NcclChannel channel, Stream stream, Event after, Event done, int device)
+      : channel_(std::move(channel)), stream_(std::move(stream)), after_(std::move(after)), done_(std::move(done)),
+        device_(device) {}
+
+  PeerLinkKind kind() const override { return PeerLinkKind::kNccl; }
+
+  Status Send(const void* data, size_t bytes) override {
+    return Do([&] { return channel_.Send(data, bytes, stream_.get()); });
+  }
+  Status Recv(void* data, size_t bytes) override {
+    return Do([&] { return channel_.Recv(data, bytes, stream_.get()); });
+  }
+  Status After(StreamHandle stream) override {
+    return Do([&] {
+      KVTIER_RETURN_IF_ERROR(after_.Record(stream));
+      return after_.MakeStreamWait(stream_.get());
+    });
+  }
+  Status Wait(std::chrono::milliseconds timeout) override {
+    return Do([&] {
+      KVTIER_RETURN_IF_ERROR(done_.Record(stream_.get()));
+      const auto deadline = std::chrono::steady_clock::now() + timeout;
+      for (;;) {
+        auto finished = done_.Query();
+        if (!finished.ok()) return finished.status();
+        if (*finished) return Status::Ok();
+        KVTIER_RETURN_IF_ERROR(channel_.AsyncError());
+        if (std::chrono::steady_clock::now() >= deadline) {
+          channel_.Abort();
+          (void)stream_.Synchronize();  // the aborted operations end; nothing touches the buffers after this
+          return Unavailable("NCCL link: the peer did not complete within " + std::to_string(timeout.count()) +
+                             " ms; link aborted");
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(20));
+      }
+    });
+  }
+
+ private:
+  template <typename Fn>
+  Status Do(Fn&& fn) {
+    if (!broken_.ok()) return broken_;
+    DeviceScope scope(device_);
+    Status s = scope.status().ok() ? fn() : scope.status();
+    if (!s.ok()) {
+      broken_ = Unavailable("NCCL link broken: " + s.ToString());
+      channel_.Abort();
+    }
+    return s;
+  }
+
+  NcclChannel channel_;
+  Stream stream_;
+  Event after_;
+  Event done_;
+  int device_;
+  Status broken_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<PeerLink>> internal::JoinNcclLink(const NcclUniqueId& id, int rank, int device,
+                                                         std::chrono::milliseconds timeout) {
+  KVTIER_RETURN_IF_ERROR(Ready());
+  DeviceScope scope(device);
+  KVTIER_RETURN_IF_ERROR(scope.status());
+  auto stream = Stream::Create();
+  if (!stream.ok()) return stream.status();
+  auto after = Event::Create();
+  if (!after.ok()) return after.status();
+  auto done = Event::Create();
+  if (!done.ok()) return done.status();
+  auto channel = NcclChannel::Connect(id, rank, timeout);
+  if (!channel.ok()) return channel.status();
+  return std::unique_ptr<PeerLink>(new NcclLink(std::move(*channel), std::move(*stream), std::move(*after),
+                                                std::move(*done), device));
 }
 
 #else  // no CUDA or no nccl.h: a channel can never be created
@@ -204,6 +321,11 @@ NcclChannel& NcclChannel::operator=(NcclChannel&& other) noexcept {
 }
 Status NcclChannel::Send(const void*, size_t, StreamHandle) { return NoNccl(); }
 Status NcclChannel::Recv(void*, size_t, StreamHandle) { return NoNccl(); }
+Status NcclChannel::AsyncError() const { return NoNccl(); }
+void NcclChannel::Abort() {}
+Result<std::unique_ptr<PeerLink>> internal::JoinNcclLink(const NcclUniqueId&, int, int, std::chrono::milliseconds) {
+  return NoNccl();
+}
 
 #endif
 

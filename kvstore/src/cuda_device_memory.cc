@@ -20,6 +20,11 @@ class CudaDeviceMemory final : public DeviceMemory {
   }
   void* base() const override { return arena_.data(); }
   Result<gpu::IpcExport> ExportIpc() const override { return gpu::ExportIpc(arena_.data(), arena_.device()); }
+  gpu::PeerLinkKind peer_link_kind() const override { return gpu::PeerLinkKind::kNccl; }
+  Status SendOver(gpu::PeerLink& link, uint64_t offset, uint64_t bytes) override {
+    if (offset > arena_.size() || bytes > arena_.size() - offset) return InvalidArgument("send past the device arena");
+    return link.Send(arena_.data() + offset, bytes);
+  }
   Status CopyToDevice(uint64_t offset, std::span<const std::byte> src) override { return arena_.CopyIn(offset, src); }
   Status CopyToHost(uint64_t offset, std::span<std::byte> dst) override { return arena_.CopyOut(offset, dst); }
 

@@ -26,6 +26,8 @@ std::string_view OpName(Op op) {
     case Op::kPutProfile: return "put_profile";
     case Op::kGetProfile: return "get_profile";
     case Op::kLocalInfo: return "local_info";
+    case Op::kGpuChannelOpen: return "gpu_channel_open";
+    case Op::kGpuChannelGet: return "gpu_channel_get";
     case Op::kCount: break;
   }
   return "unknown";

@@ -4,22 +4,12 @@
 #include <vector>
 
 #include "get_reactor.h"
+#include "wire_keys.h"
 #include "kvtier/api/convert.h"
 #include "variant_proto.h"
 
 namespace kvtier {
 namespace {
-
-Result<std::vector<ChunkKey>> KeysOf(const google::protobuf::RepeatedPtrField<std::string>& wire) {
-  std::vector<ChunkKey> keys;
-  keys.reserve(wire.size());
-  for (int i = 0; i < wire.size(); ++i) {
-    auto key = ChunkKey::FromBytes(wire[i]);
-    if (!key.ok()) return InvalidArgument("keys[" + std::to_string(i) + "]: " + key.status().message());
-    keys.push_back(*key);
-  }
-  return keys;
-}
 
 // Most content keys a variant-selecting get may name as the new prompt.
 constexpr size_t kMaxVariantContext = 65536;
@@ -43,6 +33,7 @@ Status ServiceOptions::Validate() const {
   if (max_frame_bytes < 4096 || max_frame_bytes > (64ull << 20)) {
     return InvalidArgument("max_frame_bytes must be in [4096, 64 MiB]");
   }
+  if (gpu_link_timeout_ms == 0) return InvalidArgument("gpu_tier.link_timeout_ms must be > 0");
   return Status::Ok();
 }
 
@@ -53,9 +44,13 @@ template <typename Fn>
 grpc::Status KvTierService::Timed(Op op, Fn&& fn) {
   const auto start = std::chrono::steady_clock::now();
   const Status status = fn();
+  Observe(op, start, status);
+  return ToGrpc(status);
+}
+
+void KvTierService::Observe(Op op, std::chrono::steady_clock::time_point start, const Status& status) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (metrics_ != nullptr) metrics_->ObserveRequest(op, status.code(), seconds);
-  return ToGrpc(status);
 }
 
 Result<Scope> KvTierService::ScopeOf(const grpc::ServerContextBase& ctx, const v1::RequestContext& context,

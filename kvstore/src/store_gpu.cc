@@ -92,7 +92,7 @@ Result<Store::GpuIpcArena> Store::GpuIpcExport() const {
 std::optional<uint64_t> Store::HoldGpuCopy(const ChunkRef& ref) {
   std::lock_guard lock(mu_);
   ChunkEntry* e = ref.entry_;
-  if (e == nullptr || !e->in_gpu || gpu_failed_ || !gpu_ipc_export_.ok()) return std::nullopt;
+  if (e == nullptr || !e->in_gpu || gpu_failed_) return std::nullopt;
   ++e->gpu_copies;  // a copy out of the placement may be in flight: neither evicted nor freed meanwhile
   return e->gpu.offset + e->payload_offset;
 }
@@ -100,6 +100,23 @@ std::optional<uint64_t> Store::HoldGpuCopy(const ChunkRef& ref) {
 void Store::ReleaseGpuCopy(const ChunkRef& ref) {
   std::lock_guard lock(mu_);
   if (ref.entry_ != nullptr && ref.entry_->gpu_copies > 0) --ref.entry_->gpu_copies;
+}
+
+Result<Store::GpuLinkInfo> Store::GpuLink() const {
+  std::lock_guard lock(mu_);
+  if (gpu_ == nullptr) {
+    return FailedPrecondition("this server has no GPU tier" +
+                              (gpu_unavailable_.empty() ? std::string() : " (" + gpu_unavailable_ + ")"));
+  }
+  if (gpu_failed_) return FailedPrecondition("the GPU tier was disabled");
+  const DeviceMemory& memory = gpu_->memory();
+  return GpuLinkInfo{memory.peer_link_kind(), memory.device(), memory.name()};
+}
+
+Status Store::SendGpuCopy(gpu::PeerLink& link, uint64_t offset, uint64_t bytes) {
+  // The hold (HoldGpuCopy) keeps the placement; a disabled tier allocates nothing more, so the bytes stay.
+  if (gpu_ == nullptr) return FailedPrecondition("this server has no GPU tier");
+  return gpu_->memory().SendOver(link, offset, bytes);
 }
 
 bool Store::CopyToGpu(ChunkEntry* e) {

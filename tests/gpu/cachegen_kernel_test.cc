@@ -43,7 +43,7 @@ struct DeviceChunk {
   }
   CachegenDeviceChunk View(const CachegenPlan& plan, DType out_dtype) const {
     return CachegenDeviceChunk{&plan, std::span<const std::byte>(body.data() + body_offset, plan.body.size()),
-                               image.span(), workspace.span(), out.span(), out_dtype};
+                               image.span(), workspace.span(), out.span(), out_dtype, {}};
   }
   Status DecodeStatus(const CachegenPlan& plan) const {
     DataBytes codes(CachegenErrorBytes(plan));

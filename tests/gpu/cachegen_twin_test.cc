@@ -382,7 +382,7 @@ TEST(CachegenDecodeTwin, Checks) {
   // The device entry point checks the same and its own buffers, naming the chunk.
   std::vector<std::byte> image = CachegenImage(good);
   std::vector<std::byte> workspace(CachegenWorkspaceBytes(good) + 16);
-  const CachegenDeviceChunk chunk{&good, good.body, image, workspace, exact, DType::kFp32};
+  const CachegenDeviceChunk chunk{&good, good.body, image, workspace, exact, DType::kFp32, {}};
   auto expect_chunk = [&](auto change, const std::string& fragment) {
     CachegenDeviceChunk bad[2] = {chunk, chunk};
     change(bad[1]);

@@ -75,7 +75,9 @@ TEST_F(PagedTransferSharedMemoryTest, Int8AndCachegenChunksAreDecodedByTheTransf
         encode.codec = id;
         encode.profile = id == codec::CodecId::kCacheGen ? &profile : nullptr;
         auto client = SharedClient(mode, encode, 64);
-        if (id == codec::CodecId::kCacheGen) ASSERT_TRUE(client->PutProfile("paged", profile).ok());
+        if (id == codec::CodecId::kCacheGen) {
+          ASSERT_TRUE(client->PutProfile("paged", profile).ok());
+        }
         PagedTransferOptions o = HostOptions();
         o.layerwise = layerwise;
         auto t = PagedKvTransfer::Create(client.get(), CacheShape(fp), o);

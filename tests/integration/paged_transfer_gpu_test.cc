@@ -253,7 +253,9 @@ TEST_F(PagedTransferGpuTest, EncodedChunksDecodedOnTheGpuEqualTheTwin) {
         o.encode.profile = variant == 2 ? &*profile : nullptr;
         auto client = Client::Connect(o);
         ASSERT_TRUE(client.ok());
-        if (variant == 2) ASSERT_TRUE((*client)->PutProfile("gpu-test", *profile).ok());
+        if (variant == 2) {
+          ASSERT_TRUE((*client)->PutProfile("gpu-test", *profile).ok());
+        }
         PagedTransferOptions options;
         options.layerwise = layerwise;
         const PagedTransferStats stats =

@@ -24,6 +24,8 @@ struct DeviceFaultKnobs {
   std::atomic<int> fail_to_device{0};  // next N host -> device copies fail (-1: all)
   std::atomic<int> fail_to_host{0};    // next N device -> host copies fail (-1: all)
   std::atomic<bool> fail_open{false};  // reserving the arena fails (RESOURCE_EXHAUSTED, like cudaMalloc)
+  std::atomic<int> fail_sends{0};      // next N sends over a peer link fail before sending (-1: all)
+  std::atomic<uint64_t> sends{0};      // sends over peer links attempted
   std::atomic<uint64_t> to_device{0}, to_host{0};  // copies attempted
   std::atomic<int> opened_device{-1};              // the device the store asked for
   std::atomic<const std::byte*> memory{nullptr};   // the emulated arena, for tests that look at what it holds
@@ -44,6 +46,15 @@ class EmulatedDeviceMemory final : public DeviceMemory {
     std::string handle = "emulated IPC handle of device " + std::to_string(device_);
     handle.resize(64, '\0');
     return gpu::IpcExport{handle, "emulated:" + std::to_string(device_)};
+  }
+
+  // The twin of NCCL: the service's GPU channel runs over a loopback link (both ends in the test's process).
+  gpu::PeerLinkKind peer_link_kind() const override { return gpu::PeerLinkKind::kLoopback; }
+  Status SendOver(gpu::PeerLink& link, uint64_t offset, uint64_t bytes) override {
+    knobs_->sends.fetch_add(1);
+    KVTIER_RETURN_IF_ERROR(Check(offset, bytes));
+    if (TakeFault(knobs_->fail_sends)) return Internal("ncclSend: unhandled system error (injected)");
+    return link.Send(memory_.data() + offset, bytes);
   }
 
   Status CopyToDevice(uint64_t offset, std::span<const std::byte> src) override {

@@ -33,6 +33,11 @@
 #include "kvtier/v1/kvtier.pb.h"
 
 namespace kvtier {
+namespace gpu {
+enum class PeerLinkKind : uint8_t;  // kvtier/gpu/peer_link.h
+}  // namespace gpu
+
+class GpuChannel;  // kvtier/client/gpu_channel.h
 
 // TLS to the server. Off when root_ca_pem is empty (plaintext).
 struct ClientTls {
@@ -221,6 +226,13 @@ class Client {
   // opened LeasedArena::gpu_ipc_handle and copies device-to-device.
   Result<std::optional<std::vector<GetResult>>> GetLeased(std::span<const ChunkKey> keys, const LeasedChunkSink& sink,
                                                           bool want_gpu = false);
+
+  // A channel that receives chunks of the server's GPU tier device to device (client/gpu_channel.h) over a
+  // peer link of kind `link` (NCCL; loopback is the in-process twin), joined on the current CUDA device,
+  // waiting at most `timeout` for the link (and, later, for each get's receives). FAILED_PRECONDITION when
+  // the server has no GPU tier or offers another kind of link; UNAVAILABLE when the link cannot be made.
+  Result<std::unique_ptr<GpuChannel>> OpenGpuChannel(gpu::PeerLinkKind link,
+                                                     std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
   // How many leading keys of a prefix chain are cached; with lease > 0 they are held that long.
   Result<LookupResult> Lookup(std::span<const ChunkKey> keys,

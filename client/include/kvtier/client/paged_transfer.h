@@ -18,7 +18,9 @@
 // once at Create; calls never allocate large memory. Calls needing more than the staging hold run in rounds. On
 // the server's own host the host staging is skipped: chunks are copied to the GPU straight from the server's
 // shared arena while the client holds leases on them (Client::GetLeased); the call returns once those copies
-// are done and verified, with the unpacks queued layer by layer. Nothing is written past placed_tokens.
+// are done and verified, with the unpacks queued layer by layer. From another node, chunks in the server's GPU
+// tier come over a GPU channel (NCCL) into the device staging; the call returns once they landed. Nothing is
+// written past placed_tokens.
 //
 // Encoded chunks (int8, cachegen) are decoded on the GPU by default: the host parses and checks each container
 // (the codec's own checks), only the encoded body crosses PCIe, and the decoder writes the raw chunk into the
@@ -33,6 +35,7 @@
 // the next call on the same transfer.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -75,6 +78,15 @@ struct PagedTransferOptions {
   // of it (its arena opened by CUDA IPC, kvstore/GPU_TIER.md) instead of from DRAM. Needs peer access between
   // the two devices when the server's is another; without it, IPC is turned off for good (stats.ipc_off).
   bool ipc = true;
+  // Where the shared-memory path does not serve (another node): raw chunks the server holds in its GPU tier
+  // are received device to device into the device staging over a GPU channel (client/gpu_channel.h, NCCL;
+  // the twin: its loopback link, which only an in-process server with an emulated GPU tier offers), opened at
+  // the first get. The rest of a round goes through a gRPC get as before. A channel that cannot be opened,
+  // or breaks, is turned off for good (stats.nccl_off) and the round is fetched over gRPC.
+  bool nccl = true;
+  // How long the channel waits for the server to join the link, and for a round's receives to land (which
+  // follow the previous round's unpacks on the caller's stream).
+  std::chrono::milliseconds nccl_timeout{10000};
   // Decode int8 and cachegen chunks here, on the GPU (the twin: with the decoders' CPU twins): only the encoded
   // body and the cachegen tables cross PCIe, and the host only parses and checks the container. Costs a second
   // device staging of staging_bytes. Other codecs, and a chunk whose container does not fit one chunk's slot,
@@ -121,6 +133,8 @@ struct PagedTransferStats {
   std::string zero_copy_off;   // why zero_copy was turned off for good (the arena could not be registered)
   uint64_t ipc_chunks = 0;     // of the leased ones, copied device-to-device out of the server's GPU tier
   std::string ipc_off;         // why ipc was turned off for good (the server's GPU arena could not be opened)
+  uint64_t nccl_chunks = 0;    // placed from the server's GPU tier over the GPU channel (nccl)
+  std::string nccl_off;        // why the GPU channel was turned off for good
 };
 
 class PagedKvTransfer {

@@ -7,6 +7,8 @@
 // without CUDA or without a GPU gets UNAVAILABLE with the reason, so callers fall back to gRPC. NCCL puts each
 // rank of a communicator on its own GPU: two processes sharing one GPU cannot form a channel.
 //
+// PeerLink (peer_link.h) wraps a channel with a stream of its own and a Wait that cannot hang.
+//
 // Ownership: the channel owns its communicator (destroyed with it, aborted when Connect gives up). Movable, not
 // copyable. Send/Recv may be called from one thread at a time per channel (NCCL's rule for a communicator); the
 // buffers are device memory the caller keeps alive until `stream` has passed the operation.
@@ -52,6 +54,10 @@ class NcclChannel {
   Status Send(const void* device_data, size_t bytes, StreamHandle stream);
   // Enqueues receiving `bytes` bytes from the other rank into device memory.
   Status Recv(void* device_data, size_t bytes, StreamHandle stream);
+  // The communicator's asynchronous error (a peer gone, a network error); Ok while it is healthy.
+  Status AsyncError() const;
+  // Ends every pending operation (their buffers undefined); the channel is unusable afterwards.
+  void Abort();
 
  private:
   NcclChannel(void* comm, int rank) : comm_(comm), rank_(rank) {}

@@ -15,6 +15,7 @@
 
 #include "kvtier/api/status.h"
 #include "kvtier/gpu/ipc.h"
+#include "kvtier/gpu/peer_link.h"
 
 namespace kvtier {
 
@@ -32,6 +33,13 @@ class DeviceMemory {
   // The whole arena exported for CUDA IPC (kvtier/gpu/ipc.h), so that same-node workers copy chunks out of it
   // device-to-device. An error when it cannot be exported (the tier then serves those workers from DRAM).
   virtual Result<gpu::IpcExport> ExportIpc() const = 0;
+
+  // The service's GPU channel (GPU_TIER.md "NCCL channel") sends arena bytes to another process's GPU over a
+  // peer link of this kind, joined on device(): NCCL for device memory; an emulation says loopback.
+  virtual gpu::PeerLinkKind peer_link_kind() const = 0;
+  // Enqueues sending [offset, offset + bytes) over `link` (its Wait tells when it is done). INVALID_ARGUMENT
+  // past the arena's end.
+  virtual Status SendOver(gpu::PeerLink& link, uint64_t offset, uint64_t bytes) = 0;
 
   // Host -> device; returns once the bytes have landed. INVALID_ARGUMENT past the arena's end.
   virtual Status CopyToDevice(uint64_t offset, std::span<const std::byte> src) = 0;

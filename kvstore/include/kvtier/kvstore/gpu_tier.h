@@ -28,6 +28,7 @@ class GpuTier final : public Tier {
   Status Read(const Placement& placement, uint64_t offset, std::span<std::byte> out) override;
 
   const DeviceMemory& memory() const { return *memory_; }
+  DeviceMemory& memory() { return *memory_; }
 
  private:
   std::unique_ptr<DeviceMemory> memory_;

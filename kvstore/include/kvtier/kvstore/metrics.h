@@ -30,7 +30,20 @@ namespace kvtier {
 
 class Store;
 
-enum class Op { kPut = 0, kGet, kLookup, kExists, kDelete, kStats, kPutProfile, kGetProfile, kLocalInfo, kCount };
+enum class Op {
+  kPut = 0,
+  kGet,
+  kLookup,
+  kExists,
+  kDelete,
+  kStats,
+  kPutProfile,
+  kGetProfile,
+  kLocalInfo,
+  kGpuChannelOpen,  // a GpuChannel stream's open: the link joined, or why not
+  kGpuChannelGet,   // one get on a GpuChannel: answered and its payloads sent over the link
+  kCount
+};
 std::string_view OpName(Op op);
 
 // kvtier_codec_bytes_total{direction}: "in" is payload committed by puts, "out" payload sent by gets.

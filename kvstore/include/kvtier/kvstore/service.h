@@ -1,15 +1,18 @@
 // KvTierService: the gRPC face of a Store (kvtier.v1.KvTier). It validates wire-level input (key
 // lengths, frame sizes, stream order), maps kvtier::Status to gRPC codes, streams payloads in frames,
 // and records request metrics. All policy lives in the Store. Thread-safe: gRPC calls it from many
-// threads; it holds no mutable state of its own.
+// threads; its only mutable state is the count of open GPU channels (an atomic).
 //
 // Get is a raw callback method: its data frames are gRPC slices that point into the host arena (the
 // chunk is held by a reference until gRPC releases the slice), so payload bytes are not copied in user
-// space on the way out. The other methods use the synchronous API.
+// space on the way out. The other methods use the synchronous API. GpuChannel (gpu_channel_service.cc) holds
+// one synchronous thread per open channel, bounded by max_gpu_channels.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "kvtier/kvstore/auth.h"
@@ -21,6 +24,10 @@ namespace kvtier {
 
 struct ServiceOptions {
   uint64_t max_frame_bytes = 1ull << 20;  // largest data frame accepted in a put, and sent in a get
+  uint32_t max_gpu_channels = 16;         // GpuChannel streams open at once; more are RESOURCE_EXHAUSTED
+  // How long a GPU channel waits for its peer: to join the link, and for each answer's sends to complete
+  // (a client that died mid-receive ends the channel after this, the link aborted).
+  uint32_t gpu_link_timeout_ms = 30000;
   Status Validate() const;
 };
 
@@ -47,6 +54,8 @@ class KvTierService final : public v1::KvTier::WithRawCallbackMethod_Get<v1::KvT
                           v1::GetProfileResponse* response) override;
   grpc::Status LocalInfo(grpc::ServerContext* ctx, const v1::LocalInfoRequest* request,
                          v1::LocalInfoResponse* response) override;
+  grpc::Status GpuChannel(grpc::ServerContext* ctx,
+                          grpc::ServerReaderWriter<v1::GpuChannelResponse, v1::GpuChannelRequest>* stream) override;
   // What LocalInfo answers; set before the server starts serving (empty: no same-host path).
   void SetLocalInfo(v1::LocalInfoResponse info) { local_info_ = std::move(info); }
 
@@ -65,6 +74,14 @@ class KvTierService final : public v1::KvTier::WithRawCallbackMethod_Get<v1::KvT
     std::vector<v1::ChunkHeader> extras;     // per key: variant fields merged into a hit's header
   };
   Result<AcquiredGet> AcquireForGet(const grpc::ServerContextBase& ctx, const grpc::ByteBuffer& request);
+  // The GPU channel's steps (gpu_channel_service.cc).
+  using GpuChannelStream = grpc::ServerReaderWriter<v1::GpuChannelResponse, v1::GpuChannelRequest>;
+  Status ServeGpuChannel(grpc::ServerContext& ctx, GpuChannelStream& stream);
+  Result<std::unique_ptr<gpu::PeerLink>> OpenGpuChannel(grpc::ServerContext& ctx, const v1::GpuChannelRequest& first,
+                                                        GpuChannelStream& stream, Scope* scope);
+  Status AnswerGpuGet(const Scope& scope, const v1::GpuChannelGet& get, GpuChannelStream& stream,
+                      gpu::PeerLink& link);
+  void Observe(Op op, std::chrono::steady_clock::time_point start, const Status& status);
 
   Store* const store_;
   Metrics* const metrics_;
@@ -72,6 +89,7 @@ class KvTierService final : public v1::KvTier::WithRawCallbackMethod_Get<v1::KvT
   const Authorizer* const auth_;
   const std::chrono::steady_clock::time_point started_;
   v1::LocalInfoResponse local_info_;
+  std::atomic<uint32_t> gpu_channels_{0};
 };
 
 }  // namespace kvtier

@@ -352,6 +352,17 @@ class Store {
   std::optional<uint64_t> HoldGpuCopy(const ChunkRef& ref);
   void ReleaseGpuCopy(const ChunkRef& ref);
 
+  // Clients on other GPUs receive GPU copies over a peer link (the service's GPU channel, GPU_TIER.md "NCCL
+  // channel"). The link kind and device to join on, or FAILED_PRECONDITION saying why the tier cannot send.
+  struct GpuLinkInfo {
+    gpu::PeerLinkKind kind = gpu::PeerLinkKind::kNccl;
+    int device = 0;
+    std::string device_name;
+  };
+  Result<GpuLinkInfo> GpuLink() const;
+  // Enqueues sending `bytes` bytes of a held GPU copy (at HoldGpuCopy's offset) over `link`.
+  Status SendGpuCopy(gpu::PeerLink& link, uint64_t offset, uint64_t bytes);
+
   // Number of leading keys present; `tiers` gets one entry per key (kNone for a miss). With
   // lease_ttl_ms > 0 the leading hits are leased (not evicted) for min(lease_ttl_ms, max_lease_ttl_ms).
   Result<uint32_t> Lookup(const Scope& scope, std::span<const ChunkKey> keys, uint32_t lease_ttl_ms,
