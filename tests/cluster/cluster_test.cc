@@ -266,7 +266,10 @@ TEST_F(ClusterTest, NodeKilledMidRunLosesOnlyItsHitsAndComesBackFromDisk) {
   // Every node has written its chunks to disk (the low watermark), so the kill loses none of them.
   for (size_t i = 0; i < 3; ++i) {
     const uint64_t want = per_node.at(Address(i));
-    for (int t = 0; t < 500 && Held(i).second < want; ++t) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    // A hang guard (60 s), not a timing check: a sanitizer build on a slow disk takes seconds.
+    for (int t = 0; t < 3000 && Held(i).second < want; ++t) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
     ASSERT_EQ(Held(i).second, want) << "node " << i << " did not demote everything";
   }
 
@@ -413,7 +416,9 @@ TEST_F(ClusterTest, TwoReplicasFindEveryBestVariantWhenANodeDies) {
   const auto passages = PutVariants(*client, 60, 2);
   size_t first_on_victim = 0;
   for (const Passage& p : passages) first_on_victim += client->PlacementOf(p.content).front() == Address(0);
-  EXPECT_GT(first_on_victim, 5u);  // the replicas are really asked
+  // The replicas are really asked. The ports, and so the placement, change per run: 60 passages give
+  // 20 +- 3.7 first choices on a node; 2 is five standard deviations below.
+  EXPECT_GE(first_on_victim, 2u);
   nodes_[0]->Kill(SIGKILL);
   const auto ctx = ContextChunks();
   EXPECT_EQ(ExpectBest(*client, passages, {ctx[0], ctx[1]}, 1, 1.0), passages.size());

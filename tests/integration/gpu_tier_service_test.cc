@@ -165,6 +165,7 @@ TEST_F(GpuTierServiceTest, SameNodeClientsAreToldWhereTheGpuCopyIsAndTheLeaseKee
   o.name_space = "workers";
   o.fingerprint = TestFingerprint();
   o.local_path = LocalPathMode::kRequire;
+  o.local_lease = std::chrono::seconds(60);  // outlives the 120 puts made under it, however slow the machine
   auto local = Client::Connect(o);
   ASSERT_TRUE(local.ok()) << local.status().ToString();
   const ChunkKey on_gpu{0x1bc, 1}, host_only{0x1bc, 2};

@@ -1,6 +1,7 @@
 // /metrics over real HTTP: the series exist and move by exactly what was done.
 #include <filesystem>
 #include <regex>
+#include <thread>
 
 #include "integration/scrape.h"
 #include "integration/test_server.h"
@@ -24,7 +25,14 @@ TEST_F(MetricsTest, ScrapeShowsRequestAndTierSeries) {
   std::vector<ChunkKey> too_many(2000);
   ASSERT_FALSE(client_->Lookup(too_many).ok());
 
-  const std::string text = HttpGet(server_->metrics_port(), "/metrics");
+  // A get is counted when its stream is done on the server, which may be just after the client saw the end:
+  // wait for the third (the bound only guards against a hang).
+  std::string text;
+  for (int attempt = 0; attempt < 3000; ++attempt) {
+    text = HttpGet(server_->metrics_port(), "/metrics");
+    if (Sample(text, "kvtier_requests_total{code=\"OK\",op=\"get\"}") == 3) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   ASSERT_NE(text.find("200 OK"), std::string::npos) << text.substr(0, 200);
   EXPECT_EQ(Sample(text, "kvtier_requests_total{code=\"OK\",op=\"put\"}"), 3);
   EXPECT_EQ(Sample(text, "kvtier_requests_total{code=\"OK\",op=\"get\"}"), 3);

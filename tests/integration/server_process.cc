@@ -9,6 +9,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <fstream>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -67,19 +70,39 @@ int ServerProcess::Kill(int sig) {
   return status;
 }
 
-int FreeLoopbackPort() {
+namespace {
+
+// The first port the kernel hands out for bind(0) and outgoing connections (ip_local_port_range).
+int EphemeralLow() {
+  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+  int low = 0;
+  return range >> low && low > 2048 ? low : 32768;
+}
+
+bool LoopbackPortFree(int port) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  const bool free = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
   close(fd);
-  return port;
+  return free;
+}
+
+}  // namespace
+
+// Below the ephemeral range: a port-0 bind or an outgoing connection elsewhere on the machine never takes
+// it between this check and the server's bind (a port from bind(0) could be, while the server starts).
+int FreeLoopbackPort() {
+  static std::mt19937 random(std::random_device{}());
+  const int low = EphemeralLow();
+  const int from = std::max(1024, low - 12000);
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const int port = std::uniform_int_distribution<int>(from, low - 1)(random);
+    if (LoopbackPortFree(port)) return port;
+  }
+  return 0;
 }
 
 }  // namespace kvtier::testing
