@@ -264,6 +264,7 @@ class NcclLink final : public PeerLink {
     if (!s.ok()) {
       broken_ = Unavailable("NCCL link broken: " + s.ToString());
       channel_.Abort();
+      (void)stream_.Synchronize();  // the aborted operations end: nothing touches the buffers after this
     }
     return s;
   }

@@ -73,7 +73,8 @@ Status ParseHostTier(const YAML::Node& node, ServerConfig* c) {
 
 Status ParseGpuTier(const YAML::Node& node, ServerConfig* c) {
   if (!node.IsMap()) return KeyError("gpu_tier", "expected a mapping");
-  KVTIER_RETURN_IF_ERROR(CheckKeys(node, "gpu_tier.", {"capacity", "device", "placement", "max_consecutive_errors"}));
+  KVTIER_RETURN_IF_ERROR(CheckKeys(node, "gpu_tier.", {"capacity", "device", "placement", "max_consecutive_errors",
+                                                       "max_channels", "link_timeout_ms"}));
   GpuOptions& g = c->store.gpu;
   if (node["capacity"]) KVTIER_RETURN_IF_ERROR(ReadBytes(node["capacity"], "gpu_tier.capacity", &g.capacity_bytes));
   if (node["device"]) {
@@ -89,6 +90,14 @@ Status ParseGpuTier(const YAML::Node& node, ServerConfig* c) {
   }
   if (Status s = g.Validate(); !s.ok()) {
     return InvalidArgument("config key '" + s.message().substr(0, s.message().find(' ')) + "': " + s.message());
+  }
+  if (node["max_channels"]) {
+    KVTIER_RETURN_IF_ERROR(ReadU32(node["max_channels"], "gpu_tier.max_channels", &c->service.max_gpu_channels));
+  }
+  if (node["link_timeout_ms"]) {
+    KVTIER_RETURN_IF_ERROR(
+        ReadU32(node["link_timeout_ms"], "gpu_tier.link_timeout_ms", &c->service.gpu_link_timeout_ms));
+    if (c->service.gpu_link_timeout_ms == 0) return KeyError("gpu_tier.link_timeout_ms", "must be > 0");
   }
   return Status::Ok();
 }
@@ -315,6 +324,8 @@ std::string ServerConfig::ToYaml() const {
       << "  device: " << store.gpu.device << "\n"
       << "  placement: " << store.gpu.placement << "\n"
       << "  max_consecutive_errors: " << store.gpu.max_consecutive_errors << "\n"
+      << "  max_channels: " << service.max_gpu_channels << "\n"
+      << "  link_timeout_ms: " << service.gpu_link_timeout_ms << "\n"
       << "disk:\n"
       << "  path: \"" << store.disk.path << "\"\n"
       << "  capacity: " << FormatByteSize(store.disk.capacity_bytes) << "\n"

@@ -2,13 +2,15 @@
 // the same chunks put from a device cache and fetched into another, with the device caches poisoned first and
 // every byte compared with what the twin produced in host memory; layer events waited on from another stream;
 // and on the server's host, chunks DMA'd straight from its shared arena (registered read-only with the GPU);
-// int8 and cachegen chunks decoded by the kernels; chunks copied out of another process's GPU tier by CUDA IPC.
+// int8 and cachegen chunks decoded by the kernels; chunks copied out of another process's GPU tier by CUDA IPC,
+// or received from it over NCCL (two GPUs), or over gRPC when NCCL cannot form.
 #include <gtest/gtest.h>
 
 #include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
+#include <iostream>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -23,6 +25,7 @@
 #include "kvtier/codec/model_profile.h"
 #include "kvtier/gpu/device.h"
 #include "kvtier/gpu/device_buffer.h"
+#include "kvtier/gpu/nccl_channel.h"
 #include "kvtier/gpu/stream.h"
 
 namespace kvtier::testing {
@@ -214,6 +217,57 @@ TEST_F(PagedTransferGpuTest, ChunksInAnotherProcessGpuTierAreCopiedByCudaIpc) {
     EXPECT_EQ(stats.leased_chunks, 3u);
   }
   std::filesystem::remove_all(dir);
+}
+
+// A `kvtier serve` in another process with a GPU tier on `device`, reached over gRPC only (another node, as far
+// as the transfer can tell); `sizes` put from a device cache with GPU copies and read back. Returns the stats.
+PagedTransferStats RoundTripFromAnotherGpuTier(int device, uint32_t seed) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("kvtier-nccl-" + std::to_string(getpid()) + "-" + std::to_string(seed));
+  std::filesystem::create_directories(dir);
+  const std::filesystem::path config = dir / "kvtier.yaml";
+  {
+    std::ofstream out(config);
+    out << "listen: 127.0.0.1:0\nmetrics_listen: \"\"\n"
+        << "host_tier:\n  capacity: 64MiB\n  prefault: false\n  huge_pages: false\n"
+        << "gpu_tier:\n  capacity: 64MiB\n  device: " << device << "\n  link_timeout_ms: 20000\n";
+  }
+  PagedTransferStats stats;
+  {
+    ServerProcess server(dir, config);
+    ClientOptions o;
+    o.endpoint = server.address();
+    o.name_space = "workers";
+    o.fingerprint = TestFingerprint(16);
+    o.local_path = LocalPathMode::kOff;
+    auto client = Client::Connect(o);
+    EXPECT_TRUE(client.ok()) << client.status().ToString();
+    if (!client.ok()) return stats;
+    PutOptions to_gpu;
+    to_gpu.prefer_tier = v1::TIER_GPU;
+    stats = RoundTrip(client->get(), o.fingerprint, PagedTransferOptions{}, 0, 0, {16, 16, 7}, seed, to_gpu);
+  }
+  std::filesystem::remove_all(dir);
+  return stats;
+}
+
+// Two GPUs: the server's GPU tier on device 1, the worker on device 0; the chunks come over NCCL.
+TEST_F(PagedTransferGpuTest, ChunksOnAnotherGpusTierComeOverNccl) {
+  if (gpu::CachedProbe().devices.size() < 2) GTEST_SKIP() << "needs two GPUs (NCCL puts each rank on its own)";
+  if (auto v = gpu::NcclVersion(); !v.ok()) GTEST_SKIP() << "no NCCL: " << v.status().ToString();
+  const PagedTransferStats stats = RoundTripFromAnotherGpuTier(1, 300);
+  EXPECT_EQ(stats.nccl_chunks, 3u) << "nccl off: " << stats.nccl_off;
+  EXPECT_EQ(stats.staged_chunks, 0u);
+}
+
+// One GPU for both: NCCL refuses two ranks on one device (or is not installed); the channel is turned off and
+// every chunk comes over gRPC, byte-exact.
+TEST_F(PagedTransferGpuTest, ANcclChannelThatCannotFormFallsBackToGrpc) {
+  const PagedTransferStats stats = RoundTripFromAnotherGpuTier(0, 310);
+  EXPECT_EQ(stats.nccl_chunks, 0u);
+  EXPECT_EQ(stats.staged_chunks, 3u);
+  EXPECT_NE(stats.nccl_off, "");
+  std::cout << "[ nccl_off ] " << stats.nccl_off << "\n";
 }
 
 // int8 and cachegen chunks decoded by the kernels equal the twin's decode (itself equal to codec::Decode), over
