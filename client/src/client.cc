@@ -103,6 +103,12 @@ Result<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   // connections to a busy server.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, static_cast<int>(o.reconnect_backoff.count()));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(o.max_reconnect_backoff.count()));
+  // While a call is open (a GPU channel lives as long as its transfer), ping a silent connection every 30 s
+  // and drop it after 10 s without an answer, so a dead server host ends the call instead of hanging it. The
+  // server allows pings this often (kvstore/src/server.cc).
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
   if (o.tls.enabled()) {
     grpc::SslCredentialsOptions ssl;
@@ -514,7 +520,8 @@ std::future<Result<LookupResult>> Client::LookupAsync(std::vector<ChunkKey> keys
 }
 
 Result<std::unique_ptr<GpuChannel>> Client::OpenGpuChannel(gpu::PeerLinkKind link, std::chrono::milliseconds timeout) {
-  auto state = GpuChannel::State::Open(*impl_->stub, options_.bearer_token, impl_->context, link, timeout);
+  auto state =
+      GpuChannel::State::Open(*impl_->stub, options_.bearer_token, impl_->context, link, timeout, options_.deadline);
   if (!state.ok()) return state.status();
   return std::unique_ptr<GpuChannel>(new GpuChannel(std::move(state).value()));
 }

@@ -1,6 +1,7 @@
 #include "kvtier/client/paged_transfer.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -78,6 +79,8 @@ struct PagedKvTransfer::Impl {
   std::vector<const std::byte*> slot_sources;  // their first bytes, as PlanRound's sources
   std::vector<std::byte*> device_slots;     // the device staging's slots, where the GPU channel receives
   std::unique_ptr<GpuChannel> channel;      // to the server's GPU tier (options.nccl), opened at first use
+  bool nccl_for_good = false;               // with stats.nccl_off: the channel is never tried again
+  std::chrono::steady_clock::time_point nccl_retry_at;  // else: tried again from then on
   PagedTransferStats stats;                 // a non-empty zero_copy_off turns the zero-copy path off for good
 
   // What one round places: the chunks (leading hits), the position after them, whether it stopped at a miss.
@@ -140,6 +143,13 @@ struct PagedKvTransfer::Impl {
                                          size_t first_index, const PagedTarget& t, uint32_t position,
                                          const PagedTransferOptions& options, gpu::StreamHandle stream,
                                          std::span<GetResult> results);
+  bool LinkUsable(const PagedTransferOptions& options) const {
+    if (!options.nccl) return false;
+    if (stats.nccl_off.empty()) return true;
+    return !nccl_for_good && std::chrono::steady_clock::now() >= nccl_retry_at;
+  }
+  // Turns the channel off after `failure`: for good when it is a refusal that will not change.
+  void LinkFailed(const std::string& what, const Status& failure, const PagedTransferOptions& options);
   // The server's GPU tier in this process when some hit has a copy there and it can be opened (CUDA IPC); null
   // otherwise (the first failure turns IPC off for good: stats.ipc_off).
   const std::byte* ServerGpu(const LeasedArena& arena, std::span<const LeasedChunk> hits);
@@ -571,16 +581,17 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::LinkR
         options.placement == TransferPlacement::kDevice ? gpu::PeerLinkKind::kNccl : gpu::PeerLinkKind::kLoopback;
     auto opened = client->OpenGpuChannel(kind, options.nccl_timeout);
     if (!opened.ok()) {
-      stats.nccl_off = "the server's GPU channel cannot be opened: " + opened.status().ToString();
+      LinkFailed("the server's GPU channel cannot be opened: ", opened.status(), options);
       return std::optional<Round>();
     }
     channel = std::move(opened).value();
+    stats.nccl_off.clear();
   }
   // The receives overwrite the device staging: they wait for the previous round's unpacks (kRoundDone).
   KVTIER_RETURN_IF_ERROR(backend->StreamWait(TransferBackend::kRoundDone, backend->copy_stream()));
   auto got = channel->Get(keys, std::span(device_slots).first(keys.size()), slot_bytes, backend->copy_stream());
   if (!got.ok()) {
-    stats.nccl_off = "the GPU channel broke: " + got.status().ToString();
+    LinkFailed("the GPU channel broke: ", got.status(), options);
     channel.reset();
     return std::optional<Round>();
   }
@@ -597,6 +608,17 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::LinkR
   }
   Count(*round, /*leased=*/false);
   return std::optional<Round>(std::move(round).value());
+}
+
+void PagedKvTransfer::Impl::LinkFailed(const std::string& what, const Status& failure,
+                                       const PagedTransferOptions& options) {
+  stats.nccl_off = what + failure.ToString();
+  // Busy, unreachable or slow may pass; a server without a GPU tier, a process without NCCL, or a request the
+  // server refuses will not.
+  const StatusCode code = failure.code();
+  nccl_for_good = code != StatusCode::kResourceExhausted && code != StatusCode::kUnavailable &&
+                  code != StatusCode::kDeadlineExceeded;
+  nccl_retry_at = std::chrono::steady_clock::now() + options.nccl_retry;
 }
 
 void PagedKvTransfer::Impl::Count(const Round& round, bool leased) {
@@ -634,7 +656,7 @@ Result<LayerwiseLoad> PagedKvTransfer::GetToDevice(std::span<const ChunkKey> key
         round.reset();
       }
     }
-    if (!round && !host_decode && link_next && options_.nccl && impl_->stats.nccl_off.empty()) {
+    if (!round && !host_decode && link_next && impl_->LinkUsable(options_)) {
       auto linked = impl_->LinkRound(client_, shape_, round_keys, start, target, position, options_, stream,
                                      round_results);
       if (!linked.ok()) return linked.status();

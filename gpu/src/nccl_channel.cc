@@ -79,9 +79,9 @@ Status FromNccl(ncclResult_t r, const char* what) {
 
 // The communicator is non-blocking (so that Connect can time out), and that holds for its whole life: a call may
 // answer ncclInProgress, and then nothing else may touch the communicator (or the stream) until its state
-// settles. Waits for that, up to a bound that only guards against a hung peer.
-ncclResult_t Settle(ncclComm_t comm, ncclResult_t r) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+// settles. Waits for that, up to `patience`, which guards against a hung peer.
+ncclResult_t Settle(ncclComm_t comm, ncclResult_t r, std::chrono::milliseconds patience) {
+  const auto deadline = std::chrono::steady_clock::now() + patience;
   while (r == ncclInProgress) {
     ncclResult_t state = ncclInProgress;
     if (Api().get_async_error(comm, &state) != ncclSuccess) return ncclSystemError;
@@ -113,7 +113,8 @@ Result<NcclUniqueId> NcclCreateUniqueId() {
   return out;
 }
 
-Result<NcclChannel> NcclChannel::Connect(const NcclUniqueId& id, int rank, std::chrono::milliseconds timeout) {
+Result<NcclChannel> NcclChannel::Connect(const NcclUniqueId& id, int rank, std::chrono::milliseconds timeout,
+                                         const std::function<bool()>& give_up) {
   if (rank != 0 && rank != 1) return InvalidArgument("NcclChannel: rank must be 0 or 1, not " + std::to_string(rank));
   KVTIER_RETURN_IF_ERROR(Ready());
   ncclUniqueId nid;
@@ -128,7 +129,7 @@ Result<NcclChannel> NcclChannel::Connect(const NcclUniqueId& id, int rank, std::
     if (comm == nullptr) break;
     r = Api().get_async_error(comm, &state);
     if (r != ncclSuccess) break;
-    if (state == ncclSuccess) return NcclChannel(comm, rank);
+    if (state == ncclSuccess) return NcclChannel(comm, rank, timeout);
     if (state != ncclInProgress) {
       r = state;
       break;
@@ -136,6 +137,10 @@ Result<NcclChannel> NcclChannel::Connect(const NcclUniqueId& id, int rank, std::
     if (std::chrono::steady_clock::now() >= deadline) {
       Api().abort(comm);
       return Unavailable("NcclChannel: the peer did not join within " + std::to_string(timeout.count()) + " ms");
+    }
+    if (give_up && give_up()) {
+      Api().abort(comm);
+      return Unavailable("NcclChannel: the join was given up (the peer went away)");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
@@ -146,10 +151,10 @@ Result<NcclChannel> NcclChannel::Connect(const NcclUniqueId& id, int rank, std::
 namespace {
 // A non-blocking communicator is finalized (its pending work flushed, polled until settled) before it is
 // destroyed; one that will not settle is aborted instead.
-void Destroy(void* comm) {
+void Destroy(void* comm, std::chrono::milliseconds patience) {
   if (comm == nullptr) return;
   auto c = static_cast<ncclComm_t>(comm);
-  if (Settle(c, Api().finalize(c)) == ncclSuccess) {
+  if (Settle(c, Api().finalize(c), patience) == ncclSuccess) {
     Api().destroy(c);
   } else {
     Api().abort(c);
@@ -157,13 +162,14 @@ void Destroy(void* comm) {
 }
 }  // namespace
 
-NcclChannel::~NcclChannel() { Destroy(comm_); }
+NcclChannel::~NcclChannel() { Destroy(comm_, patience_); }
 
 NcclChannel& NcclChannel::operator=(NcclChannel&& other) noexcept {
   if (this != &other) {
-    Destroy(comm_);
+    Destroy(comm_, patience_);
     comm_ = std::exchange(other.comm_, nullptr);
     rank_ = other.rank_;
+    patience_ = other.patience_;
   }
   return *this;
 }
@@ -172,14 +178,14 @@ Status NcclChannel::Send(const void* device_data, size_t bytes, StreamHandle str
   if (device_data == nullptr && bytes > 0) return InvalidArgument("NcclChannel::Send: null buffer");
   if (comm_ == nullptr) return Unavailable("NcclChannel::Send: the communicator was aborted");
   auto comm = static_cast<ncclComm_t>(comm_);
-  return FromNccl(Settle(comm, Api().send(device_data, bytes, ncclUint8, 1 - rank_, comm, stream)), "ncclSend");
+  return FromNccl(Settle(comm, Api().send(device_data, bytes, ncclUint8, 1 - rank_, comm, stream), patience_), "ncclSend");
 }
 
 Status NcclChannel::Recv(void* device_data, size_t bytes, StreamHandle stream) {
   if (device_data == nullptr && bytes > 0) return InvalidArgument("NcclChannel::Recv: null buffer");
   if (comm_ == nullptr) return Unavailable("NcclChannel::Recv: the communicator was aborted");
   auto comm = static_cast<ncclComm_t>(comm_);
-  return FromNccl(Settle(comm, Api().recv(device_data, bytes, ncclUint8, 1 - rank_, comm, stream)), "ncclRecv");
+  return FromNccl(Settle(comm, Api().recv(device_data, bytes, ncclUint8, 1 - rank_, comm, stream), patience_), "ncclRecv");
 }
 
 Status NcclChannel::AsyncError() const {
@@ -223,6 +229,10 @@ class NcclLink final : public PeerLink {
 
   PeerLinkKind kind() const override { return PeerLinkKind::kNccl; }
 
+  void Abort() override {
+    (void)Do([] { return Unavailable("aborted by its owner"); });
+  }
+
   Status Send(const void* data, size_t bytes) override {
     return Do([&] { return channel_.Send(data, bytes, stream_.get()); });
   }
@@ -242,8 +252,8 @@ class NcclLink final : public PeerLink {
       for (;;) {
         auto finished = done_.Query();
         if (!finished.ok()) return finished.status();
+        KVTIER_RETURN_IF_ERROR(channel_.AsyncError());  // also after completion: a failed peer voids the bytes
         if (*finished) return Status::Ok();
-        KVTIER_RETURN_IF_ERROR(channel_.AsyncError());
         if (std::chrono::steady_clock::now() >= deadline) {
           channel_.Abort();
           (void)stream_.Synchronize();  // the aborted operations end; nothing touches the buffers after this
@@ -280,8 +290,11 @@ class NcclLink final : public PeerLink {
 }  // namespace
 
 Result<std::unique_ptr<PeerLink>> internal::JoinNcclLink(const NcclUniqueId& id, int rank, int device,
-                                                         std::chrono::milliseconds timeout) {
+                                                         std::chrono::milliseconds timeout,
+                                                         const std::function<bool()>& give_up) {
   KVTIER_RETURN_IF_ERROR(Ready());
+  // The link stays on this device whichever device its later callers have current.
+  if (device < 0 && cudaGetDevice(&device) != cudaSuccess) return Internal("NCCL link: cudaGetDevice failed");
   DeviceScope scope(device);
   KVTIER_RETURN_IF_ERROR(scope.status());
   auto stream = Stream::Create();
@@ -290,7 +303,7 @@ Result<std::unique_ptr<PeerLink>> internal::JoinNcclLink(const NcclUniqueId& id,
   if (!after.ok()) return after.status();
   auto done = Event::Create();
   if (!done.ok()) return done.status();
-  auto channel = NcclChannel::Connect(id, rank, timeout);
+  auto channel = NcclChannel::Connect(id, rank, timeout, give_up);
   if (!channel.ok()) return channel.status();
   return std::unique_ptr<PeerLink>(new NcclLink(std::move(*channel), std::move(*stream), std::move(*after),
                                                 std::move(*done), device));
@@ -310,7 +323,8 @@ Status NoNccl() {
 
 Result<std::string> NcclVersion() { return NoNccl(); }
 Result<NcclUniqueId> NcclCreateUniqueId() { return NoNccl(); }
-Result<NcclChannel> NcclChannel::Connect(const NcclUniqueId&, int rank, std::chrono::milliseconds) {
+Result<NcclChannel> NcclChannel::Connect(const NcclUniqueId&, int rank, std::chrono::milliseconds,
+                                         const std::function<bool()>&) {
   if (rank != 0 && rank != 1) return InvalidArgument("NcclChannel: rank must be 0 or 1, not " + std::to_string(rank));
   return NoNccl();
 }
@@ -318,19 +332,21 @@ NcclChannel::~NcclChannel() = default;
 NcclChannel& NcclChannel::operator=(NcclChannel&& other) noexcept {
   comm_ = std::exchange(other.comm_, nullptr);
   rank_ = other.rank_;
+  patience_ = other.patience_;
   return *this;
 }
 Status NcclChannel::Send(const void*, size_t, StreamHandle) { return NoNccl(); }
 Status NcclChannel::Recv(void*, size_t, StreamHandle) { return NoNccl(); }
 Status NcclChannel::AsyncError() const { return NoNccl(); }
 void NcclChannel::Abort() {}
-Result<std::unique_ptr<PeerLink>> internal::JoinNcclLink(const NcclUniqueId&, int, int, std::chrono::milliseconds) {
+Result<std::unique_ptr<PeerLink>> internal::JoinNcclLink(const NcclUniqueId&, int, int, std::chrono::milliseconds,
+                                                         const std::function<bool()>&) {
   return NoNccl();
 }
 
 #endif
 
 NcclChannel::NcclChannel(NcclChannel&& other) noexcept
-    : comm_(std::exchange(other.comm_, nullptr)), rank_(other.rank_) {}
+    : comm_(std::exchange(other.comm_, nullptr)), rank_(other.rank_), patience_(other.patience_) {}
 
 }  // namespace kvtier::gpu

@@ -85,6 +85,12 @@ class LoopbackLink final : public PeerLink {
 
   Status After(StreamHandle) override { return broken_; }
   Status Wait(std::chrono::milliseconds) override { return broken_; }
+  void Abort() override {
+    if (broken_.ok()) (void)Break(Unavailable("aborted by its owner"));
+    std::lock_guard lock(pair_->mu);
+    pair_->gone[rank_] = true;  // the peer's pending and later operations fail at once
+    pair_->changed.notify_all();
+  }
 
  private:
   Status Break(Status s) {
@@ -98,7 +104,8 @@ class LoopbackLink final : public PeerLink {
   Status broken_;
 };
 
-Result<std::unique_ptr<PeerLink>> JoinLoopback(const Name& name, int rank, std::chrono::milliseconds timeout) {
+Result<std::unique_ptr<PeerLink>> JoinLoopback(const Name& name, int rank, std::chrono::milliseconds timeout,
+                                               const std::function<bool()>& give_up) {
   Registry& registry = Links();
   std::shared_ptr<LoopbackPair> pair;
   {
@@ -111,7 +118,16 @@ Result<std::unique_ptr<PeerLink>> JoinLoopback(const Name& name, int rank, std::
   if (pair->joined[rank]) return InvalidArgument("loopback link: rank " + std::to_string(rank) + " joined twice");
   pair->joined[rank] = true;
   pair->changed.notify_all();
-  const bool both = pair->changed.wait_for(lock, timeout, [&] { return pair->joined[1 - rank]; });
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  bool both = false;
+  bool gave_up = false;
+  while (!(both = pair->joined[1 - rank]) && std::chrono::steady_clock::now() < deadline) {
+    if (give_up && give_up()) {
+      gave_up = true;
+      break;
+    }
+    pair->changed.wait_for(lock, std::chrono::milliseconds(10));
+  }
   if (!both) pair->joined[rank] = false;
   lock.unlock();
   {
@@ -119,6 +135,7 @@ Result<std::unique_ptr<PeerLink>> JoinLoopback(const Name& name, int rank, std::
     auto it = registry.pending.find(name);
     if (it != registry.pending.end() && it->second == pair) registry.pending.erase(it);
   }
+  if (gave_up) return Unavailable("loopback link: the join was given up (the peer went away)");
   if (!both) {
     return Unavailable("loopback link: the peer did not join within " + std::to_string(timeout.count()) + " ms");
   }
@@ -157,13 +174,14 @@ Result<PeerLinkId> NewPeerLinkId(PeerLinkKind kind) {
 }
 
 Result<std::unique_ptr<PeerLink>> JoinPeerLink(const PeerLinkId& id, int rank, int device,
-                                               std::chrono::milliseconds timeout) {
+                                               std::chrono::milliseconds timeout,
+                                               const std::function<bool()>& give_up) {
   if (rank != 0 && rank != 1) return InvalidArgument("peer link: rank must be 0 or 1, not " + std::to_string(rank));
   switch (id.kind) {
     case PeerLinkKind::kNccl:
-      return internal::JoinNcclLink(NcclUniqueId{id.bytes}, rank, device, timeout);
+      return internal::JoinNcclLink(NcclUniqueId{id.bytes}, rank, device, timeout, give_up);
     case PeerLinkKind::kLoopback:
-      return JoinLoopback(id.bytes, rank, timeout);
+      return JoinLoopback(id.bytes, rank, timeout, give_up);
   }
   return InvalidArgument("unknown peer link kind " + std::to_string(static_cast<int>(id.kind)));
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 
 #include "kvtier/gpu/nccl_channel.h"
@@ -10,6 +11,6 @@
 namespace kvtier::gpu::internal {
 
 Result<std::unique_ptr<PeerLink>> JoinNcclLink(const NcclUniqueId& id, int rank, int device,
-                                               std::chrono::milliseconds timeout);
+                                               std::chrono::milliseconds timeout, const std::function<bool()>& give_up);
 
 }  // namespace kvtier::gpu::internal

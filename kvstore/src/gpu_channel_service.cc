@@ -2,9 +2,10 @@
 // the stream carrying the link id and, per get, which chunks follow (kvstore/GPU_TIER.md "NCCL channel").
 //
 // One synchronous thread serves a channel for its life. A get holds each answered chunk (its reference and
-// its GPU copy, HoldGpuCopy) until the link's Wait confirmed the sends, so nothing is evicted or freed under
-// a send in flight. A link that fails or times out ends the channel (UNAVAILABLE): the client falls back to
-// gRPC gets.
+// its GPU copy, Store::GetGpuCopy) until the link's Wait confirmed the sends, or the link was aborted, so
+// nothing is evicted or freed under a send in flight. A link that fails or times out ends the channel
+// (UNAVAILABLE): the client falls back to gRPC gets.
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -50,44 +51,32 @@ class ChannelSlot {
   bool taken_ = false;
 };
 
-// The chunks of one answer, held (reference and GPU copy) until their sends are confirmed.
+// The chunks of one answer, held (reference and GPU copy) until their sends are confirmed or the link is
+// aborted: nothing may evict or overwrite a GPU copy that a send may still read.
 class HeldCopies {
  public:
   explicit HeldCopies(Store* store) : store_(store) {}
   ~HeldCopies() {
-    for (const Held& h : held_) store_->ReleaseGpuCopy(h.ref);
+    for (const Store::GpuCopyHit& h : held_) store_->ReleaseGpuCopy(h.ref);
   }
   HeldCopies(const HeldCopies&) = delete;
   HeldCopies& operator=(const HeldCopies&) = delete;
 
-  // True when `ref`'s GPU copy is now held.
-  bool Hold(ChunkRef ref) {
-    auto offset = store_->HoldGpuCopy(ref);
-    if (!offset) return false;
-    held_.push_back({std::move(ref), *offset});
-    return true;
-  }
-
-  struct Held {
-    ChunkRef ref;
-    uint64_t offset = 0;  // the payload's offset in the GPU arena
-  };
-  const std::vector<Held>& held() const { return held_; }
+  void Adopt(Store::GpuCopyHit hit) { held_.push_back(std::move(hit)); }
+  const std::vector<Store::GpuCopyHit>& held() const { return held_; }
 
  private:
   Store* store_;
-  std::vector<Held> held_;
+  std::vector<Store::GpuCopyHit> held_;
 };
 
 }  // namespace
 
 grpc::Status KvTierService::GpuChannel(grpc::ServerContext* ctx, GpuChannelStream* stream) {
   // Not timed as a whole: a channel lives as long as its client. Its open and each get are (Observe).
-  ChannelSlot slot(&gpu_channels_);
-  Status s = slot.Take(options_.max_gpu_channels);
-  if (s.ok()) s = ServeGpuChannel(*ctx, *stream);
+  Status s = ServeGpuChannel(*ctx, *stream);
   // A link that failed is worth an operator's attention; a refusal (no GPU tier, a bad request) is the
-  // client's to handle and would flood the log, as every transfer of a worker without NCCL asks once.
+  // client's to handle and would flood the log.
   if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kInternal) {
     KVTIER_LOG(kWarning) << "gpu channel from " << ctx->peer() << " ended: " << s.ToString();
   } else if (!s.ok()) {
@@ -100,13 +89,24 @@ Status KvTierService::ServeGpuChannel(grpc::ServerContext& ctx, GpuChannelStream
   v1::GpuChannelRequest request;
   if (!stream.Read(&request)) return Status::Ok();  // closed before it opened
   auto start = std::chrono::steady_clock::now();
+  // A slot is taken only for a valid, authorized open: nobody holds one without a link on the way.
+  ChannelSlot slot(&gpu_channels_);
   Scope scope;
-  auto link = OpenGpuChannel(ctx, request, stream, &scope);
-  Observe(Op::kGpuChannelOpen, start, link.status());
-  if (!link.ok()) return link.status();
+  gpu::PeerLinkId id;
+  int device = 0;
+  Status opening = CheckGpuChannelOpen(ctx, request, &scope, &id, &device);
+  if (opening.ok()) opening = slot.Take(options_.max_gpu_channels);
+  std::unique_ptr<gpu::PeerLink> link;
+  if (opening.ok()) {
+    auto joined = JoinGpuChannel(ctx, request, id, device, stream);
+    opening = joined.status();
+    if (joined.ok()) link = std::move(joined).value();
+  }
+  Observe(Op::kGpuChannelOpen, start, opening);
+  KVTIER_RETURN_IF_ERROR(opening);
   while (stream.Read(&request)) {
     start = std::chrono::steady_clock::now();
-    const Status s = request.has_get() ? AnswerGpuGet(scope, request.get(), stream, **link)
+    const Status s = request.has_get() ? AnswerGpuGet(scope, request.get(), stream, *link)
                                        : InvalidArgument("gpu channel: only get may follow open");
     Observe(Op::kGpuChannelGet, start, s);
     if (!s.ok()) return s;
@@ -114,13 +114,16 @@ Status KvTierService::ServeGpuChannel(grpc::ServerContext& ctx, GpuChannelStream
   return Status::Ok();
 }
 
-Result<std::unique_ptr<gpu::PeerLink>> KvTierService::OpenGpuChannel(grpc::ServerContext& ctx,
-                                                                     const v1::GpuChannelRequest& first,
-                                                                     GpuChannelStream& stream, Scope* scope) {
+Status KvTierService::CheckGpuChannelOpen(grpc::ServerContext& ctx, const v1::GpuChannelRequest& first, Scope* scope,
+                                          gpu::PeerLinkId* id, int* device) {
   if (!first.has_open()) return InvalidArgument("gpu channel: the first message must be open");
   const v1::GpuChannelOpen& open = first.open();
   auto kind = LinkKindOf(open.link());
   if (!kind.ok()) return kind.status();
+  if (open.link_id().size() != id->bytes.size()) {
+    return InvalidArgument("gpu channel: open.link_id has " + std::to_string(open.link_id().size()) +
+                           " bytes, not " + std::to_string(id->bytes.size()));
+  }
   auto resolved = ScopeOf(ctx, open.context(), Access::kRead, /*for_write=*/false);
   if (!resolved.ok()) return resolved.status();
   *scope = std::move(resolved).value();
@@ -130,15 +133,25 @@ Result<std::unique_ptr<gpu::PeerLink>> KvTierService::OpenGpuChannel(grpc::Serve
     return FailedPrecondition(std::string("gpu channel: this server's GPU tier sends over ") +
                               gpu::PeerLinkKindName(info->kind) + ", not " + gpu::PeerLinkKindName(*kind));
   }
-  auto id = gpu::NewPeerLinkId(*kind);
-  if (!id.ok()) return Unavailable("gpu channel: no link id: " + id.status().message());
+  id->kind = *kind;
+  std::memcpy(id->bytes.data(), open.link_id().data(), id->bytes.size());
+  *device = info->device;
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<gpu::PeerLink>> KvTierService::JoinGpuChannel(grpc::ServerContext& ctx,
+                                                                     const v1::GpuChannelRequest& first,
+                                                                     const gpu::PeerLinkId& id, int device,
+                                                                     GpuChannelStream& stream) {
   v1::GpuChannelResponse response;
   v1::GpuChannelOpened* opened = response.mutable_opened();
-  opened->set_link(open.link());
-  opened->set_link_id(reinterpret_cast<const char*>(id->bytes.data()), id->bytes.size());
-  opened->set_device(info->device_name);
+  opened->set_link(first.open().link());
+  auto info = store_->GpuLink();
+  if (info.ok()) opened->set_device(info->device_name);
   if (!stream.Write(response)) return Unavailable("gpu channel: the client went away before the link was joined");
-  auto link = gpu::JoinPeerLink(*id, /*rank=*/0, info->device, std::chrono::milliseconds(options_.gpu_link_timeout_ms));
+  // A client that goes away (cancels, or its connection dies) ends the join at once, not after the timeout.
+  auto link = gpu::JoinPeerLink(id, /*rank=*/0, device, std::chrono::milliseconds(options_.gpu_link_timeout_ms),
+                                [&ctx] { return ctx.IsCancelled(); });
   if (!link.ok()) return Unavailable("gpu channel: " + link.status().message());
   return link;
 }
@@ -154,35 +167,40 @@ Status KvTierService::AnswerGpuGet(const Scope& scope, const v1::GpuChannelGet& 
   v1::GpuChannelResponse response;
   v1::GpuChannelAnswer* answer = response.mutable_answer();
   for (const ChunkKey& key : *keys) {
-    auto ref = store_->Get(scope, key);
-    if (!ref.ok()) return ref.status();
-    if (!*ref) {
+    auto hit = store_->GetGpuCopy(scope, key);
+    if (!hit.ok()) return hit.status();
+    if (!hit->found) {
       answer->set_stopped_at_miss(true);
       break;
     }
-    const ChunkEntry& e = ref->entry();
-    if (e.codec != static_cast<uint8_t>(CodecId::kRaw) || e.payload_bytes > get.max_payload_bytes()) break;
-    const uint64_t bytes = e.payload_bytes;
-    const uint32_t tokens = e.num_tokens;
-    const uint32_t base_position = e.base_position;
-    if (!held.Hold(std::move(ref).value())) break;
-    v1::GpuChannelChunk* chunk = answer->add_sent();
-    chunk->set_payload_bytes(bytes);
-    chunk->set_num_tokens(tokens);
-    chunk->set_base_position(base_position);
+    if (!hit->ref) break;  // no GPU copy: the client reads it over gRPC
+    const ChunkEntry& e = hit->ref.entry();
+    const bool sendable = e.codec == static_cast<uint8_t>(CodecId::kRaw) && e.payload_bytes <= get.max_payload_bytes();
+    v1::GpuChannelChunk chunk;
+    chunk.set_payload_bytes(e.payload_bytes);
+    chunk.set_num_tokens(e.num_tokens);
+    chunk.set_base_position(e.base_position);
+    held.Adopt(std::move(hit).value());  // released with the others, sendable or not
+    if (!sendable) break;
+    *answer->add_sent() = chunk;
   }
   if (!stream.Write(response)) return Unavailable("gpu channel: the client went away before the answer");
   // The client posts its receives once it read the answer; the sends match them in order.
+  const int sends = answer->sent_size();
   Status sent;
-  for (const HeldCopies::Held& h : held.held()) {
+  for (int i = 0; i < sends && sent.ok(); ++i) {
+    const Store::GpuCopyHit& h = held.held()[static_cast<size_t>(i)];
     sent = store_->SendGpuCopy(link, h.offset, h.ref.entry().payload_bytes);
-    if (!sent.ok()) break;
   }
   if (sent.ok()) sent = link.Wait(std::chrono::milliseconds(options_.gpu_link_timeout_ms));
-  if (!sent.ok()) return Unavailable("gpu channel: sending over the link failed: " + sent.message());
+  if (!sent.ok()) {
+    link.Abort();  // sends already queued end before the holds are released (HeldCopies' destructor)
+    return Unavailable("gpu channel: sending over the link failed: " + sent.message());
+  }
   if (metrics_ != nullptr) {
-    for (const HeldCopies::Held& h : held.held()) {
-      metrics_->AddCodecBytes(CodecDirection::kOut, h.ref.entry().codec, h.ref.entry().payload_bytes);
+    for (int i = 0; i < sends; ++i) {
+      const ChunkEntry& e = held.held()[static_cast<size_t>(i)].ref.entry();
+      metrics_->AddCodecBytes(CodecDirection::kOut, e.codec, e.payload_bytes);
     }
   }
   return Status::Ok();

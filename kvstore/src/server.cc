@@ -108,6 +108,13 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
   // gRPC sets SO_REUSEPORT by default: a second server on the same port (or a port-0 bind the kernel
   // hands out twice) would then silently share connections with this one. Refuse instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Long-lived streams (GPU channels, large gets) must notice a client host that died: ping each connection
+  // after a minute of silence and drop it when the ping is not answered within 20 s. Clients' own keepalive
+  // pings (every 30 s while a call is open) are allowed.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 20000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   builder.AddListeningPort(config.listen, *credentials, &server->port_);
   builder.RegisterService(server->service_.get());
   // A put header carries up to chunk_tokens token ids next to a frame-sized limit; 1 MiB of slack

@@ -113,6 +113,29 @@ Result<Store::GpuLinkInfo> Store::GpuLink() const {
   return GpuLinkInfo{memory.peer_link_kind(), memory.device(), memory.name()};
 }
 
+Result<Store::GpuCopyHit> Store::GetGpuCopy(const Scope& scope, const ChunkKey& key) {
+  GpuCopyHit hit;
+  std::lock_guard lock(mu_);
+  ChunkEntry* e = scope.ns_id == 0 ? nullptr : table_->Find(scope.ns_id, key);
+  if (e == nullptr) {
+    misses_.fetch_add(1, std::memory_order_relaxed);
+    return hit;
+  }
+  KVTIER_RETURN_IF_ERROR(CheckFingerprintLocked(scope, *e));
+  hit.found = true;
+  // Not counted as a hit here: the caller reads such a chunk through Get.
+  if (!e->in_gpu || gpu_failed_) return hit;
+  e->refs.fetch_add(1, std::memory_order_acq_rel);
+  ++e->hits;
+  ++e->gpu_copies;  // a send out of the placement is in flight: neither evicted nor freed meanwhile
+  gpu_lru_->Touch(e);
+  gpu_hits_.fetch_add(1, std::memory_order_relaxed);
+  hit.ref.store_ = this;
+  hit.ref.entry_ = e;  // not bound to a host copy: payload() is empty, entry() is what the caller needs
+  hit.offset = e->gpu.offset + e->payload_offset;
+  return hit;
+}
+
 Status Store::SendGpuCopy(gpu::PeerLink& link, uint64_t offset, uint64_t bytes) {
   // The hold (HoldGpuCopy) keeps the placement; a disabled tier allocates nothing more, so the bytes stay.
   if (gpu_ == nullptr) return FailedPrecondition("this server has no GPU tier");

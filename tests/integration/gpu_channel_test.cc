@@ -14,6 +14,7 @@
 #include "integration/test_server.h"
 #include "kvstore/emulated_device_memory.h"
 #include "kvtier/api/convert.h"
+#include "kvtier/gpu/nccl_channel.h"
 
 namespace kvtier::testing {
 namespace {
@@ -24,13 +25,15 @@ class GpuChannelTest : public PagedTransferTest {
  protected:
   void SetUp() override {}  // each test starts the server it needs
 
-  void StartWithGpu(const std::string& placement = "on-request", uint32_t max_channels = 16) {
+  void StartWithGpu(const std::string& placement = "on-request", uint32_t max_channels = 16,
+                    uint32_t link_timeout_ms = 30000) {
     StartServer(4ull << 20, [&](ServerConfig& c) {
       c.store.host_prefault = false;
       c.store.gpu.capacity_bytes = 1ull << 20;
       c.store.gpu.placement = placement;
       c.store.gpu.open_device = OpenEmulatedDevice(knobs_);
       c.service.max_gpu_channels = max_channels;
+      c.service.gpu_link_timeout_ms = link_timeout_ms;
     });
   }
 
@@ -140,9 +143,16 @@ TEST_F(GpuChannelTest, RefusalsSayWhy) {
   server_.reset();
 
   StartWithGpu("on-request", /*max_channels=*/1);
+  // NCCL: refused here already when this process cannot make an NCCL id (no NCCL, CUDA or GPU), else by the
+  // server, whose emulated tier sends over loopback.
   channel = client_->OpenGpuChannel(gpu::PeerLinkKind::kNccl);
   EXPECT_EQ(channel.status().code(), StatusCode::kFailedPrecondition);
-  EXPECT_EQ(channel.status().message(), "gpu channel: this server's GPU tier sends over loopback, not nccl");
+  if (!gpu::NcclCreateUniqueId().ok()) {
+    EXPECT_EQ(channel.status().message().rfind("gpu channel: this process cannot make a nccl link: ", 0), 0u)
+        << channel.status().message();
+  } else {
+    EXPECT_EQ(channel.status().message(), "gpu channel: this server's GPU tier sends over loopback, not nccl");
+  }
 
   auto first = Open();
   ASSERT_NE(first, nullptr);
@@ -166,7 +176,7 @@ TEST_F(GpuChannelTest, RefusalsSayWhy) {
   EXPECT_EQ(got.status().message(), "gpu channel: get.max_payload_bytes must be > 0") << "a broken channel stays so";
   channel->reset();
 
-  // The wire itself: the first message must open, with a known link kind and a fingerprint.
+  // The wire itself: the first message must open, with a known link kind, a link id and a fingerprint.
   auto raw = [&](const v1::GpuChannelRequest& first) {
     auto stub = RawStub();
     grpc::ClientContext ctx;
@@ -189,12 +199,51 @@ TEST_F(GpuChannelTest, RefusalsSayWhy) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(s.error_message(), "gpu channel: open.link must be GPU_LINK_NCCL or GPU_LINK_LOOPBACK");
   open.mutable_open()->set_link(v1::GPU_LINK_LOOPBACK);
+  open.mutable_open()->set_link_id("short");
+  s = raw(open);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(), "gpu channel: open.link_id has 5 bytes, not 128");
+  open.mutable_open()->set_link(v1::GPU_LINK_NCCL);
+  open.mutable_open()->set_link_id(std::string(128, 'x'));
+  s = raw(open);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(s.error_message(), "gpu channel: this server's GPU tier sends over loopback, not nccl");
+  open.mutable_open()->set_link(v1::GPU_LINK_LOOPBACK);
   open.mutable_open()->mutable_context()->clear_fingerprint();
   s = raw(open);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(s.error_message(), "request context has no model fingerprint");
-  // Opened, but the client never joins the link: the server gives up after its timeout (30 s by default;
-  // this only checks that it answered with the link's id first).
+}
+
+// A client that opens and then never joins the link (it died, or cannot reach the server's GPU) must not keep
+// its slot until the join's timeout (here 10 minutes): cancelling the stream ends the server's wait.
+TEST_F(GpuChannelTest, AClientThatNeverJoinsGivesItsSlotBackWhenItGoesAway) {
+  StartWithGpu("on-request", /*max_channels=*/1, /*link_timeout_ms=*/600000);
+  {
+    auto stub = RawStub();
+    grpc::ClientContext ctx;
+    auto stream = stub->GpuChannel(&ctx);
+    v1::GpuChannelRequest open;
+    *open.mutable_open()->mutable_context() = Context();
+    open.mutable_open()->set_link(v1::GPU_LINK_LOOPBACK);
+    open.mutable_open()->set_link_id(std::string(128, 'n'));  // nobody else joins this one
+    ASSERT_TRUE(stream->Write(open));
+    v1::GpuChannelResponse opened;
+    ASSERT_TRUE(stream->Read(&opened));
+    ASSERT_TRUE(opened.has_opened());
+    EXPECT_EQ(opened.opened().device(), "emulated GPU (device 0)");
+    auto refused = client_->OpenGpuChannel(gpu::PeerLinkKind::kLoopback);
+    EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted) << "the joining channel holds the slot";
+    ctx.TryCancel();
+    (void)stream->Finish();
+  }
+  // The bound (60 s) only guards against a hang: a slot kept until the join timed out would take 10 minutes.
+  auto channel = client_->OpenGpuChannel(gpu::PeerLinkKind::kLoopback);
+  for (int attempt = 0; attempt < 6000 && !channel.ok(); ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    channel = client_->OpenGpuChannel(gpu::PeerLinkKind::kLoopback);
+  }
+  EXPECT_TRUE(channel.ok()) << channel.status().ToString();
 }
 
 TEST_F(GpuChannelTest, AFailedSendEndsTheChannelAndReleasesWhatItHeld) {
@@ -316,6 +365,43 @@ TEST_F(GpuChannelTest, PagedTransferFallsBackToGrpcWhenTheChannelBreaksOrIsRefus
   EXPECT_EQ(stats.nccl_off,
             "the server's GPU channel cannot be opened: FAILED_PRECONDITION: gpu channel: this server has no GPU "
             "tier");
+}
+
+// A channel refused for now (every slot taken) is tried again after nccl_retry; one refused for good is not.
+TEST_F(GpuChannelTest, PagedTransferRetriesAChannelRefusedForNow) {
+  StartWithGpu("all", /*max_channels=*/1);
+  const ModelFingerprint fp = TestFingerprint(kChunkTokens);
+  PagedTransferOptions options = HostOptions();
+  options.nccl_retry = std::chrono::milliseconds(0);
+  auto t = PagedKvTransfer::Create(client_.get(), CacheShape(fp), options);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  HostPagedCache source(CacheShape(fp), 4);
+  source.FillRandom(7);
+  const std::vector<ChunkKey> keys = PutChunks(**t, source, 0, {16, 16});
+  auto other = Open();  // takes the only slot
+  ASSERT_NE(other, nullptr);
+  HostPagedCache dest(CacheShape(fp), 5);
+  dest.Poison(0xEE);
+  auto load = (*t)->GetToDevice(keys, Target(dest, 0), nullptr);
+  ASSERT_TRUE(load.ok()) << load.status().ToString();
+  ExpectPlaced(source, dest, 0, 32, 0xEE);
+  EXPECT_EQ((*t)->stats().staged_chunks, 2u);
+  EXPECT_EQ((*t)->stats().nccl_off,
+            "the server's GPU channel cannot be opened: RESOURCE_EXHAUSTED: gpu channel: 1 channels are open already "
+            "(gpu_tier.max_channels)");
+  other.reset();
+  // The slot comes back once the server's handler ended (bounded by a hang guard of 60 s).
+  uint64_t over_link = 0;
+  for (int attempt = 0; attempt < 6000 && over_link == 0; ++attempt) {
+    dest.Poison(0xEE);
+    load = (*t)->GetToDevice(keys, Target(dest, 0), nullptr);
+    ASSERT_TRUE(load.ok()) << load.status().ToString();
+    ExpectPlaced(source, dest, 0, 32, 0xEE);
+    over_link = (*t)->stats().nccl_chunks;
+    if (over_link == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(over_link, 2u);
+  EXPECT_EQ((*t)->stats().nccl_off, "");
 }
 
 }  // namespace

@@ -149,6 +149,7 @@ Status LocalSession::Hello(const v1::LocalHello& hello, v1::LocalHelloReply* rep
     reply->set_gpu_ipc_handle(exported->exported.handle);
     reply->set_gpu_pci_bus_id(exported->exported.pci_bus_id);
     reply->set_gpu_arena_bytes(exported->bytes);
+    gpu_exported_ = true;
   }
   return Status::Ok();
 }
@@ -200,7 +201,8 @@ Status LocalSession::Get(const v1::LocalGet& get, v1::LocalGetReply* reply) {
     chunk->set_base_position(e.base_position);
     if (env_.metrics != nullptr) env_.metrics->AddCodecBytes(CodecDirection::kOut, e.codec, payload.size());
     const uint32_t slot = TakeSlot(leases_, free_lease_slots_);
-    if (get.want_gpu() && e.codec == static_cast<uint8_t>(CodecId::kRaw)) {  // encoded ones are parsed on the host
+    // Only a session told where the GPU arena is can use an offset in it; encoded chunks are parsed on the host.
+    if (get.want_gpu() && gpu_exported_ && e.codec == static_cast<uint8_t>(CodecId::kRaw)) {
       if (auto gpu_offset = env_.store->HoldGpuCopy(*ref)) {
         chunk->set_on_gpu(true);
         chunk->set_gpu_offset(*gpu_offset);

@@ -72,6 +72,7 @@ class LocalSession {
 
   Env env_;
   bool greeted_ = false;
+  bool gpu_exported_ = false;  // the hello handed out the GPU arena's IPC handle: gets may name GPU copies
   bool can_write_ = false;
   std::string name_space_;
   Scope scope_;

@@ -82,8 +82,10 @@ struct PagedTransferOptions {
   // are received device to device into the device staging over a GPU channel (client/gpu_channel.h, NCCL;
   // the twin: its loopback link, which only an in-process server with an emulated GPU tier offers), opened at
   // the first get. The rest of a round goes through a gRPC get as before. A channel that cannot be opened,
-  // or breaks, is turned off for good (stats.nccl_off) and the round is fetched over gRPC.
+  // or breaks, is turned off (stats.nccl_off) and the round is fetched over gRPC: for good when the server
+  // or this process cannot have one (FAILED_PRECONDITION and other refusals), else until nccl_retry passed.
   bool nccl = true;
+  std::chrono::milliseconds nccl_retry{30000};
   // How long the channel waits for the server to join the link, and for a round's receives to land (which
   // follow the previous round's unpacks on the caller's stream).
   std::chrono::milliseconds nccl_timeout{10000};
@@ -134,7 +136,7 @@ struct PagedTransferStats {
   uint64_t ipc_chunks = 0;     // of the leased ones, copied device-to-device out of the server's GPU tier
   std::string ipc_off;         // why ipc was turned off for good (the server's GPU arena could not be opened)
   uint64_t nccl_chunks = 0;    // placed from the server's GPU tier over the GPU channel (nccl)
-  std::string nccl_off;        // why the GPU channel was turned off for good
+  std::string nccl_off;        // why the GPU channel is off (for good, or until PagedTransferOptions::nccl_retry)
 };
 
 class PagedKvTransfer {

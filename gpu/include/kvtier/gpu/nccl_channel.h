@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "kvtier/api/status.h"
@@ -39,9 +40,12 @@ Result<NcclUniqueId> NcclCreateUniqueId();
 class NcclChannel {
  public:
   // Joins the two-rank communicator `id` as `rank` (0 or 1) on the current CUDA device, waiting at most
-  // `timeout` for the peer (DEADLINE_EXCEEDED-like UNAVAILABLE naming the timeout, the attempt aborted).
+  // `timeout` for the peer, or until `give_up` (polled, may be empty) says so: UNAVAILABLE naming why, the
+  // attempt aborted. `timeout` also bounds each later Send/Recv's wait for NCCL to accept it (the first one
+  // waits for the peer's matching call, which makes the connection).
   static Result<NcclChannel> Connect(const NcclUniqueId& id, int rank,
-                                     std::chrono::milliseconds timeout = std::chrono::seconds(30));
+                                     std::chrono::milliseconds timeout = std::chrono::seconds(30),
+                                     const std::function<bool()>& give_up = {});
 
   NcclChannel(NcclChannel&& other) noexcept;
   NcclChannel& operator=(NcclChannel&& other) noexcept;
@@ -60,9 +64,11 @@ class NcclChannel {
   void Abort();
 
  private:
-  NcclChannel(void* comm, int rank) : comm_(comm), rank_(rank) {}
+  NcclChannel(void* comm, int rank, std::chrono::milliseconds patience)
+      : comm_(comm), rank_(rank), patience_(patience) {}
   void* comm_ = nullptr;  // ncclComm_t, owned
   int rank_ = 0;
+  std::chrono::milliseconds patience_{0};  // bound of a Send/Recv's wait for NCCL to accept it
 };
 
 }  // namespace kvtier::gpu

@@ -7,7 +7,8 @@
 // rank, then Send on one side matches Recv on the other, in order, with equal sizes.
 //
 // Ownership: a link owns its communicator and stream; destroying it breaks the link for the peer (a loopback
-// peer's pending Recv fails at once; an NCCL peer's operations end only by its own Wait timing out). Not
+// peer's pending Recv fails at once; an NCCL peer's operations end only by its own Wait timing out). Every wait
+// is bounded, provided NCCL's own abort returns. Not
 // thread-safe: one thread at a time per link. Buffers stay valid until Wait returned.
 #pragma once
 
@@ -15,6 +16,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "kvtier/api/status.h"
@@ -50,11 +52,17 @@ class PeerLink {
   // never matched) the link is broken, its operations are ended with their buffers undefined, and UNAVAILABLE
   // names the timeout. A broken link answers UNAVAILABLE to everything, with the first error's reason.
   virtual Status Wait(std::chrono::milliseconds timeout) = 0;
+  // Breaks the link now: pending operations end (their buffers undefined; the call returns once nothing
+  // touches them any more), and every later call answers UNAVAILABLE. For an owner giving up mid-transfer.
+  virtual void Abort() = 0;
 };
 
-// Joins link `id` as `rank` (0 or 1), waiting at most `timeout` for the peer. kNccl: on CUDA device `device`
-// (-1: the current one). UNAVAILABLE when the peer does not come or the kind is not available here.
+// Joins link `id` as `rank` (0 or 1), waiting at most `timeout` for the peer, or until `give_up` (polled;
+// may be empty) says to stop. kNccl: on CUDA device `device` (-1: the current one), where the link stays.
+// `timeout` also bounds how long a later Send/Recv waits for NCCL to take it. UNAVAILABLE when the peer does
+// not come or the kind is not available here.
 Result<std::unique_ptr<PeerLink>> JoinPeerLink(const PeerLinkId& id, int rank, int device,
-                                               std::chrono::milliseconds timeout);
+                                               std::chrono::milliseconds timeout,
+                                               const std::function<bool()>& give_up = {});
 
 }  // namespace kvtier::gpu

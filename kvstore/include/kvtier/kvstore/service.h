@@ -77,8 +77,11 @@ class KvTierService final : public v1::KvTier::WithRawCallbackMethod_Get<v1::KvT
   // The GPU channel's steps (gpu_channel_service.cc).
   using GpuChannelStream = grpc::ServerReaderWriter<v1::GpuChannelResponse, v1::GpuChannelRequest>;
   Status ServeGpuChannel(grpc::ServerContext& ctx, GpuChannelStream& stream);
-  Result<std::unique_ptr<gpu::PeerLink>> OpenGpuChannel(grpc::ServerContext& ctx, const v1::GpuChannelRequest& first,
-                                                        GpuChannelStream& stream, Scope* scope);
+  Status CheckGpuChannelOpen(grpc::ServerContext& ctx, const v1::GpuChannelRequest& first, Scope* scope,
+                             gpu::PeerLinkId* id, int* device);
+  Result<std::unique_ptr<gpu::PeerLink>> JoinGpuChannel(grpc::ServerContext& ctx, const v1::GpuChannelRequest& first,
+                                                        const gpu::PeerLinkId& id, int device,
+                                                        GpuChannelStream& stream);
   Status AnswerGpuGet(const Scope& scope, const v1::GpuChannelGet& get, GpuChannelStream& stream,
                       gpu::PeerLink& link);
   void Observe(Op op, std::chrono::steady_clock::time_point start, const Status& status);

@@ -360,6 +360,15 @@ class Store {
     std::string device_name;
   };
   Result<GpuLinkInfo> GpuLink() const;
+  // A hit for the GPU channel: its GPU copy held as by HoldGpuCopy (release with ReleaseGpuCopy while `ref` is
+  // held), without a read into DRAM and without verification (the copy was written from a DRAM copy that was
+  // verified at put). found == false for a miss; a hit without a usable GPU copy is found with an empty ref.
+  struct GpuCopyHit {
+    bool found = false;
+    ChunkRef ref;         // set when the GPU copy is held
+    uint64_t offset = 0;  // the payload's offset in the GPU arena
+  };
+  Result<GpuCopyHit> GetGpuCopy(const Scope& scope, const ChunkKey& key);
   // Enqueues sending `bytes` bytes of a held GPU copy (at HoldGpuCopy's offset) over `link`.
   Status SendGpuCopy(gpu::PeerLink& link, uint64_t offset, uint64_t bytes);
 
