@@ -93,12 +93,12 @@ Status KvTierService::ServeGpuChannel(grpc::ServerContext& ctx, GpuChannelStream
   ChannelSlot slot(&gpu_channels_);
   Scope scope;
   gpu::PeerLinkId id;
-  int device = 0;
-  Status opening = CheckGpuChannelOpen(ctx, request, &scope, &id, &device);
+  Store::GpuLinkInfo tier;
+  Status opening = CheckGpuChannelOpen(ctx, request, &scope, &id, &tier);
   if (opening.ok()) opening = slot.Take(options_.max_gpu_channels);
   std::unique_ptr<gpu::PeerLink> link;
   if (opening.ok()) {
-    auto joined = JoinGpuChannel(ctx, request, id, device, stream);
+    auto joined = JoinGpuChannel(ctx, request, id, tier, stream);
     opening = joined.status();
     if (joined.ok()) link = std::move(joined).value();
   }
@@ -115,7 +115,7 @@ Status KvTierService::ServeGpuChannel(grpc::ServerContext& ctx, GpuChannelStream
 }
 
 Status KvTierService::CheckGpuChannelOpen(grpc::ServerContext& ctx, const v1::GpuChannelRequest& first, Scope* scope,
-                                          gpu::PeerLinkId* id, int* device) {
+                                          gpu::PeerLinkId* id, Store::GpuLinkInfo* tier) {
   if (!first.has_open()) return InvalidArgument("gpu channel: the first message must be open");
   const v1::GpuChannelOpen& open = first.open();
   auto kind = LinkKindOf(open.link());
@@ -135,22 +135,22 @@ Status KvTierService::CheckGpuChannelOpen(grpc::ServerContext& ctx, const v1::Gp
   }
   id->kind = *kind;
   std::memcpy(id->bytes.data(), open.link_id().data(), id->bytes.size());
-  *device = info->device;
+  *tier = std::move(info).value();
   return Status::Ok();
 }
 
 Result<std::unique_ptr<gpu::PeerLink>> KvTierService::JoinGpuChannel(grpc::ServerContext& ctx,
                                                                      const v1::GpuChannelRequest& first,
-                                                                     const gpu::PeerLinkId& id, int device,
+                                                                     const gpu::PeerLinkId& id,
+                                                                     const Store::GpuLinkInfo& tier,
                                                                      GpuChannelStream& stream) {
   v1::GpuChannelResponse response;
   v1::GpuChannelOpened* opened = response.mutable_opened();
   opened->set_link(first.open().link());
-  auto info = store_->GpuLink();
-  if (info.ok()) opened->set_device(info->device_name);
+  opened->set_device(tier.device_name);
   if (!stream.Write(response)) return Unavailable("gpu channel: the client went away before the link was joined");
   // A client that goes away (cancels, or its connection dies) ends the join at once, not after the timeout.
-  auto link = gpu::JoinPeerLink(id, /*rank=*/0, device, std::chrono::milliseconds(options_.gpu_link_timeout_ms),
+  auto link = gpu::JoinPeerLink(id, /*rank=*/0, tier.device, std::chrono::milliseconds(options_.gpu_link_timeout_ms),
                                 [&ctx] { return ctx.IsCancelled(); });
   if (!link.ok()) return Unavailable("gpu channel: " + link.status().message());
   return link;

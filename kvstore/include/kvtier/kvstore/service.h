@@ -78,9 +78,9 @@ class KvTierService final : public v1::KvTier::WithRawCallbackMethod_Get<v1::KvT
   using GpuChannelStream = grpc::ServerReaderWriter<v1::GpuChannelResponse, v1::GpuChannelRequest>;
   Status ServeGpuChannel(grpc::ServerContext& ctx, GpuChannelStream& stream);
   Status CheckGpuChannelOpen(grpc::ServerContext& ctx, const v1::GpuChannelRequest& first, Scope* scope,
-                             gpu::PeerLinkId* id, int* device);
+                             gpu::PeerLinkId* id, Store::GpuLinkInfo* tier);
   Result<std::unique_ptr<gpu::PeerLink>> JoinGpuChannel(grpc::ServerContext& ctx, const v1::GpuChannelRequest& first,
-                                                        const gpu::PeerLinkId& id, int device,
+                                                        const gpu::PeerLinkId& id, const Store::GpuLinkInfo& tier,
                                                         GpuChannelStream& stream);
   Status AnswerGpuGet(const Scope& scope, const v1::GpuChannelGet& get, GpuChannelStream& stream,
                       gpu::PeerLink& link);
