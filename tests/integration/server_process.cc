@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <thread>
@@ -18,6 +19,16 @@
 extern char** environ;
 
 namespace kvtier::testing {
+namespace {
+
+// The server binary: $KVTIER_BINARY where set (test binaries run away from their build tree, as
+// scripts/gpu-bundle.sh packs them), else the one this build made.
+const char* KvtierBinary() {
+  const char* env = std::getenv("KVTIER_BINARY");
+  return env != nullptr && *env != '\0' ? env : KVTIER_BINARY;
+}
+
+}  // namespace
 
 ServerProcess::ServerProcess(const std::filesystem::path& dir, const std::filesystem::path& config) {
   int out[2];
@@ -28,11 +39,11 @@ ServerProcess::ServerProcess(const std::filesystem::path& dir, const std::filesy
   posix_spawn_file_actions_addclose(&actions, out[0]);
   const std::string log = (dir / "server.log").string();
   posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  std::vector<std::string> args = {KVTIER_BINARY, "serve", "--config", config.string()};
+  std::vector<std::string> args = {KvtierBinary(), "serve", "--config", config.string()};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  EXPECT_EQ(posix_spawn(&pid_, KVTIER_BINARY, &actions, nullptr, argv.data(), environ), 0);
+  EXPECT_EQ(posix_spawn(&pid_, KvtierBinary(), &actions, nullptr, argv.data(), environ), 0);
   posix_spawn_file_actions_destroy(&actions);
   close(out[1]);
   std::string line;
