@@ -82,6 +82,8 @@ struct PagedKvTransfer::Impl {
   bool nccl_for_good = false;               // with stats.nccl_off: the channel is never tried again
   std::chrono::steady_clock::time_point nccl_retry_at;  // else: tried again from then on
   PagedTransferStats stats;                 // a non-empty zero_copy_off turns the zero-copy path off for good
+  // The round's cachegen chunk the twin's decoder refused, and why (DecodeCachegen -> StopAtRefusal).
+  std::optional<std::pair<size_t, Status>> twin_refusal;
 
   // What one round places: the chunks (leading hits), the position after them, whether it stopped at a miss.
   struct Round {
@@ -89,6 +91,7 @@ struct PagedKvTransfer::Impl {
     std::vector<internal::EncodedChunk> encoded;  // decode plans of the encoded chunks
     uint32_t end_position = 0;
     bool missed = false;
+    Status refused;  // the decoder refused chunk `chunks.size()`: the round (and call) stopped before it
     bool host_decode = false;  // a hit must be decoded on the host: the round goes through GetBatch
     uint32_t from_server_gpu = 0;  // placed chunks copied out of the server's GPU tier (CUDA IPC)
     bool over_link = false;        // received over the GPU channel
@@ -116,11 +119,12 @@ struct PagedKvTransfer::Impl {
                               uint32_t layer, uint32_t layers, std::vector<gpu::CachegenDeviceChunk>* cachegen);
   Status DecodeCachegen(const Round& round, std::span<const gpu::CachegenDeviceChunk> chunks,
                         std::span<const ChunkKey> keys);
-  // After the decode ran (kDecoded): the decode errors the device found, as the decoder's status.
-  Status CheckDecoded(const Round& round, std::span<const ChunkKey> keys);
+  // After the decode ran (kDecoded): cuts the round before the first chunk the decoder refused (the twin's
+  // refusal kept by DecodeCachegen, or the device's error codes), with the decoder's status in round.refused.
+  void StopAtRefusal(Round& round, std::span<const ChunkKey> keys);
   Status EnqueueUnpacks(std::span<const RoundChunk> chunks, const PagedTarget& t, bool layerwise,
                         gpu::StreamHandle stream);
-  Status EnqueueRound(const Round& round, std::span<const ChunkKey> keys, const PagedTarget& t, bool layerwise,
+  Status EnqueueRound(Round& round, std::span<const ChunkKey> keys, const PagedTarget& t, bool layerwise,
                       gpu::StreamHandle stream);
   Status UnpackChunk(const RoundChunk& c, const PagedTarget& t, int layer, gpu::StreamHandle stream);
 
@@ -281,20 +285,23 @@ Status PagedKvTransfer::Impl::EnqueueEncodedCopies(const Round& round, size_t in
   return Status::Ok();
 }
 
-// One launch for the round's cachegen chunks, then their error codes back to the host slots (CheckDecoded).
+// One launch for the round's cachegen chunks, then their error codes back to the host slots (StopAtRefusal). The
+// twin decodes at once and stops at a chunk it refuses (the chunks before it have their error codes): that
+// refusal is kept, and the copies of the round go on, so that the chunks before it are placed as the device's
+// would be.
 Status PagedKvTransfer::Impl::DecodeCachegen(const Round& round, std::span<const gpu::CachegenDeviceChunk> chunks,
                                              std::span<const ChunkKey> keys) {
   if (chunks.empty()) return Status::Ok();
   size_t failed = SIZE_MAX;  // which chunk, when the twin's decode refused one
   if (Status s = backend->DecodeCachegen(chunks, backend->copy_stream(), &failed); !s.ok()) {
     // Which chunk: the k-th cachegen chunk of the round.
-    for (size_t i = 0, k = 0; i < round.chunks.size(); ++i) {
+    for (size_t i = 0, k = 0; i < round.chunks.size() && !twin_refusal; ++i) {
       const int e = round.chunks[i].encoded;
       if (e >= 0 && round.encoded[static_cast<size_t>(e)].is_cachegen() && k++ == failed) {
-        return internal::AboutChunk(keys[i], s);
+        twin_refusal.emplace(i, internal::AboutChunk(keys[i], s));
       }
     }
-    return s;
+    if (!twin_refusal) return s;
   }
   const std::byte* encoded = backend->encoded_staging().data();
   std::byte* host = backend->host_staging().data();
@@ -308,18 +315,29 @@ Status PagedKvTransfer::Impl::DecodeCachegen(const Round& round, std::span<const
   return Status::Ok();
 }
 
-Status PagedKvTransfer::Impl::CheckDecoded(const Round& round, std::span<const ChunkKey> keys) {
+void PagedKvTransfer::Impl::StopAtRefusal(Round& round, std::span<const ChunkKey> keys) {
+  std::optional<std::pair<size_t, Status>> refusal = std::exchange(twin_refusal, std::nullopt);
+  // A refusal past the round's end: the round was already cut before it (a corrupt chunk, a miss).
+  if (refusal && refusal->first >= round.chunks.size()) refusal.reset();
   const std::byte* host = backend->host_staging().data();
-  for (size_t i = 0; i < round.chunks.size(); ++i) {
+  const size_t scan_end = refusal ? refusal->first : round.chunks.size();
+  for (size_t i = 0; i < scan_end; ++i) {
     const RoundChunk& c = round.chunks[i];
     if (c.encoded < 0) continue;
     const internal::EncodedChunk& e = round.encoded[static_cast<size_t>(c.encoded)];
     if (!e.is_cachegen()) continue;
     Status s = gpu::CachegenDeviceStatus(
         e.cachegen, {host + c.offset + e.host_errors_at, gpu::CachegenErrorBytes(e.cachegen)});
-    if (!s.ok()) return internal::AboutChunk(keys[i], s);
+    if (!s.ok()) {
+      refusal.emplace(i, internal::AboutChunk(keys[i], s));
+      break;
+    }
   }
-  return Status::Ok();
+  if (!refusal) return;
+  round.missed = true;
+  round.end_position = round.chunks[refusal->first].position;
+  round.chunks.resize(refusal->first);
+  round.refused = std::move(refusal->second);
 }
 
 // Copies (and decodes) go on the backend's copy stream, so they run ahead of the unpacks: layer by layer (one
@@ -336,6 +354,7 @@ Status PagedKvTransfer::Impl::EnqueueCopies(const Round& round, std::span<const 
   const uint32_t passes = layerwise ? shape.num_layers : 1;
   const uint32_t layers_per_pass = layerwise ? 1 : shape.num_layers;
   std::vector<gpu::CachegenDeviceChunk> cachegen;
+  twin_refusal.reset();
   for (uint32_t l = 0; l < passes; ++l) {
     for (size_t i = 0; i < round.chunks.size(); ++i) {
       const RoundChunk& c = round.chunks[i];
@@ -375,16 +394,16 @@ Status PagedKvTransfer::Impl::EnqueueUnpacks(std::span<const RoundChunk> chunks,
 }
 
 // Copies, decodes and unpacks of one round. A round with cachegen chunks waits (on the host) for their decode
-// before the unpacks are queued, so that a chunk the decoder refuses never reaches the cache; int8 rounds keep
-// their layer-by-layer overlap. After a failure part of the work may be
+// before the unpacks are queued, so that a chunk the decoder refuses never reaches the cache (the round stops
+// before it); int8 rounds keep their layer-by-layer overlap. After a failure part of the work may be
 // queued and the events not recorded: everything is drained, so no later call reuses a staging that orphaned
 // work still touches.
-Status PagedKvTransfer::Impl::EnqueueRound(const Round& round, std::span<const ChunkKey> keys, const PagedTarget& t,
+Status PagedKvTransfer::Impl::EnqueueRound(Round& round, std::span<const ChunkKey> keys, const PagedTarget& t,
                                            bool layerwise, gpu::StreamHandle stream) {
   Status s = EnqueueCopies(round, keys, t.cache.shape, layerwise);
   if (s.ok() && round.has_cachegen()) {
     s = backend->HostWait(TransferBackend::kDecoded);
-    if (s.ok()) s = CheckDecoded(round, keys);
+    if (s.ok()) StopAtRefusal(round, keys);
   }
   if (s.ok()) s = EnqueueUnpacks(round.chunks, t, layerwise, stream);
   if (!s.ok()) (void)backend->Drain(stream);
@@ -516,10 +535,14 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::Lease
   if (!*got) return std::optional<Round>();
   if (placed && placed->host_decode) return placed;  // the leases are released; the staged path decodes
   std::copy((*got)->begin(), (*got)->end(), results.begin());
-  if (!placed) placed = Round{{}, {}, position, true};  // nothing found: the sink never ran
+  if (!placed) {  // nothing found: the sink never ran
+    placed.emplace();
+    placed->end_position = position;
+    placed->missed = true;
+  }
   if (!placed->chunks.empty()) {
-    Status s = CheckDecoded(*placed, keys);
-    if (s.ok()) s = EnqueueUnpacks(placed->chunks, t, options.layerwise, stream);
+    StopAtRefusal(*placed, keys);
+    Status s = EnqueueUnpacks(placed->chunks, t, options.layerwise, stream);
     if (!s.ok()) {
       (void)backend->Drain(stream);
       return s;
@@ -639,6 +662,14 @@ Result<LayerwiseLoad> PagedKvTransfer::GetToDevice(std::span<const ChunkKey> key
   load.num_layers_ = shape_.num_layers;
   load.layer_events_ = impl_->backend->layer_events();
   uint32_t position = target.first_token;
+  // A failure once chunks were placed ends the call with them (load.error; the worker recomputes from there).
+  // Before that it is the call's error.
+  auto stop = [&](Status failure) -> Result<LayerwiseLoad> {
+    if (load.placed_chunks == 0) return failure;
+    load.error = std::move(failure);
+    load.placed_tokens = position - target.first_token;
+    return std::move(load);
+  };
   bool link_next = true;  // a GPU channel round that stopped short of its keys sends the next round to gRPC
   for (size_t start = 0; start < keys.size();) {
     const size_t count = std::min<size_t>(impl_->chunks_per_round, keys.size() - start);
@@ -649,7 +680,7 @@ Result<LayerwiseLoad> PagedKvTransfer::GetToDevice(std::span<const ChunkKey> key
     if (options_.zero_copy && impl_->stats.zero_copy_off.empty()) {
       auto leased = impl_->LeasedRound(client_, shape_, round_keys, start, target, position, options_, stream,
                                        round_results);
-      if (!leased.ok()) return leased.status();
+      if (!leased.ok()) return stop(leased.status());
       round = std::move(*leased);
       if (round && round->host_decode) {
         host_decode = true;
@@ -659,17 +690,18 @@ Result<LayerwiseLoad> PagedKvTransfer::GetToDevice(std::span<const ChunkKey> key
     if (!round && !host_decode && link_next && impl_->LinkUsable(options_)) {
       auto linked = impl_->LinkRound(client_, shape_, round_keys, start, target, position, options_, stream,
                                      round_results);
-      if (!linked.ok()) return linked.status();
+      if (!linked.ok()) return stop(linked.status());
       round = std::move(*linked);
     }
     if (!round) {
       auto staged = impl_->StagedRound(client_, shape_, round_keys, start, target, position, options_.layerwise,
                                        host_decode, stream, round_results);
-      if (!staged.ok()) return staged.status();
+      if (!staged.ok()) return stop(staged.status());
       round = std::move(*staged);
     }
     load.placed_chunks += static_cast<uint32_t>(round->chunks.size());
     position = round->end_position;
+    if (!round->refused.ok()) return stop(std::move(round->refused));
     if (round->missed) break;
     // Only a GPU channel round places fewer chunks than keys without a miss: its rest goes over gRPC next.
     if (!round->over_link && round->chunks.size() != count) break;

@@ -184,51 +184,128 @@ std::vector<std::byte> UndecodableCachegen(std::span<const std::byte> kv, const 
 }
 
 // 64-token chunks, so that the container with its inline tables fits a slot and is decoded by the transfer.
-TEST_F(PagedTransferTest, AStreamTheDecoderRefusesFailsTheCallWithItsMessageAndPlacesNothing) {
-  const ModelFingerprint fp = TestFingerprint(64);
-  client_ = NewClient("test", fp);
-  HostPagedCache source(CacheShape(fp), 51);
-  source.FillRandom(52);
-  const std::vector<std::byte> bad = UndecodableCachegen(Packed(source, 64, 64), KvShapeOf(fp, 64));
-  // Chunk 0 raw, chunk 1 the damaged container, stored as a client would never send it.
-  const std::vector<ChunkKey> keys{ChunkKey{0xbad, 1}, ChunkKey{0xbad, 2}};
-  ASSERT_TRUE(client_->Put(keys[0], TokensFor(keys[0], 64), Packed(source, 0, 64)).ok());
-  auto put_raw = [&](const ChunkKey& key, std::span<const std::byte> container) {
-    v1::PutRequest header = PutHeaderFor(Context("test", fp), key, container, TokensFor(key, 64));
+// Staging of `slots` chunks: calls of more chunks run in rounds.
+class PagedTransferRefusalTest : public PagedTransferTest {
+ protected:
+  void SetUp() override {
+    PagedTransferTest::SetUp();
+    fp_ = TestFingerprint(64);
+    client_ = NewClient("test", fp_);
+    source_ = std::make_unique<HostPagedCache>(Shape(), 51);
+    source_->FillRandom(52);
+    bad_ = UndecodableCachegen(Packed(*source_, 64, 64), KvShapeOf(fp_, 64));
+    std::vector<std::byte> decoded(Shape().ChunkBytes(64));
+    PutStoredCachegen(kBad, bad_);
+    refused_ = client_->Get(kBad, decoded).status();
+    ASSERT_FALSE(refused_.ok());
+    for (uint32_t i = 0; i < 3; ++i) {
+      ASSERT_TRUE(client_->Put(kRaw[i], TokensFor(kRaw[i], 64), Packed(*source_, 64 * i, 64)).ok());
+    }
+    codec::EncodeOptions inline_tables;
+    inline_tables.codec = codec::CodecId::kCacheGen;
+    std::vector<std::byte> good;
+    ASSERT_TRUE(codec::Encode({KvShapeOf(fp_, 64), Packed(*source_, 0, 64), {}}, inline_tables, good).ok());
+    PutStoredCachegen(kGood, good);
+  }
+  // Room for four 64-token chunks.
+  gpu::PagedKvShape Shape() const {
+    gpu::PagedKvShape s = CacheShape(fp_);
+    s.num_blocks = 32;
+    return s;
+  }
+  // Puts `container` under `key` as stored cachegen bytes, as a client would never send them.
+  void PutStoredCachegen(const ChunkKey& key, std::span<const std::byte> container) {
+    v1::PutRequest header = PutHeaderFor(Context("test", fp_), key, container, TokensFor(key, 64));
     header.mutable_header()->set_codec(v1::CODEC_CACHEGEN);
     v1::PutResponse response;
     const grpc::Status put = PutRaw(header, container, &response);
     ASSERT_TRUE(put.ok()) << put.error_message();
-  };
-  put_raw(keys[1], bad);
-
-  std::vector<std::byte> decoded(CacheShape(fp).ChunkBytes(64));
-  auto host = client_->Get(keys[1], decoded);
-  ASSERT_FALSE(host.ok());
-  auto t = PagedKvTransfer::Create(client_.get(), CacheShape(fp), HostOptions());
-  ASSERT_TRUE(t.ok());
-  {  // The same chunk intact: decoded by the transfer, not the host.
-    codec::EncodeOptions inline_tables;
-    inline_tables.codec = codec::CodecId::kCacheGen;
-    std::vector<std::byte> good;
-    ASSERT_TRUE(codec::Encode({KvShapeOf(fp, 64), Packed(source, 64, 64), {}}, inline_tables, good).ok());
-    const ChunkKey intact{0xbad, 3};
-    put_raw(intact, good);
-    HostPagedCache dest(CacheShape(fp), 54);
-    ASSERT_TRUE((*t)->GetToDevice({&intact, 1}, Target(dest, 0), nullptr).ok());
-    ASSERT_EQ((*t)->stats().decoded_chunks, 1u);
-    EXPECT_EQ((*t)->stats().resident_table_sets, 0u) << "inline tables travel with their chunk";
   }
-  HostPagedCache dest(CacheShape(fp), 53);
+  std::unique_ptr<PagedKvTransfer> Transfer(uint32_t slots) {
+    PagedTransferOptions o = HostOptions();
+    o.staging_bytes = slots * Shape().ChunkBytes(64);
+    auto t = PagedKvTransfer::Create(client_.get(), Shape(), o);
+    EXPECT_TRUE(t.ok()) << t.status().ToString();
+    return t.ok() ? std::move(t).value() : nullptr;
+  }
+  // The decoder's answer, as a host get gives it.
+  void ExpectRefusal(const Status& s) {
+    EXPECT_EQ(s.code(), refused_.code());
+    EXPECT_EQ(s.message(), refused_.message());
+    EXPECT_NE(s.message().find("cachegen stream"), std::string::npos) << s.ToString();
+  }
+  // Every row of `dest` from `from` on still holds the poison.
+  static void ExpectUntouchedFrom(const HostPagedCache& dest, uint32_t from) {
+    const std::vector<std::byte> poisoned(dest.shape.RowBytes(), std::byte{0x77});
+    for (uint32_t l = 0; l < dest.shape.num_layers; ++l) {
+      for (int kv = 0; kv < 2; ++kv) {
+        for (uint32_t p = from; p < dest.shape.num_blocks * dest.shape.block_size; ++p) {
+          ASSERT_EQ(std::memcmp(dest.Row(l, kv, p), poisoned.data(), poisoned.size()), 0)
+              << "layer " << l << (kv ? " V" : " K") << " position " << p;
+        }
+      }
+    }
+  }
+  static constexpr ChunkKey kBad{0xbad, 9};
+  static constexpr ChunkKey kGood{0xbad, 8};  // chunk 0 of the source, cachegen with inline tables
+  static constexpr ChunkKey kRaw[3] = {{0xbad, 1}, {0xbad, 2}, {0xbad, 3}};
+  ModelFingerprint fp_;
+  std::unique_ptr<HostPagedCache> source_;
+  std::vector<std::byte> bad_;
+  Status refused_;
+};
+
+TEST_F(PagedTransferRefusalTest, AnIntactCachegenChunkIsDecodedByTheTransfer) {
+  auto t = Transfer(4);
+  HostPagedCache dest(Shape(), 54);
+  auto load = t->GetToDevice({&kGood, 1}, Target(dest, 0), nullptr);
+  ASSERT_TRUE(load.ok()) << load.status().ToString();
+  EXPECT_TRUE(load->error.ok());
+  EXPECT_EQ(load->placed_tokens, 64u);
+  ASSERT_EQ(t->stats().decoded_chunks, 1u);
+  EXPECT_EQ(t->stats().resident_table_sets, 0u) << "inline tables travel with their chunk";
+  ExpectHostDecode(*client_, dest, {&kGood, 1}, {64});
+}
+
+TEST_F(PagedTransferRefusalTest, AStreamTheDecoderRefusesStopsThePlacementBeforeItsChunk) {
+  auto t = Transfer(4);
+  HostPagedCache dest(Shape(), 53);
   dest.Poison(0x77);
-  auto load = (*t)->GetToDevice(keys, Target(dest, 0), nullptr);
-  ASSERT_FALSE(load.ok());
-  EXPECT_EQ(load.status().code(), host.status().code());
-  EXPECT_EQ(load.status().message(), host.status().message()) << "the decoder's answer, as a host get gives it";
-  EXPECT_NE(load.status().message().find("cachegen stream"), std::string::npos) << load.status().ToString();
-  const std::vector<std::byte> untouched(dest.shape.RowBytes(), std::byte{0x77});
-  for (uint32_t p = 0; p < 128; ++p) {
-    ASSERT_EQ(std::memcmp(dest.Row(0, 0, p), untouched.data(), untouched.size()), 0) << "position " << p;
+  const std::vector<ChunkKey> keys{kGood, kRaw[1], kBad, kRaw[2]};  // one round: decoded, raw, refused, raw
+  auto load = t->GetToDevice(keys, Target(dest, 0), nullptr);
+  ASSERT_TRUE(load.ok()) << load.status().ToString();
+  EXPECT_EQ(load->placed_chunks, 2u);
+  EXPECT_EQ(load->placed_tokens, 128u);
+  ExpectRefusal(load->error);
+  EXPECT_EQ(t->stats().decoded_chunks, 1u);
+  ExpectHostDecode(*client_, dest, std::span(keys).first(2), {64, 64});
+  ExpectUntouchedFrom(dest, 128);
+}
+
+TEST_F(PagedTransferRefusalTest, ARefusalInALaterRoundKeepsTheEarlierRoundsPlaced) {
+  auto t = Transfer(1);
+  HostPagedCache dest(Shape(), 55);
+  dest.Poison(0x77);
+  const std::vector<ChunkKey> keys{kRaw[0], kRaw[1], kBad, kRaw[2]};  // one chunk per round
+  auto load = t->GetToDevice(keys, Target(dest, 0), nullptr);
+  ASSERT_TRUE(load.ok()) << load.status().ToString();
+  EXPECT_EQ(load->placed_chunks, 2u);
+  EXPECT_EQ(load->placed_tokens, 128u);
+  ExpectRefusal(load->error);
+  EXPECT_FALSE(load->results[3].found) << "the round after the refusal was never asked for";
+  ExpectPlaced(*source_, dest, 0, 128, 0x77);  // and nothing from 128 on
+}
+
+TEST_F(PagedTransferRefusalTest, ARefusalBeforeAnythingWasPlacedIsTheCallsError) {
+  for (uint32_t slots : {1u, 4u}) {
+    auto t = Transfer(slots);
+    HostPagedCache dest(Shape(), 56);
+    dest.Poison(0x77);
+    const std::vector<ChunkKey> keys{kBad, kRaw[1]};
+    auto load = t->GetToDevice(keys, Target(dest, 0), nullptr);
+    ASSERT_FALSE(load.ok()) << slots << " slots";
+    ExpectRefusal(load.status());
+    ExpectPlaced(*source_, dest, 0, 0, 0x77);
   }
 }
 

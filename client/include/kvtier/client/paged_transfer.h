@@ -26,9 +26,14 @@
 // (the codec's own checks), only the encoded body crosses PCIe, and the decoder writes the raw chunk into the
 // device staging, layer by layer for int8 and in one launch per round for cachegen. A shared cachegen
 // profile's tables are copied to the device once per transfer and level; inline tables travel with their
-// chunk. A round holding cachegen chunks waits for their decode before it returns, so that a stream the decoder
-// refuses fails the call (with codec::Decode's message) and nothing of that round reaches the cache (earlier
-// rounds of the same call may have been placed).
+// chunk. A round holding cachegen chunks waits for their decode before it returns, so that a chunk whose stream
+// the decoder refuses never reaches the cache: placement stops before it, like at a miss, with codec::Decode's
+// message in LayerwiseLoad::error.
+//
+// Failures: a failure after some chunks were placed (a refused stream, a server or network error in a later
+// round, a block table too short for a later chunk) ends the call with those chunks placed and counted and the
+// failure in LayerwiseLoad::error; the worker recomputes from placed_tokens as after a miss. A failure before
+// any chunk was placed is the call's error.
 //
 // Ownership: the Client must outlive the transfer; caches, block tables and token ids are the caller's.
 // Not thread-safe: one PagedKvTransfer per worker thread (it owns its staging). A LayerwiseLoad is valid until
@@ -110,9 +115,11 @@ struct PagedTarget {
 // next call.
 class LayerwiseLoad {
  public:
-  std::vector<GetResult> results;  // one per key: found, bytes, num_tokens, base_position, tier
+  std::vector<GetResult> results;  // one per key, as the server answered: found, bytes, num_tokens, base_position,
+                                   // tier (placed_chunks, not found, says what reached the cache)
   uint32_t placed_chunks = 0;      // leading hits written into the cache
   uint32_t placed_tokens = 0;      // their tokens, from target.first_token
+  Status error;                    // Ok, or why the call stopped before the first miss (see the top comment)
 
   // Makes work queued later on `stream` wait until layer `layer` of every placed chunk is in the cache,
   // without blocking the host (cudaStreamWaitEvent). The twin has finished before the call returns: Ok.
