@@ -67,6 +67,8 @@ Status CheckPagedCall(const PagedKvCache& cache, const SequenceSlice& seq, const
   KVTIER_RETURN_IF_ERROR(CheckLayerPointers(cache.v_layers, "v_layers", shape.num_layers, elem));
   if (seq.num_tokens == 0) return InvalidArgument("num_tokens is 0");
   if (seq.block_table == nullptr) return InvalidArgument("block_table is null");
+  // A misaligned read on the GPU is a sticky error that ends the process's CUDA context: refuse it here.
+  if (!Aligned(seq.block_table, alignof(int32_t))) return InvalidArgument("block_table is not 4-byte aligned");
   const uint64_t end = uint64_t{seq.first_token} + seq.num_tokens;  // one past the last position
   const uint64_t blocks_needed = (end + shape.block_size - 1) / shape.block_size;
   if (blocks_needed > seq.block_table_size) {

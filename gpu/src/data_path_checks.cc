@@ -61,6 +61,8 @@ Status CheckGatherCall(const BlockGather& g, const void* out, size_t out_bytes, 
   if (g.num_selected == 0) return InvalidArgument("num_selected is 0");
   if (g.source == nullptr) return InvalidArgument("source is null");
   if (g.block_ids == nullptr) return InvalidArgument("block_ids is null");
+  // A misaligned read on the GPU is a sticky error that ends the process's CUDA context: refuse it here.
+  if (!Aligned(g.block_ids, alignof(int32_t))) return InvalidArgument("block_ids is not 4-byte aligned");
   if (out_bytes != GatherOutputBytes(g)) {
     return InvalidArgument("gather output of " + Str(out_bytes) + " bytes is not " + Str(g.num_selected) +
                            " blocks x " + Str(g.block_bytes) + " bytes = " + Str(GatherOutputBytes(g)));
@@ -87,9 +89,14 @@ Status CheckReconstructCall(const LowRankKeysView& keys, const KeyBlockSelection
                            Str(kMaxDeviceRotaryDim));
   }
   if (keys.a == nullptr || keys.b == nullptr) return InvalidArgument("factor a or b is null");
+  // Misaligned reads on the GPU are sticky errors that end the process's CUDA context: refuse them here.
+  if (!Aligned(keys.a, alignof(float)) || !Aligned(keys.b, alignof(float))) {
+    return InvalidArgument("factor a or b is not 4-byte aligned");
+  }
   if (sel.block_size == 0) return InvalidArgument("block_size is 0");
   if (sel.num_selected == 0) return InvalidArgument("num_selected is 0");
   if (sel.block_ids == nullptr) return InvalidArgument("block_ids is null");
+  if (!Aligned(sel.block_ids, alignof(int32_t))) return InvalidArgument("block_ids is not 4-byte aligned");
   constexpr int64_t kMaxPosition = int64_t{1} << 31;
   if (sel.first_position < 0 || sel.first_position > kMaxPosition - s.num_tokens) {
     return InvalidArgument("first_position " + std::to_string(sel.first_position) + " is outside [0, 2^31 - " +

@@ -17,7 +17,8 @@ GpuProbe ProbeDevices() {
   for (int i = 0; i < count; ++i) {
     cudaDeviceProp prop{};
     if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) continue;
-    probe.devices.push_back({i, prop.name, prop.totalGlobalMem, prop.major, prop.minor});
+    probe.devices.push_back(
+        {i, prop.name, prop.totalGlobalMem, prop.major, prop.minor, prop.hostRegisterReadOnlySupported != 0});
   }
   if (probe.devices.empty()) probe.reason = "no CUDA device found";
   return probe;

@@ -207,7 +207,10 @@ class DeviceScope {
   explicit DeviceScope(int device) {
     if (device < 0 || cudaGetDevice(&previous_) != cudaSuccess || previous_ == device) return;
     const cudaError_t err = cudaSetDevice(device);
-    if (err != cudaSuccess) status_ = Internal("cudaSetDevice(" + std::to_string(device) + "): " + cudaGetErrorString(err));
+    if (err != cudaSuccess) {
+      cudaGetLastError();  // not sticky: leave no error behind for the next launch check
+      status_ = Internal("cudaSetDevice(" + std::to_string(device) + "): " + cudaGetErrorString(err));
+    }
   }
   ~DeviceScope() {
     if (previous_ >= 0 && status_.ok()) cudaSetDevice(previous_);

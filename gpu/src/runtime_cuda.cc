@@ -13,6 +13,9 @@ namespace {
 
 Status FromCuda(cudaError_t err, const char* what) {
   if (err == cudaSuccess) return Status::Ok();
+  // A failed allocation, say, is not sticky but stays the runtime's last error: clear it, or the next kernel
+  // launch's check would report it as its own.
+  cudaGetLastError();
   return Internal(std::string(what) + ": " + cudaGetErrorString(err));
 }
 

@@ -218,6 +218,10 @@ TEST(GatherTwin, Checks) {
   bad = g;
   bad.block_ids = nullptr;
   ExpectError(GatherBlocksCpu(bad, out), StatusCode::kInvalidArgument, "block_ids is null");
+  std::vector<int32_t> shifted(g.num_selected + 1);  // two bytes in: a GPU could not read it
+  bad = g;
+  bad.block_ids = reinterpret_cast<const int32_t*>(reinterpret_cast<const std::byte*>(shifted.data()) + 2);
+  ExpectError(GatherBlocksCpu(bad, out), StatusCode::kInvalidArgument, "block_ids is not 4-byte aligned");
 }
 
 TEST(HostRegistrationTest, WithoutAGpuNothingIsRegistered) {
@@ -518,6 +522,17 @@ TEST(LowRankKeysTwin, ReconstructionChecks) {
   no_b.b = nullptr;
   ExpectError(ReconstructKeysCpu(no_b, sel, rope, DType::kFp16, out), StatusCode::kInvalidArgument,
               "factor a or b is null");
+  // Two bytes into their arrays: a GPU could not read them (never dereferenced here either).
+  std::vector<float> shifted_b(keys.shape.BFloats() + 1);
+  LowRankKeysView misaligned_b = keys;
+  misaligned_b.b = reinterpret_cast<const float*>(reinterpret_cast<const std::byte*>(shifted_b.data()) + 2);
+  ExpectError(ReconstructKeysCpu(misaligned_b, sel, rope, DType::kFp16, out), StatusCode::kInvalidArgument,
+              "factor a or b is not 4-byte aligned");
+  std::vector<int32_t> shifted_ids(sel.num_selected + 1);
+  bad = sel;
+  bad.block_ids = reinterpret_cast<const int32_t*>(reinterpret_cast<const std::byte*>(shifted_ids.data()) + 2);
+  ExpectError(ReconstructKeysCpu(keys, bad, rope, DType::kFp16, out), StatusCode::kInvalidArgument,
+              "block_ids is not 4-byte aligned");
   LowRankKeysView big_rank = keys;
   big_rank.shape.rank = 9;
   ExpectError(ReconstructKeysCpu(big_rank, sel, rope, DType::kFp16, out), StatusCode::kInvalidArgument,

@@ -182,6 +182,12 @@ TEST_F(PagedKvChecks, TokenRangeAndTable) {
   SequenceSlice no_table = c_.Slice();
   no_table.block_table = nullptr;
   ExpectInvalid(PackPagedKvCpu(cache_.View(), no_table, chunk_), "block_table is null");
+  // Two bytes into an int32 array: a GPU could not read it (never dereferenced here either).
+  std::vector<int32_t> shifted(c_.table.size() + 1);
+  SequenceSlice misaligned = c_.Slice();
+  misaligned.block_table = reinterpret_cast<const int32_t*>(reinterpret_cast<const std::byte*>(shifted.data()) + 2);
+  ExpectInvalid(PackPagedKvCpu(cache_.View(), misaligned, chunk_), "block_table is not 4-byte aligned");
+  ExpectInvalid(UnpackPagedKvCpu(cache_.View(), misaligned, chunk_), "block_table is not 4-byte aligned");
 }
 
 TEST_F(PagedKvChecks, EntriesBeforeAndAfterTheRangeAreNotRead) {

@@ -15,6 +15,9 @@ struct DeviceInfo {
   uint64_t total_memory_bytes = 0;
   int compute_major = 0;
   int compute_minor = 0;
+  // cudaHostRegister can map host memory read-only for it (cudaDevAttrHostRegisterReadOnlySupported): what
+  // PagedKvTransfer needs to DMA straight out of a server's shared arena, which workers map read-only.
+  bool host_register_read_only = false;
 };
 
 struct GpuProbe {
