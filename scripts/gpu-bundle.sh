@@ -4,8 +4,8 @@
 # every shared library they load except the C library itself, and a runner (scripts/gpu-bundle-run.sh).
 #   scripts/gpu-bundle.sh [BUNDLE_DIR]        (default: .gpu-bundle, ignored by git)
 #   env: BUILD (build directory, default build-gpu), JOBS (default: nproc)
-# Also writes BUNDLE_DIR.tar.xz (the same, compressed). On the GPU machine, in a copy of the repository:
-#   tar -xJf .gpu-bundle.tar.xz && .gpu-bundle/run.sh [OUT_DIR]
+# Also writes BUNDLE_DIR.tar.gz (the same, compressed). On the GPU machine, in a copy of the repository:
+#   tar -xzf .gpu-bundle.tar.gz && .gpu-bundle/run.sh [OUT_DIR]
 #   (scripts/gpu-bundle-run.sh says what run.sh does and takes: FILTER, TESTS, SANITIZE, SKIP_BENCH, BENCH_ARGS)
 # Where the GPU machine can install kvtier's dependencies itself, scripts/gpu-check.sh is simpler.
 set -euo pipefail
@@ -68,7 +68,7 @@ chmod +x "$bundle/run.sh"
     "($(newest_glibc "$bundle"/lib/cxx/*) where the bundle's C++ runtime is used), an NVIDIA driver for CUDA $(/usr/local/cuda/bin/nvcc --version | grep -o 'release [0-9.]*' | cut -d' ' -f2)"
 } > "$bundle/BUILT"
 cat "$bundle/BUILT"
-# One compressed file to carry to the GPU machine (about a quarter of the directory's size).
-tar -cJf "$bundle.tar.xz" "$bundle"
+# One compressed file to carry to the GPU machine (gzip: every machine can unpack it).
+tar -czf "$bundle.tar.gz" "$bundle"
 echo "gpu-bundle: $(du -sh "$bundle" | cut -f1) in $bundle ($(find "$bundle/lib" -name '*.so*' | wc -l) libraries)," \
-  "$(du -sh "$bundle.tar.xz" | cut -f1) in $bundle.tar.xz"
+  "$(du -sh "$bundle.tar.gz" | cut -f1) in $bundle.tar.gz"
