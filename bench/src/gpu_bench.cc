@@ -347,7 +347,10 @@ Status BenchChunkLoad(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostre
   co.fingerprint.dtype = DType::kFp16;
   co.fingerprint.chunk_tokens = o.chunk_tokens;
   co.max_message_bytes = std::max<uint64_t>(co.max_message_bytes, 2 * rig.chunk_bytes);
+  std::optional<codec::ThreadPoolExecutor> pool;
+  if (o.host_threads != 1) co.encode.executor = &pool.emplace(o.host_threads);
   progress << "bench-gpu: chunk load host tier -> paged cache over " << ((*server)->shm() ? "shared memory" : "gRPC")
+           << ", host work on " << (pool ? std::to_string(pool->Concurrency()) + " threads" : "the calling thread")
            << "\n";
   for (codec::CodecId codec : {codec::CodecId::kRaw, codec::CodecId::kInt8, codec::CodecId::kCacheGen}) {
     KVTIER_RETURN_IF_ERROR(LoadChunks(o, rig, co, codec, rows, progress));

@@ -4,12 +4,15 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "encoded_chunk.h"
 #include "kvtier/client/gpu_channel.h"
+#include "kvtier/codec/executor.h"
 #include "transfer_backend.h"
 
 namespace kvtier {
@@ -74,6 +77,7 @@ struct PagedKvTransfer::Impl {
   gpu::RopeParams rope;
   bool rerotate = false;  // keys are stored after RoPE and the options ask for re-rotation
   gpu::CachegenProfileResolver profiles;    // the client's, for cachegen chunks decoded here
+  codec::Executor* executor = nullptr;      // the client's (ClientOptions::encode.executor): host work in parallel
   std::optional<internal::ResidentTables> resident_tables;  // shared profiles' tables on the device
   std::vector<std::span<std::byte>> slots;  // the host staging's slots, where staged gets land
   std::vector<const std::byte*> slot_sources;  // their first bytes, as PlanRound's sources
@@ -109,10 +113,17 @@ struct PagedKvTransfer::Impl {
   Result<Round> PlanRound(const gpu::PagedKvShape& shape, std::span<const GetResult> results,
                           std::span<const ChunkKey> keys, size_t first_index, uint32_t position,
                           std::span<const std::byte* const> sources, bool in_host_slots);
-  // The decode plan of hit i, or nullopt to decode it on the host.
-  Result<std::optional<internal::EncodedChunk>> PlanEncoded(const gpu::PagedKvShape& shape, const GetResult& r,
-                                                            const ChunkKey& key, const std::byte* container,
-                                                            const internal::EncodedSlot& slot);
+  // A hit's parsed container: its decode plan, nullopt to decode it on the host, or the decoder's refusal.
+  using Parsed = Result<std::optional<internal::EncodedChunk>>;
+  // The leading hits' encoded containers parsed (and checked: every stream is hashed), on the executor when
+  // there is one; nullopt for raw hits and those after the first miss.
+  std::vector<std::optional<Parsed>> ParseLeading(const gpu::PagedKvShape& shape, std::span<const GetResult> results,
+                                                  std::span<const ChunkKey> keys,
+                                                  std::span<const std::byte* const> sources);
+  // The decode plan of a parsed hit laid out in `slot`, or nullopt to decode it on the host.
+  Parsed PlanEncoded(Parsed parsed, const GetResult& r, const internal::EncodedSlot& slot);
+  // Which of `hits` that `check` selects do not hash to their checksum, on the executor when there is one.
+  std::vector<bool> CorruptHits(std::span<const LeasedChunk> hits, const std::function<bool(size_t)>& check);
   Status EnqueueCopies(const Round& round, std::span<const ChunkKey> keys, const gpu::PagedKvShape& shape,
                        bool layerwise);
   Status EnqueueEncodedCopies(const Round& round, size_t index, const ChunkKey& key, const gpu::PagedKvShape& shape,
@@ -181,6 +192,7 @@ Result<std::unique_ptr<PagedKvTransfer>> PagedKvTransfer::Create(Client* client,
   impl->rope = gpu::RopeParams::FromFingerprint(fp);
   impl->rerotate = options.rerotate && fp.keys_post_rope && fp.rope_style != RopeStyle::kNone;
   impl->profiles = client->DecodeOptions().profiles;
+  impl->executor = client->DecodeOptions().executor;
   auto backend = TransferBackend::Create(options.placement, impl->chunks_per_round * impl->slot_bytes,
                                          shape.num_layers, options.device_decode);
   if (!backend.ok()) return backend.status();
@@ -417,6 +429,7 @@ Result<PagedKvTransfer::Impl::Round> PagedKvTransfer::Impl::PlanRound(const gpu:
                                                                       std::span<const std::byte* const> sources,
                                                                       bool in_host_slots) {
   Round round;
+  std::vector<std::optional<Parsed>> parsed = ParseLeading(shape, results, keys, sources);
   for (size_t i = 0; i < results.size(); ++i) {
     const GetResult& r = results[i];
     if (!r.found) {
@@ -426,7 +439,7 @@ Result<PagedKvTransfer::Impl::Round> PagedKvTransfer::Impl::PlanRound(const gpu:
     RoundChunk c{sources[i], i * slot_bytes, r.num_tokens, position, int64_t{position} - int64_t{r.base_position}};
     if (r.codec != v1::CODEC_RAW) {
       const internal::EncodedSlot slot{c.offset, slot_bytes, in_host_slots};
-      auto plan = PlanEncoded(shape, r, keys[i], sources[i], slot);
+      auto plan = parsed[i] ? PlanEncoded(std::move(*parsed[i]), r, slot) : Parsed(std::nullopt);
       if (!plan.ok()) return plan.status();
       if (!*plan) {
         round.host_decode = true;
@@ -446,15 +459,46 @@ Result<PagedKvTransfer::Impl::Round> PagedKvTransfer::Impl::PlanRound(const gpu:
   return round;
 }
 
-Result<std::optional<internal::EncodedChunk>> PagedKvTransfer::Impl::PlanEncoded(const gpu::PagedKvShape& shape,
-                                                                                 const GetResult& r,
-                                                                                 const ChunkKey& key,
-                                                                                 const std::byte* container,
-                                                                                 const internal::EncodedSlot& slot) {
+std::vector<std::optional<PagedKvTransfer::Impl::Parsed>> PagedKvTransfer::Impl::ParseLeading(
+    const gpu::PagedKvShape& shape, std::span<const GetResult> results, std::span<const ChunkKey> keys,
+    std::span<const std::byte* const> sources) {
+  std::vector<std::optional<Parsed>> parsed(results.size());
+  if (!decoding()) return parsed;  // every encoded hit is decoded on the host
+  std::vector<size_t> encoded;
+  for (size_t i = 0; i < results.size() && results[i].found; ++i) {
+    if (results[i].codec != v1::CODEC_RAW) encoded.push_back(i);
+  }
+  auto parse = [&](size_t k) {
+    const size_t i = encoded[k];
+    const GetResult& r = results[i];
+    parsed[i] = internal::ParseEncodedChunk({sources[i], r.bytes}, r.codec, ChunkShapeOf(shape, r.num_tokens),
+                                            profiles, keys[i]);
+  };
+  if (executor != nullptr && encoded.size() > 1) {
+    executor->ParallelFor(encoded.size(), parse);
+  } else {
+    for (size_t k = 0; k < encoded.size(); ++k) parse(k);
+  }
+  return parsed;
+}
+
+std::vector<bool> PagedKvTransfer::Impl::CorruptHits(std::span<const LeasedChunk> hits,
+                                                     const std::function<bool(size_t)>& check) {
+  std::vector<char> corrupt(hits.size(), 0);  // not vector<bool>: each worker writes its own byte
+  auto verify = [&](size_t j) {
+    corrupt[j] = check(j) && Checksum64(hits[j].payload) != hits[j].checksum ? 1 : 0;
+  };
+  if (executor != nullptr && hits.size() > 1) {
+    executor->ParallelFor(hits.size(), verify);
+  } else {
+    for (size_t j = 0; j < hits.size(); ++j) verify(j);
+  }
+  return std::vector<bool>(corrupt.begin(), corrupt.end());
+}
+
+PagedKvTransfer::Impl::Parsed PagedKvTransfer::Impl::PlanEncoded(Parsed parsed, const GetResult& r,
+                                                                 const internal::EncodedSlot& slot) {
   using Out = std::optional<internal::EncodedChunk>;
-  if (!decoding()) return Out();
-  auto parsed = internal::ParseEncodedChunk({container, r.bytes}, r.codec, ChunkShapeOf(shape, r.num_tokens),
-                                            profiles, key);
   if (!parsed.ok() || !*parsed) return parsed;
   resident_tables->Attach(**parsed);
   if (!internal::LayOutEncodedChunk(**parsed, slot, r.bytes)) return Out();
@@ -479,11 +523,12 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::Lease
       return s;
     }
     const std::byte* server_gpu = want_gpu ? ServerGpu(arena, hits) : nullptr;
+    // An encoded chunk is parsed on the CPU before any copy: verify its bytes first, so that a corrupt one is
+    // reported (and dropped by the server) like a raw one, ending the placement before it.
+    const std::vector<bool> bad_encoded = CorruptHits(hits, [&](size_t j) { return hits[j].codec != v1::CODEC_RAW; });
     for (size_t j = 0; j < hits.size(); ++j) {
       const LeasedChunk& h = hits[j];
-      // An encoded chunk is parsed on the CPU before any copy: verify its bytes first, so that a corrupt one is
-      // reported (and dropped by the server) like a raw one, ending the placement before it.
-      if (h.codec != v1::CODEC_RAW && Checksum64(h.payload) != h.checksum) {
+      if (bad_encoded[j]) {
         corrupt->push_back(j);
         continue;
       }
@@ -512,9 +557,10 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::Lease
     // Placement ends before the first corrupt chunk.
     size_t intact = round->chunks.size();
     if (options.verify_leased) {
+      const std::vector<bool> bad_raw = CorruptHits(
+          hits, [&](size_t j) { return hits[j].codec == v1::CODEC_RAW && !from_gpu[hits[j].index]; });
       for (size_t j = 0; j < hits.size(); ++j) {
-        if (hits[j].codec != v1::CODEC_RAW || from_gpu[hits[j].index]) continue;
-        if (Checksum64(hits[j].payload) == hits[j].checksum) continue;
+        if (!bad_raw[j]) continue;
         corrupt->push_back(j);
         intact = std::min(intact, hits[j].index);
       }

@@ -186,6 +186,7 @@ int BenchGpuCommand(int argc, char** argv) {
   int layers = options.layers, kv_heads = options.kv_heads, head_dim = options.head_dim;
   int chunk_tokens = options.chunk_tokens, chunks = options.chunks, block_size = options.block_size;
   int iterations = options.iterations;
+  int host_threads = static_cast<int>(options.host_threads);
   FlagSet flags("kvtier bench-gpu [--chunks N] [--json]",
                 "Measures the GPU data path on this machine's first GPU, with the limits measured in the same run:\n"
                 "pinned host-to-device and device-to-device cudaMemcpy of one transfer's bytes, then against them\n"
@@ -202,11 +203,15 @@ int BenchGpuCommand(int argc, char** argv) {
   flags.AddInt("chunks", &chunks, "chunks per transfer (default 8)");
   flags.AddInt("block-size", &block_size, "paged-cache tokens per block (default 16)");
   flags.AddInt("iterations", &iterations, "timed repetitions per row, after one warm-up (default 20)");
+  flags.AddInt("host-threads", &host_threads,
+               "threads verifying and parsing encoded chunks in the chunk loads; 1: the calling thread alone "
+               "(default 0: every core)");
   flags.AddBool("json", &json, "print one JSON line with all results last");
   auto positive = [&]() -> Status {
     for (int v : {layers, kv_heads, head_dim, chunk_tokens, chunks, block_size, iterations}) {
       if (v <= 0) return InvalidArgument("every size and count must be >= 1");
     }
+    if (host_threads < 0) return InvalidArgument("--host-threads must be >= 0");
     return Status::Ok();
   };
   if (int rc = ParseBenchFlags(flags, argc, argv, "bench-gpu", positive); rc >= 0) return rc;
@@ -217,6 +222,7 @@ int BenchGpuCommand(int argc, char** argv) {
   options.chunks = static_cast<uint32_t>(chunks);
   options.block_size = static_cast<uint32_t>(block_size);
   options.iterations = static_cast<uint32_t>(iterations);
+  options.host_threads = static_cast<uint32_t>(host_threads);
   return PrintReport("bench-gpu", bench::RunGpuBench(options, std::cerr), bench::PrintGpuTable, bench::GpuJsonLine,
                      json);
 }

@@ -66,14 +66,17 @@ TEST_F(PagedTransferSharedMemoryTest, Int8AndCachegenChunksAreDecodedByTheTransf
   source.FillRandom(42);
   const codec::ModelProfile profile = ProfileOf(source, fp);
   const std::vector<uint32_t> sizes{64, 50};
+  codec::ThreadPoolExecutor pool(3);
   for (codec::CodecId id : {codec::CodecId::kInt8, codec::CodecId::kCacheGen}) {
     for (LocalPathMode mode : {LocalPathMode::kRequire, LocalPathMode::kOff}) {
       for (bool layerwise : {true, false}) {
+        // Whole chunks: containers verified and parsed on the client's executor.
         SCOPED_TRACE(std::string(codec::CodecName(id)) + (mode == LocalPathMode::kOff ? " over gRPC" : " leased") +
-                     (layerwise ? " layerwise" : " whole"));
+                     (layerwise ? " layerwise" : " whole, on the executor"));
         codec::EncodeOptions encode;
         encode.codec = id;
         encode.profile = id == codec::CodecId::kCacheGen ? &profile : nullptr;
+        encode.executor = layerwise ? nullptr : &pool;
         auto client = SharedClient(mode, encode, 64);
         if (id == codec::CodecId::kCacheGen) {
           ASSERT_TRUE(client->PutProfile("paged", profile).ok());
@@ -131,9 +134,12 @@ TEST_F(PagedTransferSharedMemoryTest, OtherCodecsAndDeviceDecodeOffAreDecodedOnT
   }
 }
 
+// Verified on the client's executor (ACorruptChunkEndsThePlacementAndIsDropped covers one thread).
 TEST_F(PagedTransferSharedMemoryTest, ACorruptEncodedChunkInTheArenaEndsThePlacementAndIsDropped) {
+  codec::ThreadPoolExecutor pool(3);
   codec::EncodeOptions encode;
   encode.codec = codec::CodecId::kInt8;
+  encode.executor = &pool;
   auto client = SharedClient(LocalPathMode::kRequire, encode);
   const ModelFingerprint fp = TestFingerprint(kChunkTokens);
   auto t = PagedKvTransfer::Create(client.get(), CacheShape(fp), HostOptions());

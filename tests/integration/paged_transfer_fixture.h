@@ -129,11 +129,13 @@ class PagedTransferSharedMemoryTest : public PagedTransferTest {
     arena->data()[(found - begin) + at] ^= mask;
   }
   // The load placed chunk 0 only (16 tokens): chunk 1 was corrupt, is a miss, and the server dropped it.
-  void ExpectCorruptSecondChunkDropped(Client& client, const LayerwiseLoad& load, std::span<const ChunkKey> keys) {
+  // `failures`: the server's checksum failures so far, this one included.
+  void ExpectCorruptSecondChunkDropped(Client& client, const LayerwiseLoad& load, std::span<const ChunkKey> keys,
+                                       uint64_t failures = 1) {
     EXPECT_EQ(load.placed_chunks, 1u);
     EXPECT_EQ(load.placed_tokens, 16u);
     EXPECT_FALSE(load.results[1].found) << "a corrupt chunk is a miss";
-    EXPECT_EQ(server_->store().Stats().checksum_failures, 1u);
+    EXPECT_EQ(server_->store().Stats().checksum_failures, failures);
     auto exists = client.Exists(keys.subspan(1, 1));
     ASSERT_TRUE(exists.ok());
     EXPECT_FALSE((*exists)[0]) << "dropped by the server";

@@ -201,27 +201,35 @@ TEST_F(PagedTransferSharedMemoryTest, RawChunksAreCopiedStraightFromTheSharedAre
   EXPECT_EQ(client->local_stats().fallbacks, 0u) << client->local_fallback_reason();
 }
 
+// Hashed on the calling thread, then on the client's executor (ClientOptions::encode.executor).
 TEST_F(PagedTransferSharedMemoryTest, ACorruptChunkEndsThePlacementAndIsDropped) {
-  auto client = SharedClient(LocalPathMode::kRequire);
-  const ModelFingerprint fp = TestFingerprint(kChunkTokens);
-  auto t = PagedKvTransfer::Create(client.get(), CacheShape(fp), HostOptions());
-  ASSERT_TRUE(t.ok());
-  HostPagedCache source(CacheShape(fp), 24);
-  source.FillRandom(25);
-  const std::vector<ChunkKey> keys = PutChunks(**t, source, 0, {16, 16, 16});
-  // Flip one bit of chunk 1 in the server's memory, as failing DRAM would: find it by its bytes.
-  std::vector<std::byte> stored(CacheShape(fp).ChunkBytes(16));
-  ASSERT_TRUE(gpu::PackPagedKvCpu(source.View(), {source.block_table.data(), 16, 16, 16}, stored).ok());
-  FlipStoredBit(stored, 777, std::byte{0x04});
+  codec::ThreadPoolExecutor pool(3);
+  uint64_t failures = 0;
+  for (codec::Executor* executor : {static_cast<codec::Executor*>(nullptr), static_cast<codec::Executor*>(&pool)}) {
+    SCOPED_TRACE(executor == nullptr ? "one thread" : "on the executor");
+    codec::EncodeOptions encode;
+    encode.executor = executor;
+    auto client = SharedClient(LocalPathMode::kRequire, encode);
+    const ModelFingerprint fp = TestFingerprint(kChunkTokens);
+    auto t = PagedKvTransfer::Create(client.get(), CacheShape(fp), HostOptions());
+    ASSERT_TRUE(t.ok());
+    HostPagedCache source(CacheShape(fp), 24);
+    source.FillRandom(25);
+    const std::vector<ChunkKey> keys = PutChunks(**t, source, 0, {16, 16, 16});
+    // Flip one bit of chunk 1 in the server's memory, as failing DRAM would: find it by its bytes.
+    std::vector<std::byte> stored(CacheShape(fp).ChunkBytes(16));
+    ASSERT_TRUE(gpu::PackPagedKvCpu(source.View(), {source.block_table.data(), 16, 16, 16}, stored).ok());
+    FlipStoredBit(stored, 777, std::byte{0x04});
 
-  HostPagedCache dest(CacheShape(fp), 26);
-  dest.Poison(0x44);
-  auto load = (*t)->GetToDevice(keys, Target(dest, 0), nullptr);
-  ASSERT_TRUE(load.ok()) << load.status().ToString();
-  ExpectCorruptSecondChunkDropped(*client, *load, keys);
-  for (uint32_t l = 0; l < fp.num_layers; ++l) {
-    for (uint32_t p = 0; p < 16; ++p) {
-      ASSERT_EQ(std::memcmp(dest.Row(l, 0, p), source.Row(l, 0, p), dest.shape.RowBytes()), 0);
+    HostPagedCache dest(CacheShape(fp), 26);
+    dest.Poison(0x44);
+    auto load = (*t)->GetToDevice(keys, Target(dest, 0), nullptr);
+    ASSERT_TRUE(load.ok()) << load.status().ToString();
+    ExpectCorruptSecondChunkDropped(*client, *load, keys, ++failures);
+    for (uint32_t l = 0; l < fp.num_layers; ++l) {
+      for (uint32_t p = 0; p < 16; ++p) {
+        ASSERT_EQ(std::memcmp(dest.Row(l, 0, p), source.Row(l, 0, p), dest.shape.RowBytes()), 0);
+      }
     }
   }
 }

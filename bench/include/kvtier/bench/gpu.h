@@ -23,6 +23,9 @@ struct GpuBenchOptions {
   uint32_t chunks = 8;          // chunks per measured transfer (a 2048-token prefix)
   uint32_t block_size = 16;     // paged-cache tokens per block (vLLM's default)
   uint32_t iterations = 20;     // timed repetitions of each row, after one warm-up
+  // The chunk loads' client executor (ClientOptions::encode.executor), on which the transfer verifies and parses
+  // encoded chunks: 0 = every core, 1 = none (the calling thread does it all).
+  uint32_t host_threads = 0;
   Status Validate() const;
 };
 

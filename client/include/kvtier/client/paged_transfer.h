@@ -30,6 +30,11 @@
 // the decoder refuses never reaches the cache: placement stops before it, like at a miss, with codec::Decode's
 // message in LayerwiseLoad::error.
 //
+// Host work: the shared-memory path leaves verification to the reader, so the transfer hashes every chunk it
+// copies out of the arena, and parsing an encoded chunk hashes each of its streams (the codec's checks). With an
+// executor on the client (ClientOptions::encode.executor) a round's chunks are hashed and parsed on it in parallel;
+// without one the calling thread does it all, which can cap a same-host load below the PCIe rate.
+//
 // Failures: a failure after some chunks were placed (a refused stream, a server or network error in a later
 // round, a block table too short for a later chunk) ends the call with those chunks placed and counted and the
 // failure in LayerwiseLoad::error; the worker recomputes from placed_tokens as after a miss. A failure before
