@@ -1,11 +1,12 @@
-// The GPU runtime under the CPU emulation of kvtier's kernels: one emulated device whose memory is host memory.
-// It stands in for the CUDA runtime calls of gpu/src/*_device.cc (include/cuda_runtime_api.h) and for the
-// RAII types of gpu/src/runtime_cuda.cc and the probe of device_cuda.cc. Kernels run at launch (the stream and
+// The GPU runtime under the CPU emulation of kvtier's gpu/ library: one emulated device whose memory is host
+// memory. It stands in for the CUDA runtime calls of gpu/src (include/cuda_runtime_api.h), for the RAII types
+// of gpu/src/runtime_cuda.cc, the probe of device_cuda.cc and the iota of iota.cu. Kernels run at launch (the stream and
 // events have nothing to order), so what it checks is the kernels' own code: indexing, vector widths, bounds
 // (under the sanitizers), against the twins. Device math, streams, events and the driver are not emulated:
 // the `gpu` label must still run on a GPU (scripts/gpu-check.sh, scripts/gpu-bundle.sh).
 #include <cuda_runtime_api.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -14,6 +15,7 @@
 #include "emulated_kernel.h"
 #include "kvtier/gpu/device.h"
 #include "kvtier/gpu/device_buffer.h"
+#include "kvtier/gpu/iota.h"
 #include "kvtier/gpu/stream.h"
 
 dim3 blockIdx, threadIdx, gridDim, blockDim;
@@ -51,6 +53,8 @@ const char* cudaGetErrorString(cudaError_t error) {
   switch (error) {
     case cudaSuccess: return "no error";
     case cudaErrorHostMemoryAlreadyRegistered: return "part or all of the range was already registered";
+    case cudaErrorNotSupported: return "operation not supported (not emulated)";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
     default: return "invalid argument";
   }
 }
@@ -75,7 +79,30 @@ cudaError_t cudaHostGetDevicePointer(void** device, void* host, unsigned /*flags
   return cudaSuccess;
 }
 
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind, cudaStream_t) {
+  if (bytes != 0) std::memmove(dst, src, bytes);  // at once: streams have nothing to order here
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaGetDevice(int* device) {
+  *device = 0;
+  return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : (last_error = cudaErrorInvalidDevice); }
+cudaError_t cudaIpcGetMemHandle(cudaIpcMemHandle_t*, void*) { return last_error = cudaErrorNotSupported; }
+cudaError_t cudaIpcOpenMemHandle(void**, cudaIpcMemHandle_t, unsigned) { return last_error = cudaErrorNotSupported; }
+cudaError_t cudaIpcCloseMemHandle(void*) { return cudaSuccess; }
+cudaError_t cudaDeviceGetPCIBusId(char* bus_id, int length, int) {
+  std::snprintf(bus_id, static_cast<size_t>(length), "0000:00:00.0");
+  return cudaSuccess;
+}
+
 namespace kvtier::gpu {
+
+Status IotaOnDevice(std::span<uint32_t> out, uint32_t start, uint32_t step) {
+  for (size_t i = 0; i < out.size(); ++i) out[i] = start + static_cast<uint32_t>(i) * step;
+  return Status::Ok();
+}
 
 GpuProbe ProbeDevices() {
   GpuProbe probe;

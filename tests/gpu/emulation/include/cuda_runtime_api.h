@@ -1,6 +1,6 @@
-// The part of the CUDA runtime API that kvtier's device-side code calls (gpu/src/*_device.cc and the
-// kernel files), for their CPU emulation: tests/gpu/emulation/emulated_runtime.cc implements it over host
-// memory. Found before the toolkit's header by the emulation target's include path alone.
+// The part of the CUDA runtime API that kvtier's gpu/ library calls (outside runtime_cuda.cc and
+// device_cuda.cc, which the emulation replaces), for its CPU emulation: tests/gpu/emulation/emulated_runtime.cc
+// implements it over host memory. Found before any toolkit's header by the emulation targets' include path.
 #pragma once
 
 #include <cstddef>
@@ -14,8 +14,10 @@ enum cudaError_t {
   cudaSuccess = 0,
   cudaErrorInvalidValue = 1,
   cudaErrorMemoryAllocation = 2,
+  cudaErrorInvalidDevice = 101,
   cudaErrorNotReady = 600,
   cudaErrorHostMemoryAlreadyRegistered = 712,
+  cudaErrorNotSupported = 801,
 };
 enum {
   cudaHostRegisterDefault = 0,
@@ -25,8 +27,23 @@ enum {
   cudaHostRegisterReadOnly = 8,
 };
 
+enum cudaMemcpyKind { cudaMemcpyDefault = 4 };
+struct cudaIpcMemHandle_t {
+  char reserved[64];
+};
+enum { cudaIpcMemLazyEnablePeerAccess = 1 };
+
 cudaError_t cudaGetLastError();
 const char* cudaGetErrorString(cudaError_t error);
 cudaError_t cudaHostRegister(void* ptr, size_t bytes, unsigned flags);
 cudaError_t cudaHostUnregister(void* ptr);
 cudaError_t cudaHostGetDevicePointer(void** device, void* host, unsigned flags);
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream);
+cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+cudaError_t cudaGetDevice(int* device);
+cudaError_t cudaSetDevice(int device);
+// CUDA IPC needs two processes and a driver: refused here (cudaErrorNotSupported).
+cudaError_t cudaIpcGetMemHandle(cudaIpcMemHandle_t* handle, void* ptr);
+cudaError_t cudaIpcOpenMemHandle(void** ptr, cudaIpcMemHandle_t handle, unsigned flags);
+cudaError_t cudaIpcCloseMemHandle(void* ptr);
+cudaError_t cudaDeviceGetPCIBusId(char* bus_id, int length, int device);
