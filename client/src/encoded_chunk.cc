@@ -52,7 +52,7 @@ Status AboutChunk(const ChunkKey& key, const Status& status) {
 Result<std::optional<EncodedChunk>> ParseEncodedChunk(std::span<const std::byte> container, uint8_t codec,
                                                       const gpu::ChunkShape& expected,
                                                       const gpu::CachegenProfileResolver& profiles,
-                                                      const ChunkKey& key) {
+                                                      gpu::CachegenTableCache* table_cache, const ChunkKey& key) {
   EncodedChunk e;
   e.codec = codec;
   gpu::ChunkShape shape;
@@ -63,7 +63,7 @@ Result<std::optional<EncodedChunk>> ParseEncodedChunk(std::span<const std::byte>
     e.body = payload->body;
     shape = payload->shape;
   } else if (codec == v1::CODEC_CACHEGEN) {
-    auto plan = gpu::ParseCachegenContainer(container, profiles);
+    auto plan = gpu::ParseCachegenContainer(container, profiles, table_cache);
     if (!plan.ok()) return AboutChunk(key, plan.status());
     e.cachegen = std::move(*plan);
     e.body = e.cachegen.body;
@@ -92,7 +92,7 @@ void ResidentTables::Attach(EncodedChunk& e) {
 
 bool ResidentTables::AttachTables(EncodedChunk& e) {
   const gpu::CachegenPlan& plan = e.cachegen;
-  const std::span<const std::byte> tables = std::as_bytes(std::span(plan.tables));
+  const std::span<const std::byte> tables = std::as_bytes(plan.Tables());
   auto found = std::find_if(sets_.begin(), sets_.end(), [&](const Set& s) {
     return s.profile_id == plan.profile_id && s.level == plan.level && s.anchor_delta == plan.anchor_delta;
   });

@@ -52,13 +52,14 @@ struct EncodedSlot {
   bool container_in_host = false;  // the container occupies the host slot from its start
 };
 
-// Parses `container` (a hit's stored bytes, of codec `codec`). nullopt: the device does not decode this codec.
-// A container the decoder refuses, or one whose shape is not `expected`: the decoder's code (DATA_LOSS for a
-// shape mismatch), with the message prefixed by "chunk <key>: ".
+// Parses `container` (a hit's stored bytes, of codec `codec`); a shared profile's tables come from
+// `table_cache`. nullopt: the device does not decode this codec. A container the decoder refuses, or one whose
+// shape is not `expected`: the decoder's code (DATA_LOSS for a shape mismatch), with the message prefixed by
+// "chunk <key>: ".
 Result<std::optional<EncodedChunk>> ParseEncodedChunk(std::span<const std::byte> container, uint8_t codec,
                                                       const gpu::ChunkShape& expected,
                                                       const gpu::CachegenProfileResolver& profiles,
-                                                      const ChunkKey& key);
+                                                      gpu::CachegenTableCache* table_cache, const ChunkKey& key);
 
 // Sets the offsets of `e` (a chunk whose container has `container_bytes` bytes) in `slot`; false when its
 // pieces do not fit (decode it on the host).

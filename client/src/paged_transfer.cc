@@ -77,6 +77,7 @@ struct PagedKvTransfer::Impl {
   gpu::RopeParams rope;
   bool rerotate = false;  // keys are stored after RoPE and the options ask for re-rotation
   gpu::CachegenProfileResolver profiles;    // the client's, for cachegen chunks decoded here
+  gpu::CachegenTableCache table_cache;      // shared profiles' tables, flattened once for all their chunks
   codec::Executor* executor = nullptr;      // the client's (ClientOptions::encode.executor): host work in parallel
   std::optional<internal::ResidentTables> resident_tables;  // shared profiles' tables on the device
   std::vector<std::span<std::byte>> slots;  // the host staging's slots, where staged gets land
@@ -472,7 +473,7 @@ std::vector<std::optional<PagedKvTransfer::Impl::Parsed>> PagedKvTransfer::Impl:
     const size_t i = encoded[k];
     const GetResult& r = results[i];
     parsed[i] = internal::ParseEncodedChunk({sources[i], r.bytes}, r.codec, ChunkShapeOf(shape, r.num_tokens),
-                                            profiles, keys[i]);
+                                            profiles, &table_cache, keys[i]);
   };
   if (executor != nullptr && encoded.size() > 1) {
     executor->ParallelFor(encoded.size(), parse);

@@ -51,7 +51,10 @@ gpu::CachegenPlan StagedPlan(const gpu::CachegenDeviceChunk& c) {
   gpu::CachegenPlan plan = *c.plan;
   const std::byte* tables = c.tables.empty() ? c.image.data() + gpu::CachegenTablesOffset(plan) : c.tables.data();
   std::memcpy(plan.streams.data(), c.image.data(), plan.streams.size() * sizeof(gpu::CachegenStream));
-  std::memcpy(plan.tables.data(), tables, plan.tables.size() * sizeof(gpu::CachegenTable));
+  const size_t count = plan.Tables().size();
+  plan.tables.resize(count);  // the staged copy in the plan itself, not a profile's shared one
+  plan.profile_tables.reset();
+  std::memcpy(plan.tables.data(), tables, count * sizeof(gpu::CachegenTable));
   plan.body = c.body;
   return plan;
 }

@@ -11,7 +11,7 @@ Status DecodeCachegenCpu(const CachegenPlan& plan, DType out_dtype, std::span<st
   KVTIER_RETURN_IF_ERROR(detail::CheckCachegenPlan(plan));
   KVTIER_RETURN_IF_ERROR(detail::CheckCachegenOutput(plan, out_dtype, out.data(), out.size()));
   const detail::CachegenChunkView view =
-      detail::CachegenView(plan, out_dtype, plan.body.data(), plan.streams.data(), plan.tables.data(), out.data());
+      detail::CachegenView(plan, out_dtype, plan.body.data(), plan.streams.data(), plan.Tables().data(), out.data());
   // Streams run one at a time here, so they share one anchor row.
   std::vector<float> anchor(plan.anchor_delta ? view.width : 0);
   for (uint32_t i = 0; i < view.num_streams; ++i) {

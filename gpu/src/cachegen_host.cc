@@ -51,8 +51,9 @@ Status CheckRecord(const CachegenPlan& plan, size_t i, uint32_t sub_chunks) {
     return BadRecord(i, "lies outside the body of " + Str(plan.body.size()) + " bytes");
   }
   const uint64_t w = Width(plan);
-  if (uint64_t{s.plain_tables} + w > plan.tables.size() || uint64_t{s.delta_tables} + w > plan.tables.size()) {
-    return BadRecord(i, "reads tables past the " + Str(plan.tables.size()) + " there are");
+  const uint64_t tables = plan.Tables().size();
+  if (uint64_t{s.plain_tables} + w > tables || uint64_t{s.delta_tables} + w > tables) {
+    return BadRecord(i, "reads tables past the " + Str(tables) + " there are");
   }
   if (s.bins < 1 || s.bins > detail::kCachegenMaxBins) return BadRecord(i, "has bins " + Str(s.bins) + ", not 1..127");
   return Status::Ok();
@@ -70,15 +71,15 @@ uint64_t CachegenTablesOffset(const CachegenPlan& plan) {
 }
 
 uint64_t CachegenImageBytes(const CachegenPlan& plan) {
-  return CachegenTablesOffset(plan) + plan.tables.size() * sizeof(CachegenTable);
+  return CachegenTablesOffset(plan) + plan.Tables().size() * sizeof(CachegenTable);
 }
 
 std::vector<std::byte> CachegenImage(const CachegenPlan& plan) {
   std::vector<std::byte> image(CachegenImageBytes(plan));
   const size_t streams = plan.streams.size() * sizeof(CachegenStream);
-  const size_t tables = plan.tables.size() * sizeof(CachegenTable);
+  const size_t tables = plan.Tables().size() * sizeof(CachegenTable);
   if (streams != 0) std::memcpy(image.data(), plan.streams.data(), streams);
-  if (tables != 0) std::memcpy(image.data() + CachegenTablesOffset(plan), plan.tables.data(), tables);
+  if (tables != 0) std::memcpy(image.data() + CachegenTablesOffset(plan), plan.Tables().data(), tables);
   return image;
 }
 
@@ -123,8 +124,9 @@ Status CheckCachegenPlan(const CachegenPlan& plan) {
                            Str(streams));
   }
   const uint64_t tables = uint64_t{plan.shape.num_layers} * 2 * Kinds(plan) * Width(plan);
-  if (plan.tables.size() != tables) {
-    return InvalidArgument("cachegen plan has " + Str(plan.tables.size()) + " tables, its shape needs " + Str(tables));
+  if (plan.Tables().size() != tables) {
+    return InvalidArgument("cachegen plan has " + Str(plan.Tables().size()) + " tables, its shape needs " +
+                           Str(tables));
   }
   if (plan.body.data() == nullptr) return InvalidArgument("cachegen plan body is null");
   for (size_t i = 0; i < plan.streams.size(); ++i) KVTIER_RETURN_IF_ERROR(CheckRecord(plan, i, sub_chunks));
@@ -181,7 +183,7 @@ CachegenChunkView CachegenView(const CachegenPlan& plan, DType out_dtype, const 
   v.body_bytes = plan.body.size();
   v.streams = streams;
   v.tables = tables;
-  v.num_tables = plan.tables.size();
+  v.num_tables = plan.Tables().size();
   v.out = reinterpret_cast<unsigned char*>(out);
   v.num_streams = static_cast<uint32_t>(plan.streams.size());
   v.num_slices = 2 * plan.shape.num_layers;

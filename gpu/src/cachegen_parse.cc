@@ -4,8 +4,10 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "cachegen_host.h"
 #include "cachegen_layout.h"
@@ -33,19 +35,22 @@ CachegenTable FlatTable(const ci::FreqTable& table, const ci::TableInfo& info) {
 
 uint32_t Kinds(const ci::CacheGenLayout& layout) { return layout.anchor_delta ? 2 : 1; }
 
+uint64_t TableCount(const ci::CacheGenLayout& layout) {
+  return uint64_t{layout.geometry.slices()} * Kinds(layout) * layout.geometry.width;
+}
+
 // The tables of the row kinds the chunk uses, [slice][kind][channel]: the inline streams' or the profile
 // level's (which holds both kinds whatever the chunk uses).
-Status FlattenTables(const ci::CacheGenLayout& layout, CachegenPlan& plan) {
-  const uint32_t w = layout.geometry.width;
-  const uint64_t count = uint64_t{layout.geometry.slices()} * Kinds(layout) * w;
+Status FlattenTables(const ci::CacheGenLayout& layout, std::vector<CachegenTable>& tables) {
+  const uint64_t count = TableCount(layout);
   if (count > std::numeric_limits<uint32_t>::max()) {
     return InvalidArgument("cachegen chunk needs " + std::to_string(count) + " decode tables, more than 2^32");
   }
-  plan.tables.reserve(count);
+  tables.reserve(count);
   for (uint32_t lk = 0; lk < layout.geometry.slices(); ++lk) {
     const ci::SliceTables& slice = layout.slice(lk);
-    for (size_t i = 0; i < size_t{Kinds(layout)} * w; ++i) {
-      plan.tables.push_back(FlatTable(slice.tables[i], slice.info[i]));
+    for (size_t i = 0; i < size_t{Kinds(layout)} * layout.geometry.width; ++i) {
+      tables.push_back(FlatTable(slice.tables[i], slice.info[i]));
     }
   }
   return Status::Ok();
@@ -57,7 +62,7 @@ Status FlattenTables(const ci::CacheGenLayout& layout, CachegenPlan& plan) {
 Status LowestFailure(const CachegenPlan& partial, Status refusal) {
   std::vector<std::byte> scratch(partial.shape.Bytes());
   const detail::CachegenChunkView view = detail::CachegenView(partial, partial.shape.dtype, partial.body.data(),
-                                                              partial.streams.data(), partial.tables.data(),
+                                                              partial.streams.data(), partial.Tables().data(),
                                                               scratch.data());
   std::vector<float> anchor(view.width);
   for (uint32_t i = 0; i < view.num_streams; ++i) {
@@ -99,8 +104,33 @@ Status AddStreams(const ci::ParsedContainer& pc, const ci::CacheGenLayout& layou
 
 }  // namespace
 
+Result<CachegenTableCache::Tables> CachegenTableCache::Get(
+    const Key& key, const std::function<Status(std::vector<CachegenTable>&)>& build) {
+  std::lock_guard lock(mu_);
+  for (auto it = sets_.begin(); it != sets_.end(); ++it) {
+    if (it->first == key) {
+      std::rotate(it, it + 1, sets_.end());  // most recently used last
+      return sets_.back().second;
+    }
+  }
+  // Built under the lock: a second parse of the same profile waits for this one instead of building its own.
+  auto tables = std::make_shared<std::vector<CachegenTable>>();
+  tables->reserve(key.count);
+  KVTIER_RETURN_IF_ERROR(build(*tables));
+  if (max_sets_ == 0) return Tables(std::move(tables));
+  if (sets_.size() >= max_sets_) sets_.erase(sets_.begin());
+  sets_.emplace_back(key, std::move(tables));
+  return sets_.back().second;
+}
+
+size_t CachegenTableCache::size() const {
+  std::lock_guard lock(mu_);
+  return sets_.size();
+}
+
 Result<CachegenPlan> ParseCachegenContainer(std::span<const std::byte> encoded,
-                                            const CachegenProfileResolver& profiles) {
+                                            const CachegenProfileResolver& profiles,
+                                            CachegenTableCache* table_cache) {
   Result<ci::ParsedContainer> pc = ci::ParseContainer(encoded);  // codec/FORMAT.md checks 1-5
   if (!pc.ok()) return pc.status();
   const codec::ContainerInfo& info = pc->info;
@@ -118,7 +148,14 @@ Result<CachegenPlan> ParseCachegenContainer(std::span<const std::byte> encoded,
   plan.anchor_delta = layout->anchor_delta;
   plan.tokens_per_stream = layout->geometry.tokens_per_stream;
   plan.profile_id = info.profile_id;
-  KVTIER_RETURN_IF_ERROR(FlattenTables(*layout, plan));
+  if (table_cache != nullptr && info.profile_id != 0) {
+    const CachegenTableCache::Key key{info.profile_id, layout->level, layout->anchor_delta, TableCount(*layout)};
+    auto shared = table_cache->Get(key, [&](std::vector<CachegenTable>& t) { return FlattenTables(*layout, t); });
+    if (!shared.ok()) return shared.status();
+    plan.profile_tables = std::move(shared).value();
+  } else {
+    KVTIER_RETURN_IF_ERROR(FlattenTables(*layout, plan.tables));
+  }
   KVTIER_RETURN_IF_ERROR(AddStreams(*pc, *layout, plan));
   return plan;
 }

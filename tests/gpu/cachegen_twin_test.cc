@@ -112,6 +112,75 @@ TEST(CachegenDecodeTwin, EqualsTheCodecDecoderBitForBit) {
   }
 }
 
+// Chunks of one shared profile parsed with a CachegenTableCache share one set of tables per level and
+// anchor-delta setting, equal to what each chunk's own parse flattens; their decodes do not change.
+TEST(CachegenDecodeTwin, ATableCacheSharesAProfilesTablesAcrossChunks) {
+  std::mt19937_64 rng(117);
+  const CachegenCase first = testing::MakeCachegenCase(rng, DType::kFp16, 2, true, true);
+  ASSERT_FALSE(first.encoded.empty());
+  ASSERT_NE(first.profile, nullptr);
+  CachegenTableCache cache(2);
+  // Another chunk of the same shape and profile at each level and setting, the first case's own included.
+  auto encode = [&](int level, bool anchor) {
+    DataBytes chunk(first.shape.Bytes());
+    codec::FloatToElements(testing::CachegenValues(rng, first.shape), first.shape.dtype, chunk);
+    codec::EncodeOptions options;
+    options.codec = codec::CodecId::kCacheGen;
+    options.level = level;
+    options.anchor_delta = anchor;
+    options.max_tokens_per_stream = first.tokens_per_stream;
+    options.profile = first.profile.get();
+    DataBytes encoded;
+    EXPECT_TRUE(codec::Encode(codec::KvView{first.CodecShape(), chunk, {}}, options, encoded).ok());
+    return encoded;
+  };
+  auto expect_like_own_parse = [&](const DataBytes& encoded, const CachegenPlan& cached) {
+    Result<CachegenPlan> own = ParseCachegenContainer(encoded, first.Resolver());
+    ASSERT_TRUE(own.ok()) << own.status().ToString();
+    EXPECT_EQ(own->profile_tables, nullptr) << "no cache, no sharing";
+    ASSERT_TRUE(cached.tables.empty());
+    ASSERT_EQ(cached.Tables().size(), own->tables.size());
+    EXPECT_EQ(std::memcmp(cached.Tables().data(), own->tables.data(), own->tables.size() * sizeof(CachegenTable)), 0);
+    EXPECT_EQ(CachegenImage(cached), CachegenImage(*own));
+    DataBytes a(first.shape.Bytes(), std::byte{0xff});
+    DataBytes b(first.shape.Bytes(), std::byte{0x00});
+    ASSERT_TRUE(DecodeCachegenCpu(cached, first.shape.dtype, a).ok());
+    ASSERT_TRUE(DecodeCachegenCpu(*own, first.shape.dtype, b).ok());
+    EXPECT_EQ(a, b);
+  };
+  Result<CachegenPlan> one = ParseCachegenContainer(first.encoded, first.Resolver(), &cache);
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
+  ASSERT_NE(one->profile_tables, nullptr);
+  expect_like_own_parse(first.encoded, *one);
+  const DataBytes second_encoded = encode(2, true);
+  Result<CachegenPlan> two = ParseCachegenContainer(second_encoded, first.Resolver(), &cache);
+  ASSERT_TRUE(two.ok()) << two.status().ToString();
+  EXPECT_EQ(two->profile_tables, one->profile_tables) << "same profile, level and setting: one set";
+  expect_like_own_parse(second_encoded, *two);
+  EXPECT_EQ(cache.size(), 1u);
+  // Another level and another setting are other sets; the cache keeps the two used last.
+  const DataBytes level3 = encode(3, true);
+  Result<CachegenPlan> three = ParseCachegenContainer(level3, first.Resolver(), &cache);
+  ASSERT_TRUE(three.ok()) << three.status().ToString();
+  EXPECT_NE(three->profile_tables, one->profile_tables);
+  expect_like_own_parse(level3, *three);
+  const DataBytes plain = encode(2, false);
+  Result<CachegenPlan> four = ParseCachegenContainer(plain, first.Resolver(), &cache);
+  ASSERT_TRUE(four.ok()) << four.status().ToString();
+  expect_like_own_parse(plain, *four);
+  EXPECT_EQ(cache.size(), 2u);
+  Result<CachegenPlan> again = ParseCachegenContainer(first.encoded, first.Resolver(), &cache);
+  ASSERT_TRUE(again.ok());
+  EXPECT_NE(again->profile_tables, one->profile_tables) << "evicted, built again";
+  EXPECT_EQ(std::memcmp(again->Tables().data(), one->Tables().data(), one->Tables().size_bytes()), 0);
+  // Inline tables are the chunk's own, cache or not.
+  const CachegenCase inline_case = testing::MakeCachegenCase(rng, DType::kFp16, 2, true, false);
+  Result<CachegenPlan> own_tables = ParseCachegenContainer(inline_case.encoded, {}, &cache);
+  ASSERT_TRUE(own_tables.ok());
+  EXPECT_EQ(own_tables->profile_tables, nullptr);
+  EXPECT_FALSE(own_tables->tables.empty());
+}
+
 TEST(CachegenDecodeTwin, PlanRecordsAndDeviceImage) {
   std::mt19937_64 rng(102);
   for (bool profile : {false, true}) {
