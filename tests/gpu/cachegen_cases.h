@@ -95,6 +95,20 @@ inline ChunkShape RandomCachegenShape(std::mt19937_64& rng, DType dtype) {
   return ChunkShape{Pick(rng, 1, 4), tokens, Pick(rng, 1, 4), Pick(rng, 1, 128), dtype};
 }
 
+// Fresh random values for `c.chunk`, encoded with c's level, anchor-delta setting, tokens per stream and
+// profile into `c.encoded` (empty when the codec refused: a test failure).
+inline void EncodeCachegenCase(std::mt19937_64& rng, CachegenCase& c) {
+  c.chunk.resize(c.shape.Bytes());
+  codec::FloatToElements(CachegenValues(rng, c.shape), c.shape.dtype, c.chunk);
+  codec::EncodeOptions options;
+  options.codec = codec::CodecId::kCacheGen;
+  options.level = c.level;
+  options.anchor_delta = c.anchor_delta;
+  options.max_tokens_per_stream = c.tokens_per_stream;
+  options.profile = c.profile.get();
+  if (!codec::Encode(codec::KvView{c.CodecShape(), c.chunk, {}}, options, c.encoded).ok()) c.encoded.clear();
+}
+
 // A case with the given options and a random shape, tokens per stream and values; `encoded` is empty when
 // the codec refused to encode (a test failure).
 inline CachegenCase MakeCachegenCase(std::mt19937_64& rng, DType dtype, int level, bool anchor_delta,
@@ -105,15 +119,7 @@ inline CachegenCase MakeCachegenCase(std::mt19937_64& rng, DType dtype, int leve
   c.anchor_delta = anchor_delta;
   c.tokens_per_stream = RandomTokensPerStream(rng, c.shape.num_tokens);
   if (with_profile) c.profile = CachegenProfile(rng, c.shape);
-  c.chunk.resize(c.shape.Bytes());
-  codec::FloatToElements(CachegenValues(rng, c.shape), dtype, c.chunk);
-  codec::EncodeOptions options;
-  options.codec = codec::CodecId::kCacheGen;
-  options.level = level;
-  options.anchor_delta = anchor_delta;
-  options.max_tokens_per_stream = c.tokens_per_stream;
-  options.profile = c.profile.get();
-  if (!codec::Encode(codec::KvView{c.CodecShape(), c.chunk, {}}, options, c.encoded).ok()) c.encoded.clear();
+  EncodeCachegenCase(rng, c);
   return c;
 }
 

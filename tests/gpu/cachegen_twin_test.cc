@@ -120,19 +120,14 @@ TEST(CachegenDecodeTwin, ATableCacheSharesAProfilesTablesAcrossChunks) {
   ASSERT_FALSE(first.encoded.empty());
   ASSERT_NE(first.profile, nullptr);
   CachegenTableCache cache(2);
-  // Another chunk of the same shape and profile at each level and setting, the first case's own included.
+  // Another chunk of the same shape and profile at `level` and `anchor`.
   auto encode = [&](int level, bool anchor) {
-    DataBytes chunk(first.shape.Bytes());
-    codec::FloatToElements(testing::CachegenValues(rng, first.shape), first.shape.dtype, chunk);
-    codec::EncodeOptions options;
-    options.codec = codec::CodecId::kCacheGen;
-    options.level = level;
-    options.anchor_delta = anchor;
-    options.max_tokens_per_stream = first.tokens_per_stream;
-    options.profile = first.profile.get();
-    DataBytes encoded;
-    EXPECT_TRUE(codec::Encode(codec::KvView{first.CodecShape(), chunk, {}}, options, encoded).ok());
-    return encoded;
+    CachegenCase other = first;
+    other.level = level;
+    other.anchor_delta = anchor;
+    testing::EncodeCachegenCase(rng, other);
+    EXPECT_FALSE(other.encoded.empty());
+    return other.encoded;
   };
   auto expect_like_own_parse = [&](const DataBytes& encoded, const CachegenPlan& cached) {
     Result<CachegenPlan> own = ParseCachegenContainer(encoded, first.Resolver());
