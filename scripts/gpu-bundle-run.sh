@@ -101,12 +101,15 @@ if [[ "${SKIP_BENCH:-0}" != 1 ]] && has_time bench-gpu; then
   (( rc == 0 )) || { status=1; tail -5 "$out/bench-gpu.txt" | tee -a "$summary"; }
 fi
 if [[ "${SANITIZE:-0}" == 1 ]]; then
-  if command -v compute-sanitizer > /dev/null; then
-    run_tests gpu_kernel_tests memcheck "${FILTER:--$nccl_timeout_test}" "" compute-sanitizer --tool memcheck \
+  sanitizer="$(command -v compute-sanitizer ||
+    find /usr/local -maxdepth 3 -path "*/cuda*/bin/compute-sanitizer" 2> /dev/null | head -1)"
+  if [[ -n "$sanitizer" ]]; then
+    run_tests gpu_kernel_tests memcheck "${FILTER:--$nccl_timeout_test}" "" "$sanitizer" --tool memcheck \
       --error-exitcode 1
     grep -m 10 'ERROR SUMMARY\|Invalid\|out of bounds' "$out/memcheck.log" | tee -a "$summary"
   else
-    say "== memcheck: compute-sanitizer not on PATH, not run"
+    say "== memcheck: no compute-sanitizer (PATH, /usr/local/cuda*/bin), not run"
+    status=1
   fi
 fi
 if [[ -z "${FILTER:-}" && " ${TESTS:-gpu_kernel_tests} " == *" gpu_kernel_tests "* ]]; then
