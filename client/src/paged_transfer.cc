@@ -87,8 +87,6 @@ struct PagedKvTransfer::Impl {
   bool nccl_for_good = false;               // with stats.nccl_off: the channel is never tried again
   std::chrono::steady_clock::time_point nccl_retry_at;  // else: tried again from then on
   PagedTransferStats stats;                 // a non-empty zero_copy_off turns the zero-copy path off for good
-  // The round's cachegen chunk the twin's decoder refused, and why (DecodeCachegen -> StopAtRefusal).
-  std::optional<std::pair<size_t, Status>> twin_refusal;
 
   // What one round places: the chunks (leading hits), the position after them, whether it stopped at a miss.
   struct Round {
@@ -129,10 +127,9 @@ struct PagedKvTransfer::Impl {
                        bool layerwise);
   Status EnqueueEncodedCopies(const Round& round, size_t index, const ChunkKey& key, const gpu::PagedKvShape& shape,
                               uint32_t layer, uint32_t layers, std::vector<gpu::CachegenDeviceChunk>* cachegen);
-  Status DecodeCachegen(const Round& round, std::span<const gpu::CachegenDeviceChunk> chunks,
-                        std::span<const ChunkKey> keys);
-  // After the decode ran (kDecoded): cuts the round before the first chunk the decoder refused (the twin's
-  // refusal kept by DecodeCachegen, or the device's error codes), with the decoder's status in round.refused.
+  Status DecodeCachegen(const Round& round, std::span<const gpu::CachegenDeviceChunk> chunks);
+  // After the decode ran (kDecoded): cuts the round before the first chunk the decoder refused (its error codes,
+  // copied to the host slots), with the decoder's status in round.refused.
   void StopAtRefusal(Round& round, std::span<const ChunkKey> keys);
   Status EnqueueUnpacks(std::span<const RoundChunk> chunks, const PagedTarget& t, bool layerwise,
                         gpu::StreamHandle stream);
@@ -298,24 +295,10 @@ Status PagedKvTransfer::Impl::EnqueueEncodedCopies(const Round& round, size_t in
   return Status::Ok();
 }
 
-// One launch for the round's cachegen chunks, then their error codes back to the host slots (StopAtRefusal). The
-// twin decodes at once and stops at a chunk it refuses (the chunks before it have their error codes): that
-// refusal is kept, and the copies of the round go on, so that the chunks before it are placed as the device's
-// would be.
-Status PagedKvTransfer::Impl::DecodeCachegen(const Round& round, std::span<const gpu::CachegenDeviceChunk> chunks,
-                                             std::span<const ChunkKey> keys) {
+// One launch for the round's cachegen chunks, then their error codes back to the host slots (StopAtRefusal).
+Status PagedKvTransfer::Impl::DecodeCachegen(const Round& round, std::span<const gpu::CachegenDeviceChunk> chunks) {
   if (chunks.empty()) return Status::Ok();
-  size_t failed = SIZE_MAX;  // which chunk, when the twin's decode refused one
-  if (Status s = backend->DecodeCachegen(chunks, backend->copy_stream(), &failed); !s.ok()) {
-    // Which chunk: the k-th cachegen chunk of the round.
-    for (size_t i = 0, k = 0; i < round.chunks.size() && !twin_refusal; ++i) {
-      const int e = round.chunks[i].encoded;
-      if (e >= 0 && round.encoded[static_cast<size_t>(e)].is_cachegen() && k++ == failed) {
-        twin_refusal.emplace(i, internal::AboutChunk(keys[i], s));
-      }
-    }
-    if (!twin_refusal) return s;
-  }
+  KVTIER_RETURN_IF_ERROR(backend->DecodeCachegen(chunks, backend->copy_stream()));
   const std::byte* encoded = backend->encoded_staging().data();
   std::byte* host = backend->host_staging().data();
   for (const RoundChunk& c : round.chunks) {
@@ -329,28 +312,21 @@ Status PagedKvTransfer::Impl::DecodeCachegen(const Round& round, std::span<const
 }
 
 void PagedKvTransfer::Impl::StopAtRefusal(Round& round, std::span<const ChunkKey> keys) {
-  std::optional<std::pair<size_t, Status>> refusal = std::exchange(twin_refusal, std::nullopt);
-  // A refusal past the round's end: the round was already cut before it (a corrupt chunk, a miss).
-  if (refusal && refusal->first >= round.chunks.size()) refusal.reset();
   const std::byte* host = backend->host_staging().data();
-  const size_t scan_end = refusal ? refusal->first : round.chunks.size();
-  for (size_t i = 0; i < scan_end; ++i) {
+  for (size_t i = 0; i < round.chunks.size(); ++i) {
     const RoundChunk& c = round.chunks[i];
     if (c.encoded < 0) continue;
     const internal::EncodedChunk& e = round.encoded[static_cast<size_t>(c.encoded)];
     if (!e.is_cachegen()) continue;
     Status s = gpu::CachegenDeviceStatus(
         e.cachegen, {host + c.offset + e.host_errors_at, gpu::CachegenErrorBytes(e.cachegen)});
-    if (!s.ok()) {
-      refusal.emplace(i, internal::AboutChunk(keys[i], s));
-      break;
-    }
+    if (s.ok()) continue;
+    round.missed = true;
+    round.end_position = c.position;
+    round.refused = internal::AboutChunk(keys[i], s);
+    round.chunks.resize(i);
+    return;
   }
-  if (!refusal) return;
-  round.missed = true;
-  round.end_position = round.chunks[refusal->first].position;
-  round.chunks.resize(refusal->first);
-  round.refused = std::move(refusal->second);
 }
 
 // Copies (and decodes) go on the backend's copy stream, so they run ahead of the unpacks: layer by layer (one
@@ -367,7 +343,6 @@ Status PagedKvTransfer::Impl::EnqueueCopies(const Round& round, std::span<const 
   const uint32_t passes = layerwise ? shape.num_layers : 1;
   const uint32_t layers_per_pass = layerwise ? 1 : shape.num_layers;
   std::vector<gpu::CachegenDeviceChunk> cachegen;
-  twin_refusal.reset();
   for (uint32_t l = 0; l < passes; ++l) {
     for (size_t i = 0; i < round.chunks.size(); ++i) {
       const RoundChunk& c = round.chunks[i];
@@ -380,7 +355,7 @@ Status PagedKvTransfer::Impl::EnqueueCopies(const Round& round, std::span<const 
       KVTIER_RETURN_IF_ERROR(backend->Copy(device + c.offset + l * bytes, c.source + l * bytes, bytes, copy));
     }
     if (l == 0 && !cachegen.empty()) {
-      KVTIER_RETURN_IF_ERROR(DecodeCachegen(round, cachegen, keys));
+      KVTIER_RETURN_IF_ERROR(DecodeCachegen(round, cachegen));
       KVTIER_RETURN_IF_ERROR(backend->Record(TransferBackend::kDecoded, copy));
     }
     KVTIER_RETURN_IF_ERROR(backend->Record(TransferBackend::CopiedSlot(l), copy));

@@ -44,21 +44,6 @@ class MappedBuffer {
   uint64_t size_;
 };
 
-// What a kernel would read for chunk `c` (already checked as DecodeCachegen checks it): its plan with the body,
-// stream records and tables taken from where the copies put them (the image in the encoded staging, the tables
-// there or kept apart), so that the twin decodes wrong offsets or a wrong image as wrongly as the GPU would.
-gpu::CachegenPlan StagedPlan(const gpu::CachegenDeviceChunk& c) {
-  gpu::CachegenPlan plan = *c.plan;
-  const std::byte* tables = c.tables.empty() ? c.image.data() + gpu::CachegenTablesOffset(plan) : c.tables.data();
-  std::memcpy(plan.streams.data(), c.image.data(), plan.streams.size() * sizeof(gpu::CachegenStream));
-  const size_t count = plan.Tables().size();
-  plan.tables.resize(count);  // the staged copy in the plan itself, not a profile's shared one
-  plan.profile_tables.reset();
-  std::memcpy(plan.tables.data(), tables, count * sizeof(gpu::CachegenTable));
-  plan.body = c.body;
-  return plan;
-}
-
 // The CPU twin: host buffers, memcpy and the kernels' CPU twins, nothing to order.
 class HostBackend final : public TransferBackend {
  public:
@@ -93,19 +78,8 @@ class HostBackend final : public TransferBackend {
                         gpu::StreamHandle) override {
     return gpu::DequantizeInt8Cpu(payload, out_dtype, out);
   }
-  Status DecodeCachegen(std::span<const gpu::CachegenDeviceChunk> chunks, gpu::StreamHandle,
-                        size_t* failed) override {
-    KVTIER_RETURN_IF_ERROR(gpu::CheckCachegenDeviceChunks(chunks));
-    for (size_t k = 0; k < chunks.size(); ++k) {
-      const gpu::CachegenDeviceChunk& c = chunks[k];
-      const gpu::CachegenPlan staged = StagedPlan(c);
-      if (Status s = gpu::DecodeCachegenCpu(staged, c.out_dtype, c.out); !s.ok()) {
-        *failed = k;
-        return s;
-      }
-      std::memset(c.workspace.data(), 0, gpu::CachegenErrorBytes(staged));
-    }
-    return Status::Ok();
+  Status DecodeCachegen(std::span<const gpu::CachegenDeviceChunk> chunks, gpu::StreamHandle) override {
+    return gpu::DecodeCachegenCpu(chunks);  // reads the stagings as the kernel would: a wrong offset shows here too
   }
   Status Record(uint32_t, gpu::StreamHandle) override { return Status::Ok(); }
   Status StreamWait(uint32_t, gpu::StreamHandle) override { return Status::Ok(); }
@@ -202,8 +176,7 @@ class DeviceBackend final : public TransferBackend {
                         gpu::StreamHandle stream) override {
     return gpu::DequantizeInt8(payload, out_dtype, out, stream);
   }
-  Status DecodeCachegen(std::span<const gpu::CachegenDeviceChunk> chunks, gpu::StreamHandle stream,
-                        size_t*) override {
+  Status DecodeCachegen(std::span<const gpu::CachegenDeviceChunk> chunks, gpu::StreamHandle stream) override {
     return gpu::DecodeCachegen(chunks, stream);
   }
   Status Record(uint32_t slot, gpu::StreamHandle stream) override {

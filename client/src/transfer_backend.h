@@ -63,11 +63,9 @@ class TransferBackend {
   // int8 dequantization of a payload in the encoded staging into `out` (device staging).
   virtual Status DequantizeInt8(const gpu::Int8Payload& payload, DType out_dtype, std::span<std::byte> out,
                                 gpu::StreamHandle stream) = 0;
-  // Cachegen decoding of `chunks` (their buffers in the stagings). The device enqueues one launch and the chunks'
-  // decode errors are in their workspaces afterwards (gpu::CachegenDeviceStatus); the twin decodes at once,
-  // leaves zero (no error) codes in the workspaces, and on a decode error returns it with *failed its index.
-  virtual Status DecodeCachegen(std::span<const gpu::CachegenDeviceChunk> chunks, gpu::StreamHandle stream,
-                                size_t* failed) = 0;
+  // Cachegen decoding of `chunks` (their buffers in the stagings): the device enqueues it, the twin decodes at
+  // once. Either way the chunks' decode errors are in their workspaces afterwards (gpu::CachegenDeviceStatus).
+  virtual Status DecodeCachegen(std::span<const gpu::CachegenDeviceChunk> chunks, gpu::StreamHandle stream) = 0;
 
   // Captures the work queued so far on `stream` in event `slot`.
   virtual Status Record(uint32_t slot, gpu::StreamHandle stream) = 0;

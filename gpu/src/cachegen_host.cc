@@ -196,6 +196,18 @@ CachegenChunkView CachegenView(const CachegenPlan& plan, DType out_dtype, const 
   return v;
 }
 
+CachegenChunkView DeviceChunkView(const CachegenDeviceChunk& c) {
+  const CachegenPlan& plan = *c.plan;
+  std::byte* workspace = c.workspace.data();
+  const std::byte* image = c.image.data();
+  const std::byte* tables = c.tables.empty() ? image + CachegenTablesOffset(plan) : c.tables.data();
+  CachegenChunkView v = CachegenView(plan, c.out_dtype, c.body.data(), reinterpret_cast<const CachegenStream*>(image),
+                                     reinterpret_cast<const CachegenTable*>(tables), c.out.data());
+  v.errors = reinterpret_cast<uint32_t*>(workspace);
+  v.anchors = reinterpret_cast<float*>(workspace + CachegenAnchorsOffset(plan));
+  return v;
+}
+
 Status CachegenStreamStatus(const CachegenPlan& plan, uint32_t i, uint32_t code) {
   namespace ci = codec::internal;
   const uint32_t index = plan.streams[i].index;

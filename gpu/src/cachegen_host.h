@@ -1,5 +1,5 @@
-// Host-side pieces of cachegen decoding shared by the twin (cachegen_decode.cc) and the device entry point
-// (cachegen_device.cc): the argument checks, the chunk view the per-stream decode reads, and the Status of a
+// Host-side pieces of cachegen decoding shared by the twins (cachegen_decode.cc) and the device entry point
+// (cachegen_device.cc): the argument checks, the chunk views the per-stream decode reads, and the Status of a
 // stream's error code (codec::Decode's message for that stream).
 #pragma once
 
@@ -27,6 +27,10 @@ CachegenChunkView CachegenView(const CachegenPlan& plan, DType out_dtype, const 
 
 // Where the anchor rows start in a chunk's workspace (after the error codes).
 uint64_t CachegenAnchorsOffset(const CachegenPlan& plan);
+
+// A checked device chunk's view over its buffers: records (and tables, unless kept apart) from the image,
+// codes and anchors in the workspace. What the kernel reads, and the batch twin in host memory.
+CachegenChunkView DeviceChunkView(const CachegenDeviceChunk& chunk);
 
 // OK for kCachegenStreamOk, else stream i's refusal.
 Status CachegenStreamStatus(const CachegenPlan& plan, uint32_t i, uint32_t code);

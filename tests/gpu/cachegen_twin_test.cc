@@ -5,6 +5,7 @@
 // entry point.
 #include <gtest/gtest.h>
 
+#include <cstddef>
 #include <cstring>
 #include <random>
 #include <set>
@@ -401,6 +402,71 @@ TEST(CachegenDecodeTwin, AnotherCodecIsRefused) {
   const DataBytes int8 = testing::EncodeInt8(s, testing::RandomChunk(rng, s));
   ExpectError(ParseCachegenContainer(int8).status(), StatusCode::kInvalidArgument,
               "container holds codec int8, not cachegen");
+}
+
+// A device decode's chunk with its buffers in host memory, as DecodeCachegenCpu(chunks) reads them.
+struct HostDeviceChunk {
+  CachegenPlan plan;
+  std::vector<std::max_align_t> image, tables, workspace;  // 16-byte aligned storage
+  DataBytes out;
+  CachegenDeviceChunk chunk;
+
+  static std::span<std::byte> Aligned(std::vector<std::max_align_t>& storage, size_t bytes) {
+    storage.resize((bytes + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t));
+    return {reinterpret_cast<std::byte*>(storage.data()), bytes};
+  }
+  // `apart`: the tables kept apart from the records, as a shared profile's resident copy is.
+  HostDeviceChunk(CachegenPlan p, DType dtype, bool apart) : plan(std::move(p)) {
+    const std::vector<std::byte> full = CachegenImage(plan);
+    const size_t records = apart ? CachegenTablesOffset(plan) : full.size();
+    std::span<std::byte> image_bytes = Aligned(image, records);
+    std::memcpy(image_bytes.data(), full.data(), records);
+    std::span<std::byte> table_bytes;
+    if (apart) {
+      table_bytes = Aligned(tables, full.size() - records);
+      std::memcpy(table_bytes.data(), full.data() + records, table_bytes.size());
+    }
+    out.assign(CachegenOutputBytes(plan, dtype), std::byte{0xff});
+    chunk = {&plan, plan.body, image_bytes, Aligned(workspace, CachegenWorkspaceBytes(plan)), out, dtype, table_bytes};
+  }
+  Status Codes() const { return CachegenDeviceStatus(plan, chunk.workspace.first(CachegenErrorBytes(plan))); }
+};
+
+// The batch twin reads what the kernel reads and leaves what it leaves: every chunk decoded, the codes in the
+// workspaces giving the plan twin's answer, a refused chunk not stopping the others.
+TEST(CachegenDecodeTwin, TheBatchTwinLeavesTheKernelsCodesInTheWorkspaces) {
+  std::mt19937_64 rng(109);
+  CachegenCase refused = testing::MakeCachegenCase(rng, DType::kFp16, 2, false, false);
+  while (refused.shape.num_tokens < 20 || refused.tokens_per_stream >= refused.shape.num_tokens) {
+    refused = testing::MakeCachegenCase(rng, DType::kFp16, 2, false, false);
+  }
+  ResizeStream(refused.encoded, 2 * refused.shape.num_layers + 1, -2);  // found only by decoding
+  const CachegenCase inline_tables = testing::MakeCachegenCase(rng, DType::kBf16, 3, true, false);
+  const CachegenCase profile = testing::MakeCachegenCase(rng, DType::kFp16, 1, true, true);
+  std::vector<HostDeviceChunk> staged;
+  staged.reserve(3);
+  for (const CachegenCase* c : std::initializer_list<const CachegenCase*>{&inline_tables, &refused, &profile}) {
+    Result<CachegenPlan> plan = ParseCachegenContainer(c->encoded, c->Resolver());
+    ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+    staged.emplace_back(std::move(plan).value(), c->shape.dtype, /*apart=*/c == &profile);
+  }
+  std::vector<CachegenDeviceChunk> chunks;
+  for (const HostDeviceChunk& h : staged) chunks.push_back(h.chunk);
+  ASSERT_TRUE(DecodeCachegenCpu(chunks).ok());
+  for (size_t k : {size_t{0}, size_t{2}}) {
+    const HostDeviceChunk& h = staged[k];
+    EXPECT_TRUE(h.Codes().ok()) << h.Codes().ToString();
+    DataBytes want(h.out.size());
+    ASSERT_TRUE(DecodeCachegenCpu(h.plan, h.chunk.out_dtype, want).ok());
+    EXPECT_EQ(h.out, want) << "chunk " << k;
+  }
+  DataBytes scratch(staged[1].out.size());
+  const Status want = DecodeCachegenCpu(staged[1].plan, DType::kFp16, scratch);
+  ASSERT_FALSE(want.ok());
+  EXPECT_EQ(staged[1].Codes().code(), want.code());
+  EXPECT_EQ(staged[1].Codes().message(), want.message());
+  chunks[1].plan = nullptr;
+  ExpectError(DecodeCachegenCpu(chunks), StatusCode::kInvalidArgument, "chunk 1: plan is null");
 }
 
 // ---- argument checks ----

@@ -141,6 +141,12 @@ struct CachegenDeviceChunk {
 // device, such as a transfer's CPU twin reading the same buffers in host memory.
 Status CheckCachegenDeviceChunks(std::span<const CachegenDeviceChunk> chunks);
 
+// CPU twin of DecodeCachegen below: the same chunks with their buffers in host memory, the same checks, every
+// stream of every chunk decoded by the kernel's per-stream code, reading the records and tables where the
+// chunk's image (or its tables kept apart) puts them and writing each stream's code into the workspace, as the
+// kernel does. Decode errors are then in the workspaces (CachegenDeviceStatus), not in the returned Status.
+Status DecodeCachegenCpu(std::span<const CachegenDeviceChunk> chunks);
+
 // Enqueues the decode of every chunk in one launch per 32 chunks. Arguments are checked first as the twin
 // checks them (INVALID_ARGUMENT naming the chunk), then UNAVAILABLE without CUDA or a GPU; INTERNAL for a
 // launch error. Decode errors are in each chunk's workspace once the stream has run: see below.
