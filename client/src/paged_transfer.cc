@@ -78,7 +78,10 @@ struct PagedKvTransfer::Impl {
   bool rerotate = false;  // keys are stored after RoPE and the options ask for re-rotation
   gpu::CachegenProfileResolver profiles;    // the client's, for cachegen chunks decoded here
   gpu::CachegenTableCache table_cache;      // shared profiles' tables, flattened once for all their chunks
-  codec::Executor* executor = nullptr;      // the client's (ClientOptions::encode.executor): host work in parallel
+  codec::InlineExecutor calling_thread;
+  // Host work of a round (hashing, parsing) in parallel: the client's (ClientOptions::encode.executor), else
+  // calling_thread.
+  codec::Executor* executor = &calling_thread;
   std::optional<internal::ResidentTables> resident_tables;  // shared profiles' tables on the device
   std::vector<std::span<std::byte>> slots;  // the host staging's slots, where staged gets land
   std::vector<const std::byte*> slot_sources;  // their first bytes, as PlanRound's sources
@@ -114,15 +117,15 @@ struct PagedKvTransfer::Impl {
                           std::span<const std::byte* const> sources, bool in_host_slots);
   // A hit's parsed container: its decode plan, nullopt to decode it on the host, or the decoder's refusal.
   using Parsed = Result<std::optional<internal::EncodedChunk>>;
-  // The leading hits' encoded containers parsed (and checked: every stream is hashed), on the executor when
-  // there is one; nullopt for raw hits and those after the first miss.
+  // The leading hits' encoded containers parsed (and checked: every stream is hashed), on the executor; nullopt
+  // for raw hits and those after the first miss.
   std::vector<std::optional<Parsed>> ParseLeading(const gpu::PagedKvShape& shape, std::span<const GetResult> results,
                                                   std::span<const ChunkKey> keys,
                                                   std::span<const std::byte* const> sources);
   // The decode plan of a parsed hit laid out in `slot`, or nullopt to decode it on the host.
   Parsed PlanEncoded(Parsed parsed, const GetResult& r, const internal::EncodedSlot& slot);
-  // Which of `hits` that `check` selects do not hash to their checksum, on the executor when there is one.
-  std::vector<bool> CorruptHits(std::span<const LeasedChunk> hits, const std::function<bool(size_t)>& check);
+  // Which of `hits` that `check` selects do not hash to their checksum (1: corrupt), on the executor.
+  std::vector<char> CorruptHits(std::span<const LeasedChunk> hits, const std::function<bool(size_t)>& check);
   Status EnqueueCopies(const Round& round, std::span<const ChunkKey> keys, const gpu::PagedKvShape& shape,
                        bool layerwise);
   Status EnqueueEncodedCopies(const Round& round, size_t index, const ChunkKey& key, const gpu::PagedKvShape& shape,
@@ -190,7 +193,7 @@ Result<std::unique_ptr<PagedKvTransfer>> PagedKvTransfer::Create(Client* client,
   impl->rope = gpu::RopeParams::FromFingerprint(fp);
   impl->rerotate = options.rerotate && fp.keys_post_rope && fp.rope_style != RopeStyle::kNone;
   impl->profiles = client->DecodeOptions().profiles;
-  impl->executor = client->DecodeOptions().executor;
+  if (codec::Executor* shared = client->DecodeOptions().executor; shared != nullptr) impl->executor = shared;
   auto backend = TransferBackend::Create(options.placement, impl->chunks_per_round * impl->slot_bytes,
                                          shape.num_layers, options.device_decode);
   if (!backend.ok()) return backend.status();
@@ -444,32 +447,27 @@ std::vector<std::optional<PagedKvTransfer::Impl::Parsed>> PagedKvTransfer::Impl:
   for (size_t i = 0; i < results.size() && results[i].found; ++i) {
     if (results[i].codec != v1::CODEC_RAW) encoded.push_back(i);
   }
-  auto parse = [&](size_t k) {
+  executor->ParallelFor(encoded.size(), [&](size_t k) {
     const size_t i = encoded[k];
     const GetResult& r = results[i];
     parsed[i] = internal::ParseEncodedChunk({sources[i], r.bytes}, r.codec, ChunkShapeOf(shape, r.num_tokens),
                                             profiles, &table_cache, keys[i]);
-  };
-  if (executor != nullptr && encoded.size() > 1) {
-    executor->ParallelFor(encoded.size(), parse);
-  } else {
-    for (size_t k = 0; k < encoded.size(); ++k) parse(k);
-  }
+  });
   return parsed;
 }
 
-std::vector<bool> PagedKvTransfer::Impl::CorruptHits(std::span<const LeasedChunk> hits,
+std::vector<char> PagedKvTransfer::Impl::CorruptHits(std::span<const LeasedChunk> hits,
                                                      const std::function<bool(size_t)>& check) {
-  std::vector<char> corrupt(hits.size(), 0);  // not vector<bool>: each worker writes its own byte
-  auto verify = [&](size_t j) {
-    corrupt[j] = check(j) && Checksum64(hits[j].payload) != hits[j].checksum ? 1 : 0;
-  };
-  if (executor != nullptr && hits.size() > 1) {
-    executor->ParallelFor(hits.size(), verify);
-  } else {
-    for (size_t j = 0; j < hits.size(); ++j) verify(j);
+  std::vector<size_t> checked;
+  for (size_t j = 0; j < hits.size(); ++j) {
+    if (check(j)) checked.push_back(j);
   }
-  return std::vector<bool>(corrupt.begin(), corrupt.end());
+  std::vector<char> corrupt(hits.size(), 0);  // not vector<bool>: each worker writes its own byte
+  executor->ParallelFor(checked.size(), [&](size_t k) {
+    const LeasedChunk& h = hits[checked[k]];
+    corrupt[checked[k]] = Checksum64(h.payload) != h.checksum ? 1 : 0;
+  });
+  return corrupt;
 }
 
 PagedKvTransfer::Impl::Parsed PagedKvTransfer::Impl::PlanEncoded(Parsed parsed, const GetResult& r,
@@ -501,7 +499,7 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::Lease
     const std::byte* server_gpu = want_gpu ? ServerGpu(arena, hits) : nullptr;
     // An encoded chunk is parsed on the CPU before any copy: verify its bytes first, so that a corrupt one is
     // reported (and dropped by the server) like a raw one, ending the placement before it.
-    const std::vector<bool> bad_encoded = CorruptHits(hits, [&](size_t j) { return hits[j].codec != v1::CODEC_RAW; });
+    const std::vector<char> bad_encoded = CorruptHits(hits, [&](size_t j) { return hits[j].codec != v1::CODEC_RAW; });
     for (size_t j = 0; j < hits.size(); ++j) {
       const LeasedChunk& h = hits[j];
       if (bad_encoded[j]) {
@@ -533,7 +531,7 @@ Result<std::optional<PagedKvTransfer::Impl::Round>> PagedKvTransfer::Impl::Lease
     // Placement ends before the first corrupt chunk.
     size_t intact = round->chunks.size();
     if (options.verify_leased) {
-      const std::vector<bool> bad_raw = CorruptHits(
+      const std::vector<char> bad_raw = CorruptHits(
           hits, [&](size_t j) { return hits[j].codec == v1::CODEC_RAW && !from_gpu[hits[j].index]; });
       for (size_t j = 0; j < hits.size(); ++j) {
         if (!bad_raw[j]) continue;
