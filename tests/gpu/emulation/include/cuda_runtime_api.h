@@ -6,24 +6,18 @@
 #include <cstddef>
 
 struct CUstream_st;
-struct CUevent_st;
 typedef CUstream_st* cudaStream_t;
-typedef CUevent_st* cudaEvent_t;
 
 enum cudaError_t {
   cudaSuccess = 0,
   cudaErrorInvalidValue = 1,
-  cudaErrorMemoryAllocation = 2,
   cudaErrorInvalidDevice = 101,
-  cudaErrorNotReady = 600,
   cudaErrorHostMemoryAlreadyRegistered = 712,
   cudaErrorNotSupported = 801,
 };
 enum {
-  cudaHostRegisterDefault = 0,
   cudaHostRegisterPortable = 1,
   cudaHostRegisterMapped = 2,
-  cudaHostRegisterIoMemory = 4,
   cudaHostRegisterReadOnly = 8,
 };
 
