@@ -12,6 +12,7 @@
 #include "cachegen_cases.h"
 #include "container.h"
 #include "device_test_util.h"
+#include "gpu_test_common.h"
 #include "kvtier/gpu/device.h"
 #include "kvtier/gpu/device_buffer.h"
 #include "kvtier/gpu/stream.h"
@@ -22,7 +23,7 @@ namespace {
 using testing::CachegenCase;
 using testing::DataBytes;
 
-constexpr DType kDTypes[] = {DType::kFp16, DType::kBf16, DType::kFp32};
+using testing::kDTypes;
 
 using testing::MustAllocate;
 

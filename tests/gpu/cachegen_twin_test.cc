@@ -12,6 +12,7 @@
 
 #include "cachegen_cases.h"
 #include "container.h"
+#include "gpu_test_common.h"
 #include "kvtier/gpu/device.h"
 
 namespace kvtier::gpu {
@@ -21,14 +22,10 @@ using testing::CachegenCase;
 using testing::DataBytes;
 using testing::Pick;
 
-constexpr DType kDTypes[] = {DType::kFp16, DType::kBf16, DType::kFp32};
+using testing::ExpectError;
+using testing::kDTypes;
 constexpr size_t kHeaderBytes = 64;
 constexpr size_t kEntryBytes = 16;
-
-void ExpectError(const Status& s, StatusCode code, const std::string& fragment) {
-  EXPECT_EQ(s.code(), code) << s.ToString();
-  EXPECT_NE(s.message().find(fragment), std::string::npos) << "message: " << s.message() << "\nwanted: " << fragment;
-}
 
 struct Answer {
   Status status;

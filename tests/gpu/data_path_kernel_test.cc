@@ -11,6 +11,7 @@
 
 #include "data_path_cases.h"
 #include "device_test_util.h"
+#include "gpu_test_common.h"
 #include "kvtier/gpu/device.h"
 #include "kvtier/gpu/device_buffer.h"
 #include "kvtier/gpu/stream.h"
@@ -20,7 +21,7 @@ namespace {
 
 using testing::DataBytes;
 
-constexpr DType kDTypes[] = {DType::kFp16, DType::kBf16, DType::kFp32};
+using testing::kDTypes;
 
 using testing::AsByteSpan;
 using testing::MustAllocate;

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "data_path_cases.h"
+#include "gpu_test_common.h"
 #include "kvtier/gpu/device.h"
 
 namespace kvtier::gpu {
@@ -17,12 +18,8 @@ namespace {
 using testing::DataBytes;
 using testing::Pick;
 
-constexpr DType kDTypes[] = {DType::kFp16, DType::kBf16, DType::kFp32};
-
-void ExpectError(const Status& s, StatusCode code, const std::string& fragment) {
-  EXPECT_EQ(s.code(), code) << s.ToString();
-  EXPECT_NE(s.message().find(fragment), std::string::npos) << "message: " << s.message() << "\nwanted: " << fragment;
-}
+using testing::ExpectError;
+using testing::kDTypes;
 
 // ---- int8 ----
 

@@ -14,6 +14,7 @@
 #include "kvtier/gpu/rope.h"
 #include "kvtier/gpu/stream.h"
 #include "device_test_util.h"
+#include "gpu_test_common.h"
 #include "paged_kv_cases.h"
 
 namespace kvtier::gpu {
@@ -25,7 +26,7 @@ using testing::PagedCase;
 using testing::RandomCase;
 
 constexpr std::byte kPoison{0xff};
-constexpr DType kDTypes[] = {DType::kFp16, DType::kBf16, DType::kFp32};
+using testing::kDTypes;
 
 using testing::AsByteSpan;
 using testing::MustAllocate;

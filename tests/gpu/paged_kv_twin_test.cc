@@ -7,6 +7,7 @@
 #include "kvtier/gpu/device.h"
 #include "kvtier/gpu/paged_kv.h"
 #include "kvtier/gpu/rope.h"
+#include "gpu_test_common.h"
 #include "paged_kv_cases.h"
 
 namespace kvtier::gpu {
@@ -20,7 +21,7 @@ using testing::RandomBytes;
 using testing::RandomCase;
 
 constexpr std::byte kPoison{0xff};
-constexpr DType kDTypes[] = {DType::kFp16, DType::kBf16, DType::kFp32};
+using testing::kDTypes;
 
 TEST(PagedKvTwin, PackMatchesNaiveReference) {
   std::mt19937_64 rng(1);

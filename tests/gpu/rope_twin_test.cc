@@ -11,6 +11,7 @@
 #include "element_math.h"
 #include "kvtier/codec/convert.h"
 #include "kvtier/gpu/rope.h"
+#include "gpu_test_common.h"
 #include "paged_kv_cases.h"
 
 namespace kvtier::gpu {
@@ -67,7 +68,7 @@ RopeCase RandomRopeCase(std::mt19937_64& rng, DType dtype, RopeStyle style) {
   return c;
 }
 
-constexpr DType kDTypes[] = {DType::kFp16, DType::kBf16, DType::kFp32};
+using testing::kDTypes;
 constexpr int64_t kDeltas[] = {1, -1, 17, -4096, 32768, 1000003, -3000000000LL};
 
 TEST(RerotateTwin, EqualsRopeCcBitForBit) {

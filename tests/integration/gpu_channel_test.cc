@@ -19,7 +19,7 @@
 namespace kvtier::testing {
 namespace {
 
-constexpr uint64_t kChunkBytes = 16 * 1024;  // TestFingerprint(): 16 tokens of 1 KiB
+constexpr uint64_t kTestChunkBytes = 16 * 1024;  // TestFingerprint(): 16 tokens of 1 KiB
 
 class GpuChannelTest : public PagedTransferTest {
  protected:
@@ -40,7 +40,7 @@ class GpuChannelTest : public PagedTransferTest {
   void Put(const ChunkKey& key, bool to_gpu) {
     PutOptions o;
     if (to_gpu) o.prefer_tier = v1::TIER_GPU;
-    auto put = client_->Put(key, TokensFor(key, 16), PayloadFor(key, kChunkBytes), o);
+    auto put = client_->Put(key, TokensFor(key, 16), PayloadFor(key, kTestChunkBytes), o);
     ASSERT_TRUE(put.ok()) << put.status().ToString();
   }
 
@@ -52,7 +52,7 @@ class GpuChannelTest : public PagedTransferTest {
 
   // Host buffers standing in for device memory (the loopback link copies into them), poisoned.
   struct Buffers {
-    explicit Buffers(size_t n) : bytes(n, std::vector<std::byte>(kChunkBytes, std::byte{0xEE})) {
+    explicit Buffers(size_t n) : bytes(n, std::vector<std::byte>(kTestChunkBytes, std::byte{0xEE})) {
       for (auto& b : bytes) pointers.push_back(b.data());
     }
     std::vector<std::vector<std::byte>> bytes;
@@ -76,40 +76,40 @@ TEST_F(GpuChannelTest, TheLeadingGpuCopiesArriveOverTheLinkByteExact) {
   EXPECT_EQ(channel->server_device(), "emulated GPU (device 0)");
 
   Buffers dest(keys.size());
-  auto got = channel->Get(keys, dest.pointers, kChunkBytes, nullptr);
+  auto got = channel->Get(keys, dest.pointers, kTestChunkBytes, nullptr);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   ASSERT_EQ(got->received.size(), 3u);
   EXPECT_FALSE(got->stopped_at_miss) << "the fourth key is a hit the link does not carry";
   for (size_t i = 0; i < 3; ++i) {
     EXPECT_TRUE(got->received[i].found);
-    EXPECT_EQ(got->received[i].bytes, kChunkBytes);
+    EXPECT_EQ(got->received[i].bytes, kTestChunkBytes);
     EXPECT_EQ(got->received[i].num_tokens, 16u);
     EXPECT_EQ(got->received[i].tier, v1::TIER_GPU);
-    EXPECT_EQ(dest.bytes[i], PayloadFor(keys[i], kChunkBytes)) << i;
+    EXPECT_EQ(dest.bytes[i], PayloadFor(keys[i], kTestChunkBytes)) << i;
   }
-  EXPECT_EQ(dest.bytes[3], std::vector<std::byte>(kChunkBytes, std::byte{0xEE})) << "nothing past the answer";
+  EXPECT_EQ(dest.bytes[3], std::vector<std::byte>(kTestChunkBytes, std::byte{0xEE})) << "nothing past the answer";
   EXPECT_EQ(knobs_->sends.load(), 3u);
 
   // A miss after a GPU copy: one chunk and the miss named. The same channel serves every get.
   const std::vector<ChunkKey> with_miss = {keys[4], {0xc4, 99}, keys[0]};
   Buffers more(with_miss.size());
-  got = channel->Get(with_miss, more.pointers, kChunkBytes, nullptr);
+  got = channel->Get(with_miss, more.pointers, kTestChunkBytes, nullptr);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   ASSERT_EQ(got->received.size(), 1u);
   EXPECT_TRUE(got->stopped_at_miss);
-  EXPECT_EQ(more.bytes[0], PayloadFor(keys[4], kChunkBytes));
+  EXPECT_EQ(more.bytes[0], PayloadFor(keys[4], kTestChunkBytes));
 
   // A chunk larger than the caller's buffers is not sent.
-  got = channel->Get(std::span(keys).first(1), more.pointers, kChunkBytes - 1, nullptr);
+  got = channel->Get(std::span(keys).first(1), more.pointers, kTestChunkBytes - 1, nullptr);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   EXPECT_TRUE(got->received.empty());
   EXPECT_FALSE(got->stopped_at_miss);
 
   // Fewer buffers than keys: refused here, and the channel stays usable.
-  got = channel->Get(keys, std::span(more.pointers).first(2), kChunkBytes, nullptr);
+  got = channel->Get(keys, std::span(more.pointers).first(2), kTestChunkBytes, nullptr);
   EXPECT_EQ(got.status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(got.status().message(), "GpuChannel::Get: 2 destinations for 5 keys");
-  got = channel->Get(std::span(keys).first(1), more.pointers, kChunkBytes, nullptr);
+  got = channel->Get(std::span(keys).first(1), more.pointers, kTestChunkBytes, nullptr);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   EXPECT_EQ(got->received.size(), 1u);
 }
@@ -121,18 +121,18 @@ TEST_F(GpuChannelTest, TheHoldsEndWithTheGetSoTheCopiesCanBeEvictedAfter) {
   auto channel = Open();
   ASSERT_NE(channel, nullptr);
   Buffers dest(1);
-  auto got = channel->Get(std::span(&key, 1), dest.pointers, kChunkBytes, nullptr);
+  auto got = channel->Get(std::span(&key, 1), dest.pointers, kTestChunkBytes, nullptr);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   ASSERT_EQ(got->received.size(), 1u);
   // Two GPU tiers' worth of GPU puts: a copy still held would stay on the GPU.
   for (uint64_t i = 0; i < 120; ++i) Put(ChunkKey{0xf00, i}, true);
-  got = channel->Get(std::span(&key, 1), dest.pointers, kChunkBytes, nullptr);
+  got = channel->Get(std::span(&key, 1), dest.pointers, kTestChunkBytes, nullptr);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   EXPECT_TRUE(got->received.empty()) << "the copy was released and evicted; the chunk lives on in DRAM";
-  std::vector<std::byte> bytes(kChunkBytes);
+  std::vector<std::byte> bytes(kTestChunkBytes);
   auto read = client_->Get(key, bytes);
   ASSERT_TRUE(read.ok() && read->found);
-  EXPECT_EQ(bytes, PayloadFor(key, kChunkBytes));
+  EXPECT_EQ(bytes, PayloadFor(key, kTestChunkBytes));
 }
 
 TEST_F(GpuChannelTest, RefusalsSayWhy) {
@@ -172,7 +172,7 @@ TEST_F(GpuChannelTest, RefusalsSayWhy) {
   auto got = (*channel)->Get(std::span(&key, 1), dest.pointers, /*max_payload_bytes=*/0, nullptr);
   EXPECT_EQ(got.status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(got.status().message(), "gpu channel: get.max_payload_bytes must be > 0");
-  got = (*channel)->Get(std::span(&key, 1), dest.pointers, kChunkBytes, nullptr);
+  got = (*channel)->Get(std::span(&key, 1), dest.pointers, kTestChunkBytes, nullptr);
   EXPECT_EQ(got.status().message(), "gpu channel: get.max_payload_bytes must be > 0") << "a broken channel stays so";
   channel->reset();
 
@@ -255,7 +255,7 @@ TEST_F(GpuChannelTest, AFailedSendEndsTheChannelAndReleasesWhatItHeld) {
   ASSERT_NE(channel, nullptr);
   knobs_->fail_sends = 1;  // the first send fails, as a broken NCCL communicator would
   Buffers dest(keys.size());
-  auto got = channel->Get(keys, dest.pointers, kChunkBytes, nullptr);
+  auto got = channel->Get(keys, dest.pointers, kTestChunkBytes, nullptr);
   EXPECT_EQ(got.status().code(), StatusCode::kUnavailable);
   EXPECT_EQ(got.status().message(),
             "gpu channel: receiving over the link failed: loopback link: the peer closed the link");
@@ -265,15 +265,15 @@ TEST_F(GpuChannelTest, AFailedSendEndsTheChannelAndReleasesWhatItHeld) {
   for (uint64_t i = 0; i < 120; ++i) Put(ChunkKey{0xf00, i}, true);
   channel = Open();
   ASSERT_NE(channel, nullptr);
-  got = channel->Get(keys, dest.pointers, kChunkBytes, nullptr);
+  got = channel->Get(keys, dest.pointers, kTestChunkBytes, nullptr);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   EXPECT_TRUE(got->received.empty()) << "both copies were evicted: nothing held them";
   const ChunkKey fresh{0xc7, 3};
   Put(fresh, true);
-  got = channel->Get(std::span(&fresh, 1), dest.pointers, kChunkBytes, nullptr);
+  got = channel->Get(std::span(&fresh, 1), dest.pointers, kTestChunkBytes, nullptr);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   ASSERT_EQ(got->received.size(), 1u);
-  EXPECT_EQ(dest.bytes[0], PayloadFor(fresh, kChunkBytes));
+  EXPECT_EQ(dest.bytes[0], PayloadFor(fresh, kTestChunkBytes));
 }
 
 // PagedKvTransfer's twin from "another node" (no shared memory): chunks with a GPU copy come over the channel,

@@ -9,8 +9,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -20,16 +18,13 @@
 #include "kvtier/refmodel/rope.h"
 #include "kvtier/refmodel/session.h"
 #include "kvtier/refmodel/tokenizer.h"
+#include "test_data.h"
 
 namespace kvtier::refmodel {
 namespace {
 
-const std::string kData = KVTIER_TEST_DATA;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
+using testing::kTestDataDir;
+using testing::ReadFile;
 
 // Offset of one K or V row (which: 0 = K, 1 = V) in a chunk-layout buffer of `tokens` tokens.
 size_t KvRow(const Config& c, int tokens, int layer, int which, int token) {
@@ -39,13 +34,13 @@ size_t KvRow(const Config& c, int tokens, int layer, int which, int token) {
 class BlendTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto m = Model::Load(kData + "/stories260K.bin");
+    auto m = Model::Load(kTestDataDir + "/stories260K.bin");
     ASSERT_TRUE(m.ok()) << m.status().ToString();
     model_ = new Model(*m);
-    auto t = Tokenizer::Load(kData + "/tok512.bin", m->config().vocab_size);
+    auto t = Tokenizer::Load(kTestDataDir + "/tok512.bin", m->config().vocab_size);
     ASSERT_TRUE(t.ok()) << t.status().ToString();
     tokenizer_ = new Tokenizer(*t);
-    pieces_ = new std::vector<std::string>(SplitCorpus(ReadFile(kData + "/tinystories_val.txt")));
+    pieces_ = new std::vector<std::string>(SplitCorpus(ReadFile(kTestDataDir + "/tinystories_val.txt")));
   }
   static void TearDownTestSuite() {
     delete model_;

@@ -8,7 +8,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <string>
 #include <vector>
 
@@ -17,24 +16,21 @@
 #include "kvtier/refmodel/rope.h"
 #include "kvtier/refmodel/session.h"
 #include "kvtier/refmodel/tokenizer.h"
+#include "test_data.h"
 
 namespace kvtier::refmodel {
 namespace {
 
-const std::string kData = KVTIER_TEST_DATA;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
+using testing::kTestDataDir;
+using testing::ReadFile;
 
 class RefModelTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto m = Model::Load(kData + "/stories260K.bin");
+    auto m = Model::Load(kTestDataDir + "/stories260K.bin");
     ASSERT_TRUE(m.ok()) << m.status().ToString();
     model_ = new Model(*m);
-    auto t = Tokenizer::Load(kData + "/tok512.bin", m->config().vocab_size);
+    auto t = Tokenizer::Load(kTestDataDir + "/tok512.bin", m->config().vocab_size);
     ASSERT_TRUE(t.ok()) << t.status().ToString();
     tokenizer_ = new Tokenizer(*t);
   }
@@ -45,7 +41,7 @@ class RefModelTest : public ::testing::Test {
 
   // Text tokens (no BOS) of the start of the corpus.
   static std::vector<int> CorpusTokens(size_t n) {
-    const auto pieces = SplitCorpus(ReadFile(kData + "/tinystories_val.txt"));
+    const auto pieces = SplitCorpus(ReadFile(kTestDataDir + "/tinystories_val.txt"));
     std::vector<int> t = tokenizer_->Encode(pieces.at(0), false, false);
     t.resize(std::min(t.size(), n));
     return t;
@@ -84,11 +80,11 @@ TEST_F(RefModelTest, GreedyFromBosReproducesTheReferenceText) {
   std::vector<int> all = {bos};
   all.insert(all.end(), gen->begin(), gen->end());
   // The reference file is the decoded text plus the newline its writer appended.
-  EXPECT_EQ(tokenizer_->DecodeAll(all) + "\n", ReadFile(kData + "/stories260K.greedy.txt"));
+  EXPECT_EQ(tokenizer_->DecodeAll(all) + "\n", ReadFile(kTestDataDir + "/stories260K.greedy.txt"));
 }
 
 TEST_F(RefModelTest, PerplexityOfTheFirst40kCorpusTokens) {
-  const auto pieces = SplitCorpus(ReadFile(kData + "/tinystories_val.txt"));
+  const auto pieces = SplitCorpus(ReadFile(kTestDataDir + "/tinystories_val.txt"));
   Session s(*model_);
   auto r = CorpusPerplexity(s, *tokenizer_, pieces, 40000);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
@@ -97,7 +93,7 @@ TEST_F(RefModelTest, PerplexityOfTheFirst40kCorpusTokens) {
 }
 
 TEST_F(RefModelTest, CorpusSplitKeepsPiecesWithin900Characters) {
-  const std::string text = ReadFile(kData + "/tinystories_val.txt");
+  const std::string text = ReadFile(kTestDataDir + "/tinystories_val.txt");
   const auto pieces = SplitCorpus(text);
   EXPECT_EQ(pieces.size(), 999u);
   for (const std::string& p : pieces) {
@@ -309,7 +305,7 @@ TEST_F(RefModelTest, TokenizerKnownIdsAndRoundTrip) {
   EXPECT_EQ(tokenizer_->DecodeAll(odd_ids), odd);
   EXPECT_EQ(std::count(odd_ids.begin(), odd_ids.end(), Tokenizer::kFirstByteToken + 0xF0), 1);
 
-  for (const std::string& piece : SplitCorpus(ReadFile(kData + "/tinystories_val.txt"))) {
+  for (const std::string& piece : SplitCorpus(ReadFile(kTestDataDir + "/tinystories_val.txt"))) {
     ASSERT_EQ(tokenizer_->DecodeAll(tokenizer_->Encode(piece, true, false)), piece);
   }
 }
@@ -326,7 +322,7 @@ TEST_F(RefModelTest, GreedyOutputTokenizesBackToTheSameIds) {
 class LoadErrorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    bytes_ = ReadFile(kData + "/stories260K.bin");
+    bytes_ = ReadFile(kTestDataDir + "/stories260K.bin");
     path_ = (std::filesystem::temp_directory_path() /
              ("refmodel_test_" + std::to_string(::getpid()) + "_" +
               ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".bin"))
@@ -380,12 +376,12 @@ TEST_F(LoadErrorTest, BadDimensions) {
 
 TEST_F(LoadErrorTest, MissingFileAndBadTokenizer) {
   EXPECT_EQ(Model::Load(path_ + ".missing").status().code(), StatusCode::kNotFound);
-  std::ofstream(path_, std::ios::binary) << ReadFile(kData + "/tok512.bin").substr(0, 3000);
+  std::ofstream(path_, std::ios::binary) << ReadFile(kTestDataDir + "/tok512.bin").substr(0, 3000);
   const auto t = Tokenizer::Load(path_, 512);
   EXPECT_EQ(t.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(t.status().message().find("cut off"), std::string::npos) << t.status().message();
-  EXPECT_EQ(Tokenizer::Load(kData + "/tok512.bin", 513).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_TRUE(Model::Load(kData + "/stories260K.bin").ok());
+  EXPECT_EQ(Tokenizer::Load(kTestDataDir + "/tok512.bin", 513).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Model::Load(kTestDataDir + "/stories260K.bin").ok());
 }
 
 }  // namespace

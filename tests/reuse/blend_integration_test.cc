@@ -3,9 +3,6 @@
 // worker re-rotates it, plans with Cache-Craft or selects with CacheBlend, and blends it into a prefill.
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <iterator>
-
 #include "integration/test_server.h"
 #include "kvtier/api/reuse.h"
 #include "kvtier/client/blend.h"
@@ -16,6 +13,7 @@
 #include "kvtier/refmodel/eval.h"
 #include "kvtier/refmodel/model.h"
 #include "kvtier/refmodel/tokenizer.h"
+#include "test_data.h"
 
 namespace kvtier::testing {
 namespace {
@@ -23,26 +21,20 @@ namespace {
 using refmodel::KeyForm;
 using refmodel::Session;
 
-const std::string kData = KVTIER_TEST_DATA;
 constexpr int kBos = 1;
 constexpr int kLen = 32;  // tokens per passage
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
 
 std::vector<uint32_t> U32(std::span<const int> t) { return std::vector<uint32_t>(t.begin(), t.end()); }
 
 class BlendIntegrationTest : public ServerFixture {
  protected:
   void SetUp() override {
-    auto m = refmodel::Model::Load(kData + "/stories260K.bin");
+    auto m = refmodel::Model::Load(kTestDataDir + "/stories260K.bin");
     ASSERT_TRUE(m.ok()) << m.status().ToString();
     model_ = std::make_unique<refmodel::Model>(*m);
-    auto tok = refmodel::Tokenizer::Load(kData + "/tok512.bin", model_->config().vocab_size);
+    auto tok = refmodel::Tokenizer::Load(kTestDataDir + "/tok512.bin", model_->config().vocab_size);
     ASSERT_TRUE(tok.ok());
-    const auto pieces = refmodel::SplitCorpus(ReadFile(kData + "/tinystories_val.txt"));
+    const auto pieces = refmodel::SplitCorpus(ReadFile(kTestDataDir + "/tinystories_val.txt"));
     for (size_t i = 0; passages_.size() < 3 && i < pieces.size(); i += 97) {
       auto t = tok->Encode(pieces[i], false, false);
       if (t.size() >= size_t(kLen) + 8) passages_.push_back({t.begin(), t.begin() + kLen});
