@@ -43,23 +43,6 @@ struct CommonFlags {
   int deadline_ms = 30000;
 };
 
-int Fail(const char* command, const Status& status) {
-  std::cerr << "kvtier " << command << ": " << status.ToString() << "\n";
-  return 1;
-}
-
-// Parses flags; returns -1 to continue, or an exit code.
-int ParseOrExit(FlagSet& flags, int argc, char** argv, const char* command) {
-  Status s = flags.Parse(argc, argv, 2);
-  if (s.ok() && flags.help_requested()) {
-    std::cout << flags.Usage();
-    return 0;
-  }
-  if (s.ok()) s = flags.Apply();
-  if (!s.ok()) return Fail(command, s);
-  return -1;
-}
-
 Result<std::unique_ptr<Client>> Connect(const CommonFlags& common, codec::CodecId encode = codec::CodecId::kRaw) {
   ClientOptions options;
   options.encode.codec = encode;
@@ -101,11 +84,11 @@ int StatCommand(int argc, char** argv) {
   FlagSet flags("kvtier stat [--server ADDR]", "Prints a server's version, tiers, counters and limits.");
   flags.AddString("server", "ADDR", &common.server, "server address host:port (default 127.0.0.1:7070)");
   flags.AddInt("deadline-ms", &common.deadline_ms, "give up after this many milliseconds (default 30000)");
-  if (int rc = ParseOrExit(flags, argc, argv, "stat"); rc >= 0) return rc;
+  if (int rc = ParseFlagsOrExit(flags, argc, argv, 2, "stat"); rc >= 0) return rc;
   auto client = Connect(common);
-  if (!client.ok()) return Fail("stat", client.status());
+  if (!client.ok()) return FailCommand("stat", client.status());
   auto stats = (*client)->Stats();
-  if (!stats.ok()) return Fail("stat", stats.status());
+  if (!stats.ok()) return FailCommand("stat", stats.status());
   const auto& s = *stats;
   std::cout << "kvtier " << s.version() << " at " << common.server << ", up " << s.uptime_seconds() << " s, "
             << s.namespaces() << " namespace(s)\n\n";
@@ -140,22 +123,22 @@ int PutCommand(int argc, char** argv) {
   flags.AddString("namespace", "NAME", &common.name_space, "namespace (default kvtier-debug)");
   flags.AddBool("pin", &pin, "never evict the chunk");
   flags.AddInt("deadline-ms", &common.deadline_ms, "give up after this many milliseconds (default 30000)");
-  if (int rc = ParseOrExit(flags, argc, argv, "put"); rc >= 0) return rc;
-  if (name.empty() || in_path.empty()) return Fail("put", InvalidArgument("--key and --in are required"));
+  if (int rc = ParseFlagsOrExit(flags, argc, argv, 2, "put"); rc >= 0) return rc;
+  if (name.empty() || in_path.empty()) return FailCommand("put", InvalidArgument("--key and --in are required"));
   auto codec_id = codec::ParseCodecName(codec_name);
-  if (!codec_id.ok()) return Fail("put", codec_id.status());
+  if (!codec_id.ok()) return FailCommand("put", codec_id.status());
   if (!codec::IsLossless(*codec_id)) {
-    return Fail("put", InvalidArgument("--codec " + codec_name + " is lossy; a file must come back byte-exact"));
+    return FailCommand("put", InvalidArgument("--codec " + codec_name + " is lossy; a file must come back byte-exact"));
   }
 
   std::ifstream in(in_path, std::ios::binary);
-  if (!in) return Fail("put", NotFound("cannot open " + in_path));
+  if (!in) return FailCommand("put", NotFound("cannot open " + in_path));
   std::vector<char> file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const ModelFingerprint fp = DebugFingerprint();
   const uint64_t per_token = fp.KvBytesPerToken();
   const uint64_t tokens = (8 + file.size() + per_token - 1) / per_token;
   if (tokens > fp.chunk_tokens) {
-    return Fail("put", InvalidArgument(in_path + " is " + std::to_string(file.size()) +
+    return FailCommand("put", InvalidArgument(in_path + " is " + std::to_string(file.size()) +
                                        " bytes; the debug model holds at most " +
                                        std::to_string(fp.chunk_tokens * per_token - 8)));
   }
@@ -167,12 +150,12 @@ int PutCommand(int argc, char** argv) {
   std::iota(ids.begin(), ids.end(), 0u);
 
   auto client = Connect(common, *codec_id);
-  if (!client.ok()) return Fail("put", client.status());
+  if (!client.ok()) return FailCommand("put", client.status());
   const ChunkKey key = DebugKey(name);
   PutOptions options;
   options.pin = pin;
   auto result = (*client)->Put(key, ids, payload, options);
-  if (!result.ok()) return Fail("put", result.status());
+  if (!result.ok()) return FailCommand("put", result.status());
   std::cout << (result->already_present ? "already present: " : "stored: ") << key.ToHex() << " (" << file.size()
             << " bytes from " << in_path << ", codec " << codec_name << ")\n";
   return 0;
@@ -188,30 +171,30 @@ int GetCommand(int argc, char** argv) {
   flags.AddString("out", "FILE", &out_path, "file to write (required)");
   flags.AddString("namespace", "NAME", &common.name_space, "namespace (default kvtier-debug)");
   flags.AddInt("deadline-ms", &common.deadline_ms, "give up after this many milliseconds (default 30000)");
-  if (int rc = ParseOrExit(flags, argc, argv, "get"); rc >= 0) return rc;
-  if (name.empty() || out_path.empty()) return Fail("get", InvalidArgument("--key and --out are required"));
+  if (int rc = ParseFlagsOrExit(flags, argc, argv, 2, "get"); rc >= 0) return rc;
+  if (name.empty() || out_path.empty()) return FailCommand("get", InvalidArgument("--key and --out are required"));
 
   auto client = Connect(common);
-  if (!client.ok()) return Fail("get", client.status());
+  if (!client.ok()) return FailCommand("get", client.status());
   const ModelFingerprint fp = DebugFingerprint();
   const uint64_t capacity = uint64_t{fp.chunk_tokens} * fp.KvBytesPerToken();
   // Uninitialized on purpose: only the pages the chunk lands in are ever touched.
   std::unique_ptr<std::byte[]> buffer(new std::byte[capacity]);
   const ChunkKey key = DebugKey(name);
   auto result = (*client)->Get(key, {buffer.get(), capacity});
-  if (!result.ok()) return Fail("get", result.status());
+  if (!result.ok()) return FailCommand("get", result.status());
   if (!result->found) {
     std::cerr << "kvtier get: miss: no chunk " << key.ToHex() << " in namespace " << common.name_space << "\n";
     return 3;
   }
   uint64_t length = 0;
-  if (result->bytes < 8) return Fail("get", DataLoss("chunk is not in the debug model's framing"));
+  if (result->bytes < 8) return FailCommand("get", DataLoss("chunk is not in the debug model's framing"));
   std::memcpy(&length, buffer.get(), sizeof(length));
-  if (length > result->bytes - 8) return Fail("get", DataLoss("chunk is not in the debug model's framing"));
+  if (length > result->bytes - 8) return FailCommand("get", DataLoss("chunk is not in the debug model's framing"));
   std::ofstream out(out_path, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(buffer.get() + 8), static_cast<std::streamsize>(length));
   out.close();
-  if (!out) return Fail("get", Internal("cannot write " + out_path));
+  if (!out) return FailCommand("get", Internal("cannot write " + out_path));
   std::cout << "fetched: " << key.ToHex() << " (" << length << " bytes to " << out_path << ")\n";
   return 0;
 }

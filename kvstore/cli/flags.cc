@@ -1,6 +1,7 @@
 #include "flags.h"
 
 #include <charconv>
+#include <iostream>
 #include <sstream>
 
 #include "kvtier/kvstore/config.h"
@@ -101,6 +102,22 @@ std::string FlagSet::Usage() const {
   }
   out << "  --help                      print this help\n";
   return out.str();
+}
+
+int FailCommand(std::string_view command, const Status& status) {
+  std::cerr << "kvtier " << command << ": " << status.ToString() << "\n";
+  return 1;
+}
+
+int ParseFlagsOrExit(FlagSet& flags, int argc, char** argv, int first, std::string_view command) {
+  Status s = flags.Parse(argc, argv, first);
+  if (s.ok() && flags.help_requested()) {
+    std::cout << flags.Usage();
+    return 0;
+  }
+  if (s.ok()) s = flags.Apply();
+  if (!s.ok()) return FailCommand(command, s);
+  return -1;
 }
 
 }  // namespace kvtier::cli

@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kvtier/api/status.h"
@@ -47,5 +48,12 @@ class FlagSet {
   std::vector<std::pair<std::string, std::string>> given_;
   bool help_ = false;
 };
+
+// Reports a subcommand's failure ("kvtier <command>: <status>" on stderr) and returns its exit code, 1.
+int FailCommand(std::string_view command, const Status& status);
+
+// Parses argv[first..] and applies the flags. Returns -1 to go on, or the exit code to return: 0 after --help
+// (the usage printed), 1 after a bad flag (reported as FailCommand does).
+int ParseFlagsOrExit(FlagSet& flags, int argc, char** argv, int first, std::string_view command);
 
 }  // namespace kvtier::cli

@@ -29,22 +29,6 @@ constexpr const char* kProfileUsage =
     "\n"
     "`kvtier profile <subcommand> --help` describes each one's flags.\n";
 
-int Fail(const char* what, const Status& status) {
-  std::cerr << "kvtier profile " << what << ": " << status.ToString() << "\n";
-  return 1;
-}
-
-int ParseOrExit(FlagSet& flags, int argc, char** argv, const char* what) {
-  Status s = flags.Parse(argc, argv, 3);
-  if (s.ok() && flags.help_requested()) {
-    std::cout << flags.Usage();
-    return 0;
-  }
-  if (s.ok()) s = flags.Apply();
-  if (!s.ok()) return Fail(what, s);
-  return -1;
-}
-
 Result<std::vector<std::byte>> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return NotFound("cannot open " + path);
@@ -89,23 +73,23 @@ int Build(int argc, char** argv) {
   flags.AddCustom("sample", "FILE", [&](const std::string& v) { samples.push_back(v); return Status::Ok(); },
                   "a sample chunk file; repeat the flag for more (at least one)");
   flags.AddString("out", "FILE", &out_path, "where to write the profile (required)");
-  if (int rc = ParseOrExit(flags, argc, argv, "build"); rc >= 0) return rc;
+  if (int rc = ParseFlagsOrExit(flags, argc, argv, 3, "profile build"); rc >= 0) return rc;
   if (layers <= 0 || heads <= 0 || head_dim <= 0 || samples.empty() || out_path.empty()) {
-    return Fail("build", InvalidArgument("--layers, --heads, --head-dim, --sample and --out are required"));
+    return FailCommand("profile build", InvalidArgument("--layers, --heads, --head-dim, --sample and --out are required"));
   }
   auto dtype = ParseDType(dtype_name);
-  if (!dtype.ok()) return Fail("build", dtype.status());
+  if (!dtype.ok()) return FailCommand("profile build", dtype.status());
 
   std::vector<std::vector<std::byte>> files;
   std::vector<codec::KvView> views;
   for (const std::string& path : samples) {
     auto bytes = ReadFile(path);
-    if (!bytes.ok()) return Fail("build", bytes.status());
+    if (!bytes.ok()) return FailCommand("profile build", bytes.status());
     codec::KvShape shape{static_cast<uint32_t>(layers), static_cast<uint32_t>(heads), static_cast<uint32_t>(head_dim),
                          0, *dtype};
     const uint64_t per_token = shape.ValuesPerToken() * DTypeBytes(*dtype);
     if (bytes->empty() || bytes->size() % per_token != 0) {
-      return Fail("build", InvalidArgument(path + " is " + std::to_string(bytes->size()) +
+      return FailCommand("profile build", InvalidArgument(path + " is " + std::to_string(bytes->size()) +
                                            " bytes, not a whole number of tokens of " + std::to_string(per_token) +
                                            " bytes"));
     }
@@ -115,8 +99,8 @@ int Build(int argc, char** argv) {
     std::cerr << "  sample " << path << ": " << shape.num_tokens << " tokens\n";
   }
   auto profile = codec::ModelProfile::Build(views);
-  if (!profile.ok()) return Fail("build", profile.status());
-  if (Status s = WriteFile(out_path, profile->serialized()); !s.ok()) return Fail("build", s);
+  if (!profile.ok()) return FailCommand("profile build", profile.status());
+  if (Status s = WriteFile(out_path, profile->serialized()); !s.ok()) return FailCommand("profile build", s);
   std::cout << "profile " << IdHex(profile->id()) << " (" << profile->serialized().size() << " bytes) written to "
             << out_path << "\n";
   return 0;
@@ -134,10 +118,10 @@ int Show(int argc, char** argv) {
   std::string in_path;
   FlagSet flags("kvtier profile show --in FILE", "Prints a profile file's id, KV shape and size.");
   flags.AddString("in", "FILE", &in_path, "the profile file (required)");
-  if (int rc = ParseOrExit(flags, argc, argv, "show"); rc >= 0) return rc;
-  if (in_path.empty()) return Fail("show", InvalidArgument("--in is required"));
+  if (int rc = ParseFlagsOrExit(flags, argc, argv, 3, "profile show"); rc >= 0) return rc;
+  if (in_path.empty()) return FailCommand("profile show", InvalidArgument("--in is required"));
   auto profile = LoadProfile(in_path);
-  if (!profile.ok()) return Fail("show", profile.status());
+  if (!profile.ok()) return FailCommand("profile show", profile.status());
   std::cout << "id " << IdHex(profile->id()) << ", " << profile->num_layers() << " layers, " << profile->num_kv_heads()
             << " KV heads, head_dim " << profile->head_dim() << ", " << profile->serialized().size() << " bytes\n";
   return 0;
@@ -177,14 +161,14 @@ int Put(int argc, char** argv) {
                 "Stores a profile file on a server; chunks of the namespace may then reference its id.");
   AddRemoteFlags(flags, remote);
   flags.AddString("in", "FILE", &in_path, "the profile file (required)");
-  if (int rc = ParseOrExit(flags, argc, argv, "put"); rc >= 0) return rc;
-  if (remote.name.empty() || in_path.empty()) return Fail("put", InvalidArgument("--name and --in are required"));
+  if (int rc = ParseFlagsOrExit(flags, argc, argv, 3, "profile put"); rc >= 0) return rc;
+  if (remote.name.empty() || in_path.empty()) return FailCommand("profile put", InvalidArgument("--name and --in are required"));
   auto profile = LoadProfile(in_path);
-  if (!profile.ok()) return Fail("put", profile.status());
+  if (!profile.ok()) return FailCommand("profile put", profile.status());
   auto client = ConnectFor(remote, profile->num_layers(), profile->num_kv_heads(), profile->head_dim());
-  if (!client.ok()) return Fail("put", client.status());
+  if (!client.ok()) return FailCommand("profile put", client.status());
   auto id = (*client)->PutProfile(remote.name, *profile);
-  if (!id.ok()) return Fail("put", id.status());
+  if (!id.ok()) return FailCommand("profile put", id.status());
   std::cout << "stored profile " << IdHex(*id) << " as '" << remote.name << "' in namespace " << remote.name_space
             << "\n";
   return 0;
@@ -197,18 +181,18 @@ int Get(int argc, char** argv) {
                 "Fetches a profile by name and writes it to FILE. Exits 3 when the server has no such profile.");
   AddRemoteFlags(flags, remote);
   flags.AddString("out", "FILE", &out_path, "where to write the profile (required)");
-  if (int rc = ParseOrExit(flags, argc, argv, "get"); rc >= 0) return rc;
-  if (remote.name.empty() || out_path.empty()) return Fail("get", InvalidArgument("--name and --out are required"));
+  if (int rc = ParseFlagsOrExit(flags, argc, argv, 3, "profile get"); rc >= 0) return rc;
+  if (remote.name.empty() || out_path.empty()) return FailCommand("profile get", InvalidArgument("--name and --out are required"));
   const ModelFingerprint fp = DebugFingerprint();
   auto client = ConnectFor(remote, fp.num_layers, fp.num_kv_heads, fp.head_dim);
-  if (!client.ok()) return Fail("get", client.status());
+  if (!client.ok()) return FailCommand("profile get", client.status());
   auto profile = (*client)->GetProfile(remote.name);
   if (!profile.ok() && profile.status().code() == StatusCode::kNotFound) {
     std::cerr << "kvtier profile get: " << profile.status().message() << "\n";
     return 3;
   }
-  if (!profile.ok()) return Fail("get", profile.status());
-  if (Status s = WriteFile(out_path, (*profile)->serialized()); !s.ok()) return Fail("get", s);
+  if (!profile.ok()) return FailCommand("profile get", profile.status());
+  if (Status s = WriteFile(out_path, (*profile)->serialized()); !s.ok()) return FailCommand("profile get", s);
   std::cout << "fetched profile " << IdHex((*profile)->id()) << " to " << out_path << "\n";
   return 0;
 }

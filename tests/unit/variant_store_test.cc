@@ -13,7 +13,7 @@
 namespace kvtier {
 namespace {
 
-ModelFingerprint Fp(std::string model = "variant-test") {
+ModelFingerprint VariantFp(std::string model = "variant-test") {
   ModelFingerprint fp;
   fp.model_id = std::move(model);
   fp.num_layers = 2;
@@ -40,10 +40,10 @@ class VariantStoreTest : public ::testing::Test {
     auto store = Store::Open(options);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(store).value();
-    scope_ = *store_->OpenScope("tenant-a", Fp(), true);
+    scope_ = *store_->OpenScope("tenant-a", VariantFp(), true);
   }
 
-  ChunkKey content() const { return DeriveContentKey(Fp().Digest(), kPassageTokens); }
+  ChunkKey content() const { return DeriveContentKey(VariantFp().Digest(), kPassageTokens); }
 
   std::shared_ptr<VariantMeta> Meta(std::vector<ChunkKey> context, std::vector<float> weights = {}) const {
     auto m = std::make_shared<VariantMeta>();
@@ -55,7 +55,7 @@ class VariantStoreTest : public ::testing::Test {
   }
 
   static std::vector<std::byte> Payload(uint8_t seed) {
-    std::vector<std::byte> p(kPassageTokens.size() * Fp().KvBytesPerToken());
+    std::vector<std::byte> p(kPassageTokens.size() * VariantFp().KvBytesPerToken());
     for (size_t i = 0; i < p.size(); ++i) p[i] = static_cast<std::byte>((i * 7 + seed) & 0xff);
     return p;
   }
@@ -173,14 +173,14 @@ TEST_F(VariantStoreTest, InvalidVariantPutsNameTheProblem) {
 TEST_F(VariantStoreTest, NamespacesIsolateGroupsAndFingerprintsMustMatch) {
   Open();
   ASSERT_TRUE(PutVariant(scope_, Meta({kContextA}), 1).ok());
-  const Scope other = *store_->OpenScope("tenant-b", Fp(), true);
+  const Scope other = *store_->OpenScope("tenant-b", VariantFp(), true);
   auto miss = store_->SelectVariant(other, content(), std::vector<ChunkKey>{kContextA});
   ASSERT_TRUE(miss.ok());
   EXPECT_FALSE(miss->ref);
   ASSERT_TRUE(PutVariant(other, Meta({kContextB}), 2).ok());
   EXPECT_EQ(Choose({kContextB}).second, 1);  // tenant-a still sees only its own variant
   // Same namespace, another fingerprint: the usual error.
-  const Scope other_fp = *store_->OpenScope("tenant-a", Fp("other-model"), true);
+  const Scope other_fp = *store_->OpenScope("tenant-a", VariantFp("other-model"), true);
   auto mismatch = store_->SelectVariant(other_fp, content(), std::vector<ChunkKey>{});
   EXPECT_EQ(mismatch.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(mismatch.status().message().find("fingerprint mismatch"), std::string::npos);
@@ -192,7 +192,7 @@ TEST_F(VariantStoreTest, DeletingTheContentKeyDeletesEveryVariant) {
   const ChunkKey v2 = VariantKey(content(), std::vector<ChunkKey>{kContextB});
   ASSERT_TRUE(PutVariant(scope_, Meta({kContextA}), 1).ok());
   ASSERT_TRUE(PutVariant(scope_, Meta({kContextB}), 2).ok());
-  const Scope other = *store_->OpenScope("tenant-b", Fp(), true);
+  const Scope other = *store_->OpenScope("tenant-b", VariantFp(), true);
   ASSERT_TRUE(PutVariant(other, Meta({kContextA}), 3).ok());
   auto deleted = store_->Delete(scope_, std::vector<ChunkKey>{content()});
   ASSERT_TRUE(deleted.ok());
