@@ -10,7 +10,7 @@ namespace kvtier::testing {
 
 inline const std::string kTestDataDir = KVTIER_TEST_DATA;
 
-// The file's bytes; empty when it cannot be read (the caller's comparison then fails naming the file).
+// The whole file; empty when it cannot be read (the model and corpus checks then fail).
 inline std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
