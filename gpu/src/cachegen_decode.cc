@@ -1,5 +1,6 @@
 // The CPU twins of cachegen decoding (cachegen_decode.h): the kernel's per-stream decode (cachegen_stream.h),
-// one stream after another, for one plan or for a device decode's chunks in host memory. Compiled with -ffp-contract=off, as the kernel is with --fmad=false.
+// one stream after another, for one plan or for a device decode's chunks in host memory. Compiled with
+// -ffp-contract=off, as the kernel is with --fmad=false.
 #include <vector>
 
 #include "cachegen_host.h"

@@ -35,14 +35,10 @@ CachegenTable FlatTable(const ci::FreqTable& table, const ci::TableInfo& info) {
 
 uint32_t Kinds(const ci::CacheGenLayout& layout) { return layout.anchor_delta ? 2 : 1; }
 
-uint64_t TableCount(const ci::CacheGenLayout& layout) {
-  return uint64_t{layout.geometry.slices()} * Kinds(layout) * layout.geometry.width;
-}
-
 // The tables of the row kinds the chunk uses, [slice][kind][channel]: the inline streams' or the profile
 // level's (which holds both kinds whatever the chunk uses).
 Status FlattenTables(const ci::CacheGenLayout& layout, std::vector<CachegenTable>& tables) {
-  const uint64_t count = TableCount(layout);
+  const uint64_t count = uint64_t{layout.geometry.slices()} * Kinds(layout) * layout.geometry.width;
   if (count > std::numeric_limits<uint32_t>::max()) {
     return InvalidArgument("cachegen chunk needs " + std::to_string(count) + " decode tables, more than 2^32");
   }
@@ -115,7 +111,6 @@ Result<CachegenTableCache::Tables> CachegenTableCache::Get(
   }
   // Built under the lock: a second parse of the same profile waits for this one instead of building its own.
   auto tables = std::make_shared<std::vector<CachegenTable>>();
-  tables->reserve(key.count);
   KVTIER_RETURN_IF_ERROR(build(*tables));
   if (max_sets_ == 0) return Tables(std::move(tables));
   if (sets_.size() >= max_sets_) sets_.erase(sets_.begin());
@@ -149,7 +144,7 @@ Result<CachegenPlan> ParseCachegenContainer(std::span<const std::byte> encoded,
   plan.tokens_per_stream = layout->geometry.tokens_per_stream;
   plan.profile_id = info.profile_id;
   if (table_cache != nullptr && info.profile_id != 0) {
-    const CachegenTableCache::Key key{info.profile_id, layout->level, layout->anchor_delta, TableCount(*layout)};
+    const CachegenTableCache::Key key{info.profile_id, layout->level, layout->anchor_delta};
     auto shared = table_cache->Get(key, [&](std::vector<CachegenTable>& t) { return FlattenTables(*layout, t); });
     if (!shared.ok()) return shared.status();
     plan.profile_tables = std::move(shared).value();

@@ -75,7 +75,8 @@ int Build(int argc, char** argv) {
   flags.AddString("out", "FILE", &out_path, "where to write the profile (required)");
   if (int rc = ParseFlagsOrExit(flags, argc, argv, 3, "profile build"); rc >= 0) return rc;
   if (layers <= 0 || heads <= 0 || head_dim <= 0 || samples.empty() || out_path.empty()) {
-    return FailCommand("profile build", InvalidArgument("--layers, --heads, --head-dim, --sample and --out are required"));
+    return FailCommand("profile build",
+                       InvalidArgument("--layers, --heads, --head-dim, --sample and --out are required"));
   }
   auto dtype = ParseDType(dtype_name);
   if (!dtype.ok()) return FailCommand("profile build", dtype.status());
@@ -162,7 +163,9 @@ int Put(int argc, char** argv) {
   AddRemoteFlags(flags, remote);
   flags.AddString("in", "FILE", &in_path, "the profile file (required)");
   if (int rc = ParseFlagsOrExit(flags, argc, argv, 3, "profile put"); rc >= 0) return rc;
-  if (remote.name.empty() || in_path.empty()) return FailCommand("profile put", InvalidArgument("--name and --in are required"));
+  if (remote.name.empty() || in_path.empty()) {
+    return FailCommand("profile put", InvalidArgument("--name and --in are required"));
+  }
   auto profile = LoadProfile(in_path);
   if (!profile.ok()) return FailCommand("profile put", profile.status());
   auto client = ConnectFor(remote, profile->num_layers(), profile->num_kv_heads(), profile->head_dim());
@@ -182,7 +185,9 @@ int Get(int argc, char** argv) {
   AddRemoteFlags(flags, remote);
   flags.AddString("out", "FILE", &out_path, "where to write the profile (required)");
   if (int rc = ParseFlagsOrExit(flags, argc, argv, 3, "profile get"); rc >= 0) return rc;
-  if (remote.name.empty() || out_path.empty()) return FailCommand("profile get", InvalidArgument("--name and --out are required"));
+  if (remote.name.empty() || out_path.empty()) {
+    return FailCommand("profile get", InvalidArgument("--name and --out are required"));
+  }
   const ModelFingerprint fp = DebugFingerprint();
   auto client = ConnectFor(remote, fp.num_layers, fp.num_kv_heads, fp.head_dim);
   if (!client.ok()) return FailCommand("profile get", client.status());

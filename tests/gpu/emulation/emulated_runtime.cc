@@ -1,8 +1,8 @@
 // The GPU runtime under the CPU emulation of kvtier's gpu/ library: one emulated device whose memory is host
 // memory. It stands in for the CUDA runtime calls of gpu/src (include/cuda_runtime_api.h), for the RAII types
-// of gpu/src/runtime_cuda.cc, the probe of device_cuda.cc and the iota of iota.cu. Kernels run at launch (the stream and
-// events have nothing to order), so what it checks is the kernels' own code: indexing, vector widths, bounds
-// (under the sanitizers), against the twins. Device math, streams, events and the driver are not emulated:
+// of gpu/src/runtime_cuda.cc, the probe of device_cuda.cc and the iota of iota.cu. Kernels run at launch (the
+// stream and events have nothing to order), so what it checks is the kernels' own code: indexing, vector widths,
+// bounds (under the sanitizers), against the twins. Device math, streams, events and the driver are not emulated:
 // the `gpu` label must still run on a GPU (scripts/gpu-check.sh, scripts/gpu-bundle.sh).
 #include <cuda_runtime_api.h>
 

@@ -73,9 +73,10 @@ struct CachegenPlan {
 };
 
 // Shared profiles' tables flattened once and kept between parses, so that the chunks of one profile share one
-// copy instead of each flattening its own (4.25 MiB for 32 layers x 8 KV heads x 128 dims). A profile id is the
-// hash of the profile's bytes: one id, one set of tables. Holds at most `max_sets` sets (profile, level,
-// anchor-delta), dropping the least recently used; plans keep theirs alive. Thread-safe.
+// copy instead of each flattening its own (4.25 MiB for 32 layers x 8 KV heads x 128 dims, twice that with
+// anchor-delta rows). A profile id is the hash of the profile's bytes: one id, one set of tables. Holds at most
+// `max_sets` sets (profile, level, anchor-delta), dropping the least recently used; plans keep theirs alive.
+// Thread-safe.
 class CachegenTableCache {
  public:
   using Tables = std::shared_ptr<const std::vector<CachegenTable>>;
@@ -83,12 +84,11 @@ class CachegenTableCache {
     uint64_t profile_id = 0;
     int level = 0;
     bool anchor_delta = false;
-    uint64_t count = 0;  // tables in the set
     bool operator==(const Key&) const = default;
   };
 
   explicit CachegenTableCache(size_t max_sets = 8) : max_sets_(max_sets) {}
-  // The set under `key`, built by `build` (on a vector of `key.count` reserved entries) when absent.
+  // The set under `key`, built by `build` (into an empty vector) when absent.
   Result<Tables> Get(const Key& key, const std::function<Status(std::vector<CachegenTable>&)>& build);
   size_t size() const;
 
