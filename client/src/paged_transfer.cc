@@ -20,17 +20,6 @@ namespace {
 
 using internal::TransferBackend;
 
-// One chunk of a round: where its bytes sit and where it goes in the sequence.
-struct RoundChunk {
-  const std::byte* source = nullptr;  // a raw chunk's bytes on the host: a host staging slot or the shared arena
-  uint64_t offset = 0;                // its slot, at the same offset in every staging
-  uint32_t num_tokens = 0;
-  uint32_t position = 0;       // sequence position of its first token
-  int64_t rerotate_delta = 0;  // position - stored base position, when keys are re-rotated
-  int encoded = -1;            // its decode plan in Round::encoded; -1 for a raw chunk
-  bool in_device = false;      // already in its device staging slot (received over the GPU channel)
-};
-
 std::string ShapeString(const gpu::PagedKvShape& s) {
   return "L" + std::to_string(s.num_layers) + " H" + std::to_string(s.num_kv_heads) + " D" +
          std::to_string(s.head_dim) + " " + std::string(DTypeName(s.dtype));
@@ -90,6 +79,17 @@ struct PagedKvTransfer::Impl {
   bool nccl_for_good = false;               // with stats.nccl_off: the channel is never tried again
   std::chrono::steady_clock::time_point nccl_retry_at;  // else: tried again from then on
   PagedTransferStats stats;                 // a non-empty zero_copy_off turns the zero-copy path off for good
+
+  // One chunk of a round: where its bytes sit and where it goes in the sequence.
+  struct RoundChunk {
+    const std::byte* source = nullptr;  // a raw chunk's bytes on the host: a host staging slot or the shared arena
+    uint64_t offset = 0;                // its slot, at the same offset in every staging
+    uint32_t num_tokens = 0;
+    uint32_t position = 0;       // sequence position of its first token
+    int64_t rerotate_delta = 0;  // position - stored base position, when keys are re-rotated
+    int encoded = -1;            // its decode plan in Round::encoded; -1 for a raw chunk
+    bool in_device = false;      // already in its device staging slot (received over the GPU channel)
+  };
 
   // What one round places: the chunks (leading hits), the position after them, whether it stopped at a miss.
   struct Round {
