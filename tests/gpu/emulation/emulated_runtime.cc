@@ -1,35 +1,49 @@
 // The GPU runtime under the CPU emulation of kvtier's gpu/ library: one emulated device whose memory is host
 // memory. It stands in for the CUDA runtime calls of gpu/src (include/cuda_runtime_api.h), for the RAII types
-// of gpu/src/runtime_cuda.cc, the probe of device_cuda.cc and the iota of iota.cu. Kernels run at launch (the
-// stream and events have nothing to order), so what it checks is the kernels' own code: indexing, vector widths,
-// bounds (under the sanitizers), against the twins. Device math, streams, events and the driver are not emulated:
-// the `gpu` label must still run on a GPU (scripts/gpu-check.sh, scripts/gpu-bundle.sh).
+// of gpu/src/runtime_cuda.cc (streams and events in emulated_streams.cc), the probe of device_cuda.cc and the
+// iota of iota.cu. Kernels and copies are queued on their streams and run as late as CUDA allows
+// (emulated_streams.h), so besides the kernels' own code (indexing, vector widths, bounds under the sanitizers,
+// against the twins) it checks that the host waits for the device's work before it reads the results or reuses
+// the inputs. Device math, real concurrency and the driver are not emulated: the `gpu` label must still run on a
+// GPU (scripts/gpu-check.sh, scripts/gpu-bundle.sh).
 #include <cuda_runtime_api.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <map>
+#include <memory>
 #include <utility>
+#include <vector>
 
 #include "emulated_kernel.h"
+#include "emulated_streams.h"
 #include "kvtier/gpu/device.h"
 #include "kvtier/gpu/device_buffer.h"
 #include "kvtier/gpu/iota.h"
-#include "kvtier/gpu/stream.h"
 
 dim3 blockIdx, threadIdx, gridDim, blockDim;
 
 namespace {
 
-cudaError_t last_error = cudaSuccess;
-std::map<uintptr_t, size_t> registered;  // host ranges by start: a second registration of a page is refused
+thread_local cudaError_t last_error = cudaSuccess;  // per thread, as the runtime's
+
+// Under the device lock (emulated_streams.h).
+std::map<uintptr_t, size_t> registered;  // pinned host ranges by start: a second registration of a page is refused
+std::map<uintptr_t, size_t> allocated;   // device buffers by start
 
 uintptr_t PageDown(uintptr_t p) { return p & ~uintptr_t{4095}; }
 uintptr_t PageUp(uintptr_t p) { return PageDown(p + 4095); }
 
-// Any non-null handle: there is nothing to order.
-int handle_tag;
+bool Within(const std::map<uintptr_t, size_t>& ranges, const void* p) {
+  const uintptr_t at = reinterpret_cast<uintptr_t>(p);
+  auto it = ranges.upper_bound(at);
+  return it != ranges.begin() && at < std::prev(it)->first + std::prev(it)->second;
+}
+
+// Host memory neither registered nor device memory: what CUDA calls pageable.
+bool Pageable(const void* p) { return !Within(registered, p) && !Within(allocated, p); }
 
 }  // namespace
 
@@ -60,6 +74,7 @@ const char* cudaGetErrorString(cudaError_t error) {
 }
 
 cudaError_t cudaHostRegister(void* ptr, size_t bytes, unsigned flags) {
+  auto lock = emu::LockDevice();
   if ((flags & cudaHostRegisterMapped) == 0 || ptr == nullptr || bytes == 0) return last_error = cudaErrorInvalidValue;
   const uintptr_t begin = PageDown(reinterpret_cast<uintptr_t>(ptr));
   const uintptr_t end = PageUp(reinterpret_cast<uintptr_t>(ptr) + bytes);
@@ -70,7 +85,10 @@ cudaError_t cudaHostRegister(void* ptr, size_t bytes, unsigned flags) {
   return cudaSuccess;
 }
 
+// Waits for the device first: queued work may still read the range.
 cudaError_t cudaHostUnregister(void* ptr) {
+  auto lock = emu::LockDevice();
+  emu::SynchronizeDeviceLocked();
   return registered.erase(reinterpret_cast<uintptr_t>(ptr)) != 0 ? cudaSuccess : (last_error = cudaErrorInvalidValue);
 }
 
@@ -79,11 +97,21 @@ cudaError_t cudaHostGetDevicePointer(void** device, void* host, unsigned /*flags
   return cudaSuccess;
 }
 
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind, cudaStream_t) {
-  if (bytes != 0) std::memmove(dst, src, bytes);  // at once: streams have nothing to order here
+// Queued, with CUDA's exceptions for pageable host memory: a source is staged at the call (the caller may reuse
+// it when the call returns), and a copy into one is complete when the call returns.
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind, cudaStream_t stream) {
+  if (bytes == 0) return cudaSuccess;
+  auto lock = emu::LockDevice();
+  if (Pageable(src)) {
+    auto staged = std::make_shared<std::vector<std::byte>>(static_cast<const std::byte*>(src),
+                                                           static_cast<const std::byte*>(src) + bytes);
+    emu::EnqueueLocked(stream, [dst, staged] { std::memcpy(dst, staged->data(), staged->size()); });
+  } else {
+    emu::EnqueueLocked(stream, [dst, src, bytes] { std::memmove(dst, src, bytes); });
+  }
+  if (Pageable(dst)) emu::SynchronizeLocked(stream);
   return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaGetDevice(int* device) {
   *device = 0;
   return cudaSuccess;
@@ -111,58 +139,61 @@ GpuProbe ProbeDevices() {
   return probe;
 }
 
-Result<Stream> Stream::Create() { return Stream(reinterpret_cast<StreamHandle>(&handle_tag)); }
-Stream::Stream(Stream&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
-Stream& Stream::operator=(Stream&& other) noexcept {
-  handle_ = std::exchange(other.handle_, nullptr);
-  return *this;
-}
-Stream::~Stream() = default;
-Status Stream::Synchronize() const { return Status::Ok(); }
-
-Result<Event> Event::Create(bool /*timing*/) { return Event(reinterpret_cast<EventHandle>(&handle_tag)); }
-Event::Event(Event&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
-Event& Event::operator=(Event&& other) noexcept {
-  handle_ = std::exchange(other.handle_, nullptr);
-  return *this;
-}
-Event::~Event() = default;
-Status Event::Record(StreamHandle) { return Status::Ok(); }
-Status Event::MakeStreamWait(StreamHandle) const { return Status::Ok(); }
-Status Event::Synchronize() const { return Status::Ok(); }
-Result<bool> Event::Query() const { return true; }
-Result<float> Event::ElapsedMs(const Event&, const Event&) { return 0.0f; }
-
 // Fresh memory holds a pattern, as cudaMalloc's holds whatever was there: tests must write before they read.
 Result<DeviceBuffer> DeviceBuffer::Allocate(size_t bytes) {
   if (bytes == 0) return DeviceBuffer(nullptr, 0);
   void* p = nullptr;
   if (posix_memalign(&p, 256, bytes) != 0) return ResourceExhausted("emulated device memory: no room");
   std::memset(p, 0xa5, bytes);
+  auto lock = emu::LockDevice();
+  allocated[reinterpret_cast<uintptr_t>(p)] = bytes;
   return DeviceBuffer(static_cast<std::byte*>(p), bytes);
 }
+
+namespace {
+
+// cudaFree waits for the device first: queued work may still use the buffer.
+void FreeDeviceMemory(std::byte* data) {
+  if (data == nullptr) return;
+  auto lock = emu::LockDevice();
+  emu::SynchronizeDeviceLocked();
+  allocated.erase(reinterpret_cast<uintptr_t>(data));
+  std::free(data);
+}
+
+}  // namespace
+
 DeviceBuffer::DeviceBuffer(DeviceBuffer&& other) noexcept
     : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
 DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
   if (this != &other) {
-    std::free(data_);
+    FreeDeviceMemory(data_);
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
   }
   return *this;
 }
-DeviceBuffer::~DeviceBuffer() { std::free(data_); }
+DeviceBuffer::~DeviceBuffer() { FreeDeviceMemory(data_); }
+
+// cudaMemcpy and cudaMemset on the legacy default stream: after its own work, not after the work of the
+// non-blocking streams gpu/ creates, which the caller must have waited for.
 Status DeviceBuffer::CopyFromHost(std::span<const std::byte> src, size_t offset) {
   if (offset > size_ || src.size() > size_ - offset) return InvalidArgument("copy past the device buffer's end");
+  auto lock = emu::LockDevice();
+  emu::SynchronizeLocked(nullptr);
   if (!src.empty()) std::memcpy(data_ + offset, src.data(), src.size());
   return Status::Ok();
 }
 Status DeviceBuffer::CopyToHost(std::span<std::byte> dst, size_t offset) const {
   if (offset > size_ || dst.size() > size_ - offset) return InvalidArgument("copy past the device buffer's end");
+  auto lock = emu::LockDevice();
+  emu::SynchronizeLocked(nullptr);
   if (!dst.empty()) std::memcpy(dst.data(), data_ + offset, dst.size());
   return Status::Ok();
 }
 Status DeviceBuffer::Fill(uint8_t value) {
+  auto lock = emu::LockDevice();
+  emu::SynchronizeLocked(nullptr);
   if (size_ != 0) std::memset(data_, value, size_);
   return Status::Ok();
 }

@@ -1,12 +1,16 @@
 // The CUDA keywords and built-ins the kernels use, for their CPU emulation (emulate_launches.cmake includes
-// this first in each rewritten kernel file). A launch runs every block and thread in turn on the calling
-// thread, so only kernels without shared memory, barriers or warp intrinsics can run here (kvtier's have none).
+// this first in each rewritten kernel file). A launch is queued on its stream and later runs every block and
+// thread in turn on one thread, so only kernels without shared memory, barriers or warp intrinsics can run here
+// (kvtier's have none).
 #pragma once
 
 #include <cmath>  // cos, sin: device functions in CUDA
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+
+#include <cuda_runtime_api.h>
 
 #define __global__
 #define __host__
@@ -44,9 +48,13 @@ namespace emu {
 // Aborts on a launch a GPU would refuse (an empty grid, y or z above 65535, more than 1024 threads a block).
 void CheckLaunch(dim3 grid, dim3 block);
 
+// Queues work on `stream` (null: the legacy default stream). It runs as late as CUDA allows, when the host or
+// another stream waits for it (emulated_runtime.cc), so a missing stream or event wait shows as a wrong result.
+void Enqueue(cudaStream_t stream, std::function<void()> work);
+
+// Every block and thread of the grid in turn, on the thread that runs the stream's work.
 template <typename Kernel>
-void Launch(Kernel kernel, dim3 grid, dim3 block, size_t /*shared_bytes*/ = 0, void* /*stream*/ = nullptr) {
-  CheckLaunch(grid, block);
+void RunGrid(const Kernel& kernel, dim3 grid, dim3 block) {
   gridDim = grid;
   blockDim = block;
   for (unsigned z = 0; z < grid.z; ++z) {
@@ -60,6 +68,14 @@ void Launch(Kernel kernel, dim3 grid, dim3 block, size_t /*shared_bytes*/ = 0, v
       }
     }
   }
+}
+
+// A launch: checked now, run when its stream's work is waited for. `kernel` holds copies of the arguments, as
+// a launch copies them.
+template <typename Kernel>
+void Launch(Kernel kernel, dim3 grid, dim3 block, size_t /*shared_bytes*/ = 0, cudaStream_t stream = nullptr) {
+  CheckLaunch(grid, block);
+  Enqueue(stream, [kernel, grid, block] { RunGrid(kernel, grid, block); });
 }
 
 }  // namespace emu
