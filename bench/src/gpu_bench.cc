@@ -270,6 +270,47 @@ Status BenchGather(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostream&
 // One codec's chunks put by `client` (encoded by it; cachegen with a shared profile built from the chunks), then
 // fetched into the paged cache again and again; the rate is in raw (decoded) bytes, against pinned
 // host-to-device copies.
+// What chunk c of the loads must have placed: the chunk put, or for an encoded one what the host decoder makes of
+// the client's encoding (the GPU decoder's output is identical to it).
+Status ExpectedChunk(const GpuBenchOptions& o, const Rig& rig, const ClientOptions& co, const codec::ModelProfile* profile,
+                     uint32_t c, std::vector<std::byte>& encoded, std::span<std::byte> want) {
+  const std::span<const std::byte> put = std::span(rig.host).subspan(c * rig.chunk_bytes, rig.chunk_bytes);
+  if (co.encode.codec == codec::CodecId::kRaw) {
+    std::copy(put.begin(), put.end(), want.begin());
+    return Status::Ok();
+  }
+  const codec::KvView view{codec::KvShape{o.layers, o.kv_heads, o.head_dim, o.chunk_tokens, DType::kFp16}, put, {}};
+  KVTIER_RETURN_IF_ERROR(codec::Encode(view, co.encode, encoded));
+  codec::DecodeOptions decode;
+  decode.profiles = [profile](uint64_t) { return profile; };
+  return codec::Decode(encoded, want, decode);
+}
+
+// The chunks the loads placed, packed back out of the paged cache and compared with what they must be: a load
+// that is fast but wrong fails the benchmark instead of giving a rate.
+Status VerifyLoad(const GpuBenchOptions& o, Rig& rig, const ClientOptions& co, const codec::ModelProfile* profile,
+                  std::ostream& progress) {
+  gpu::StreamHandle s = rig.stream->get();
+  std::vector<std::byte> got(rig.chunk_bytes), want(rig.chunk_bytes), encoded;
+  const std::span<std::byte> packed = rig.chunks_copy->span().first(rig.chunk_bytes);
+  for (uint32_t c = 0; c < o.chunks; ++c) {
+    KVTIER_RETURN_IF_ERROR(ExpectedChunk(o, rig, co, profile, c, encoded, want));
+    KVTIER_RETURN_IF_ERROR(gpu::PackPagedKv(rig.Cache(), rig.Chunk(c, o.chunk_tokens), packed, s));
+    KVTIER_RETURN_IF_ERROR(gpu::SynchronizeStream(s));
+    KVTIER_RETURN_IF_ERROR(rig.chunks_copy->CopyToHost(got));
+    const auto diff = std::mismatch(got.begin(), got.end(), want.begin());
+    if (diff.first != got.end()) {
+      return Internal("bench-gpu: the " + std::string(codec::CodecName(co.encode.codec)) + " load placed chunk " +
+                      std::to_string(c) + " wrong: it differs from what was put from byte " +
+                      std::to_string(diff.first - got.begin()) + " of " + std::to_string(got.size()));
+    }
+  }
+  progress << "bench-gpu: " << codec::CodecName(co.encode.codec) << " load checked: the paged cache holds the "
+           << o.chunks << " chunks put" << (co.encode.codec == codec::CodecId::kRaw ? "" : ", as the host decodes them")
+           << "\n";
+  return Status::Ok();
+}
+
 Status LoadChunks(const GpuBenchOptions& o, Rig& rig, const ClientOptions& base, codec::CodecId codec, Rows& rows,
                   std::ostream& progress) {
   ClientOptions co = base;
@@ -311,6 +352,7 @@ Status LoadChunks(const GpuBenchOptions& o, Rig& rig, const ClientOptions& base,
     if (load->placed_chunks != o.chunks) return Internal("bench-gpu: a chunk load missed chunks it had put");
     if (i > 0) seconds += std::chrono::duration<double>(Clock::now() - t0).count();  // i = 0 warms up
   }
+  KVTIER_RETURN_IF_ERROR(VerifyLoad(o, rig, co, profile ? &*profile : nullptr, progress));
   const PagedTransferStats stats = (*transfer)->stats();
   progress << "bench-gpu: " << codec::CodecName(codec) << " chunks copied straight from the shared arena: "
            << stats.leased_chunks << ", through the staging: " << stats.staged_chunks

@@ -1,7 +1,8 @@
 // The GPU tier on a real GPU (label gpu): the CUDA DeviceMemory (kvtier::gpu::DeviceArena) moves bytes exactly
 // at any offset and refuses ranges past its end, and a Store opened with the real CUDA path puts, evicts and
 // reads back a chunk through device memory, with its host arena registered. Every test skips, saying why,
-// on a machine without a GPU.
+// on a machine without a GPU. The same tests run in every build on the emulated gpu/ library
+// (gpu_tier_emulation_tests).
 #include <random>
 
 #include "kvstore/gpu_tier_fixture.h"

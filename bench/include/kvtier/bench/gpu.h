@@ -3,7 +3,9 @@
 // kernels (plain and with fused RoPE re-rotation), int8 and cachegen decoding on the GPU, the ShadowKV-style direct
 // gather from pinned host memory, and a whole chunk load from an in-process server's host tier into a paged
 // cache (PagedKvTransfer::GetToDevice). Every kernel row states its limit, the ratio to it and the target.
-// Needs a GPU: without one it fails with UNAVAILABLE and the probe's reason. Not thread-safe.
+// After each chunk load the chunks are packed back out of the paged cache and compared with what was put (for
+// int8 and cachegen, with the host decoder's output, which the GPU decoder matches exactly): a wrong load fails the
+// run with INTERNAL. Needs a GPU: without one it fails with UNAVAILABLE and the probe's reason. Not thread-safe.
 #pragma once
 
 #include <cstdint>
