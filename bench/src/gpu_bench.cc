@@ -132,7 +132,9 @@ constexpr char kD2d[] = "d2d memcpy";
 Status BenchLimits(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostream& progress) {
   progress << "bench-gpu: limits (pinned host-to-device and device-to-device cudaMemcpy)\n";
   gpu::StreamHandle s = rig.stream->get();
-  auto h2d = TimeOnStream(o.iterations, s, [&] { return gpu::CopyAsync(rig.chunks->data(), rig.pin->host(), rig.total_bytes, s); });
+  auto h2d = TimeOnStream(o.iterations, s, [&] {
+    return gpu::CopyAsync(rig.chunks->data(), rig.pin->host(), rig.total_bytes, s);
+  });
   if (!h2d.ok()) return h2d.status();
   rows.Add(kH2d, rig.total_bytes, *h2d);
   auto d2d = TimeOnStream(o.iterations, s, [&] {
@@ -202,8 +204,8 @@ Status BenchInt8(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostream& p
   gpu::StreamHandle s = rig.stream->get();
   auto t = TimeOnStream(o.iterations, s, [&] {
     for (uint32_t c = 0; c < o.chunks; ++c) {
-      KVTIER_RETURN_IF_ERROR(gpu::DequantizeInt8(on_device, DType::kFp16,
-                                                 rig.chunks_copy->span().subspan(c * rig.chunk_bytes, rig.chunk_bytes), s));
+      const std::span<std::byte> out = rig.chunks_copy->span().subspan(c * rig.chunk_bytes, rig.chunk_bytes);
+      KVTIER_RETURN_IF_ERROR(gpu::DequantizeInt8(on_device, DType::kFp16, out, s));
     }
     return Status::Ok();
   });
@@ -267,13 +269,11 @@ Status BenchGather(const GpuBenchOptions& o, Rig& rig, Rows& rows, std::ostream&
   return Status::Ok();
 }
 
-// One codec's chunks put by `client` (encoded by it; cachegen with a shared profile built from the chunks), then
-// fetched into the paged cache again and again; the rate is in raw (decoded) bytes, against pinned
-// host-to-device copies.
 // What chunk c of the loads must have placed: the chunk put, or for an encoded one what the host decoder makes of
 // the client's encoding (the GPU decoder's output is identical to it).
-Status ExpectedChunk(const GpuBenchOptions& o, const Rig& rig, const ClientOptions& co, const codec::ModelProfile* profile,
-                     uint32_t c, std::vector<std::byte>& encoded, std::span<std::byte> want) {
+Status ExpectedChunk(const GpuBenchOptions& o, const Rig& rig, const ClientOptions& co,
+                     const codec::ModelProfile* profile, uint32_t c, std::vector<std::byte>& encoded,
+                     std::span<std::byte> want) {
   const std::span<const std::byte> put = std::span(rig.host).subspan(c * rig.chunk_bytes, rig.chunk_bytes);
   if (co.encode.codec == codec::CodecId::kRaw) {
     std::copy(put.begin(), put.end(), want.begin());
@@ -311,6 +311,9 @@ Status VerifyLoad(const GpuBenchOptions& o, Rig& rig, const ClientOptions& co, c
   return Status::Ok();
 }
 
+// One codec's chunks put by `client` (encoded by it; cachegen with a shared profile built from the chunks), then
+// fetched into the paged cache again and again; the rate is in raw (decoded) bytes, against pinned
+// host-to-device copies.
 Status LoadChunks(const GpuBenchOptions& o, Rig& rig, const ClientOptions& base, codec::CodecId codec, Rows& rows,
                   std::ostream& progress) {
   ClientOptions co = base;

@@ -47,7 +47,8 @@ TEST(BenchGpuEmulated, EveryRowRunsAndEveryChunkLoadIsVerified) {
   EXPECT_THAT(progress.str(), HasSubstr("cachegen chunks copied straight from the shared arena: 6, through the "
                                         "staging: 0, decoded on the GPU: 6"));
   for (const char* codec : {"raw", "int8", "cachegen"}) {
-    EXPECT_THAT(progress.str(), HasSubstr(std::string(codec) + " load checked: the paged cache holds the 3 chunks put"));
+    EXPECT_THAT(progress.str(),
+                HasSubstr(std::string(codec) + " load checked: the paged cache holds the 3 chunks put"));
   }
 
   const std::string json = GpuJsonLine(*report);

@@ -79,7 +79,9 @@ cudaError_t cudaHostRegister(void* ptr, size_t bytes, unsigned flags) {
   const uintptr_t begin = PageDown(reinterpret_cast<uintptr_t>(ptr));
   const uintptr_t end = PageUp(reinterpret_cast<uintptr_t>(ptr) + bytes);
   for (const auto& [start, length] : registered) {
-    if (begin < PageUp(start + length) && PageDown(start) < end) return last_error = cudaErrorHostMemoryAlreadyRegistered;
+    if (begin < PageUp(start + length) && PageDown(start) < end) {
+      return last_error = cudaErrorHostMemoryAlreadyRegistered;
+    }
   }
   registered[reinterpret_cast<uintptr_t>(ptr)] = bytes;
   return cudaSuccess;

@@ -49,7 +49,7 @@ namespace emu {
 void CheckLaunch(dim3 grid, dim3 block);
 
 // Queues work on `stream` (null: the legacy default stream). It runs as late as CUDA allows, when the host or
-// another stream waits for it (emulated_runtime.cc), so a missing stream or event wait shows as a wrong result.
+// another stream waits for it (emulated_streams.h), so a missing stream or event wait shows as a wrong result.
 void Enqueue(cudaStream_t stream, std::function<void()> work);
 
 // Every block and thread of the grid in turn, on the thread that runs the stream's work.
