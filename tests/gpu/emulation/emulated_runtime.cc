@@ -1,11 +1,11 @@
-// The GPU runtime under the CPU emulation of kvtier's gpu/ library: one emulated device whose memory is host
-// memory. It stands in for the CUDA runtime calls of gpu/src (include/cuda_runtime_api.h), for the RAII types
-// of gpu/src/runtime_cuda.cc (streams and events in emulated_streams.cc), the probe of device_cuda.cc and the
-// iota of iota.cu. Kernels and copies are queued on their streams and run as late as CUDA allows
-// (emulated_streams.h), so besides the kernels' own code (indexing, vector widths, bounds under the sanitizers,
-// against the twins) it checks that the host waits for the device's work before it reads the results or reuses
-// the inputs. Device math, real concurrency and the driver are not emulated: the `gpu` label must still run on a
-// GPU (scripts/gpu-check.sh, scripts/gpu-bundle.sh).
+// The GPU runtime under the CPU emulation of kvtier's gpu/ library: one emulated device whose memory is host memory.
+// It stands in for the CUDA runtime calls of gpu/src (include/cuda_runtime_api.h), for the RAII types of
+// gpu/src/runtime_cuda.cc (streams and events in emulated_streams.cc, device memory and CUDA IPC in
+// emulated_memory.cc), the probe of device_cuda.cc and the iota of iota.cu. Kernels and copies are queued on their
+// streams and run as late as CUDA allows (emulated_streams.h), so besides the kernels' own code (indexing, vector
+// widths, bounds under the sanitizers, against the twins) it checks that the host waits for the device's work before
+// it reads the results or reuses the inputs. Device math, real concurrency and the driver are not emulated: the
+// `gpu` label must still run on a GPU (scripts/gpu-check.sh, scripts/gpu-bundle.sh).
 #include <cuda_runtime_api.h>
 
 #include <cstdio>
@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "emulated_kernel.h"
+#include "emulated_memory.h"
 #include "emulated_streams.h"
 #include "kvtier/gpu/device.h"
 #include "kvtier/gpu/device_buffer.h"
@@ -31,19 +32,18 @@ thread_local cudaError_t last_error = cudaSuccess;  // per thread, as the runtim
 
 // Under the device lock (emulated_streams.h).
 std::map<uintptr_t, size_t> registered;  // pinned host ranges by start: a second registration of a page is refused
-std::map<uintptr_t, size_t> allocated;   // device buffers by start
 
 uintptr_t PageDown(uintptr_t p) { return p & ~uintptr_t{4095}; }
 uintptr_t PageUp(uintptr_t p) { return PageDown(p + 4095); }
 
-bool Within(const std::map<uintptr_t, size_t>& ranges, const void* p) {
+bool Registered(const void* p) {
   const uintptr_t at = reinterpret_cast<uintptr_t>(p);
-  auto it = ranges.upper_bound(at);
-  return it != ranges.begin() && at < std::prev(it)->first + std::prev(it)->second;
+  auto it = registered.upper_bound(at);
+  return it != registered.begin() && at < std::prev(it)->first + std::prev(it)->second;
 }
 
 // Host memory neither registered nor device memory: what CUDA calls pageable.
-bool Pageable(const void* p) { return !Within(registered, p) && !Within(allocated, p); }
+bool Pageable(const void* p) { return !Registered(p) && !emu::IsDeviceMemoryLocked(p); }
 
 }  // namespace
 
@@ -61,13 +61,18 @@ void CheckLaunch(dim3 grid, dim3 block) {
 
 }  // namespace emu
 
+cudaError_t emu::RecordError(cudaError_t error) { return last_error = error; }
+
 cudaError_t cudaGetLastError() { return std::exchange(last_error, cudaSuccess); }
 
 const char* cudaGetErrorString(cudaError_t error) {
   switch (error) {
     case cudaSuccess: return "no error";
     case cudaErrorHostMemoryAlreadyRegistered: return "part or all of the range was already registered";
-    case cudaErrorNotSupported: return "operation not supported (not emulated)";
+    case cudaErrorNotSupported: return "operation not supported (IPC is emulated only with KVTIER_EMULATE_CUDA_IPC)";
+    case cudaErrorInvalidContext: return "invalid device context (a process cannot open its own IPC handle)";
+    case cudaErrorMapBufferObjectFailed: return "mapping of the IPC handle's memory failed";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     default: return "invalid argument";
   }
@@ -119,9 +124,6 @@ cudaError_t cudaGetDevice(int* device) {
   return cudaSuccess;
 }
 cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : (last_error = cudaErrorInvalidDevice); }
-cudaError_t cudaIpcGetMemHandle(cudaIpcMemHandle_t*, void*) { return last_error = cudaErrorNotSupported; }
-cudaError_t cudaIpcOpenMemHandle(void**, cudaIpcMemHandle_t, unsigned) { return last_error = cudaErrorNotSupported; }
-cudaError_t cudaIpcCloseMemHandle(void*) { return cudaSuccess; }
 cudaError_t cudaDeviceGetPCIBusId(char* bus_id, int length, int) {
   std::snprintf(bus_id, static_cast<size_t>(length), "0000:00:00.0");
   return cudaSuccess;
@@ -144,11 +146,9 @@ GpuProbe ProbeDevices() {
 // Fresh memory holds a pattern, as cudaMalloc's holds whatever was there: tests must write before they read.
 Result<DeviceBuffer> DeviceBuffer::Allocate(size_t bytes) {
   if (bytes == 0) return DeviceBuffer(nullptr, 0);
-  void* p = nullptr;
-  if (posix_memalign(&p, 256, bytes) != 0) return ResourceExhausted("emulated device memory: no room");
-  std::memset(p, 0xa5, bytes);
   auto lock = emu::LockDevice();
-  allocated[reinterpret_cast<uintptr_t>(p)] = bytes;
+  void* p = emu::AllocateLocked(bytes);
+  if (p == nullptr) return ResourceExhausted("emulated device memory: no room");
   return DeviceBuffer(static_cast<std::byte*>(p), bytes);
 }
 
@@ -159,8 +159,7 @@ void FreeDeviceMemory(std::byte* data) {
   if (data == nullptr) return;
   auto lock = emu::LockDevice();
   emu::SynchronizeDeviceLocked();
-  allocated.erase(reinterpret_cast<uintptr_t>(data));
-  std::free(data);
+  emu::FreeLocked(data);
 }
 
 }  // namespace

@@ -12,6 +12,9 @@ enum cudaError_t {
   cudaSuccess = 0,
   cudaErrorInvalidValue = 1,
   cudaErrorInvalidDevice = 101,
+  cudaErrorInvalidContext = 201,
+  cudaErrorMapBufferObjectFailed = 205,
+  cudaErrorInvalidResourceHandle = 400,
   cudaErrorHostMemoryAlreadyRegistered = 712,
   cudaErrorNotSupported = 801,
 };
@@ -36,7 +39,8 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
 cudaError_t cudaGetDevice(int* device);
 cudaError_t cudaSetDevice(int device);
-// CUDA IPC needs two processes and a driver: refused here (cudaErrorNotSupported).
+// CUDA IPC between two processes: emulated where KVTIER_EMULATE_CUDA_IPC is set, else refused
+// (cudaErrorNotSupported); tests/gpu/emulation/emulated_memory.h.
 cudaError_t cudaIpcGetMemHandle(cudaIpcMemHandle_t* handle, void* ptr);
 cudaError_t cudaIpcOpenMemHandle(void** ptr, cudaIpcMemHandle_t handle, unsigned flags);
 cudaError_t cudaIpcCloseMemHandle(void* ptr);
