@@ -3,10 +3,12 @@
 // pin that behaviour down; on a real GPU their early reads would be races, so they exist only here.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <numeric>
+#include <optional>
+#include <span>
 #include <vector>
 
 #include "kvtier/gpu/async_copy.h"
