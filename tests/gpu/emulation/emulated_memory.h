@@ -1,7 +1,8 @@
-// Device memory of the emulated device (emulated_memory.cc), for the rest of its runtime (emulated_runtime.cc).
-// Heap memory, whose bounds the sanitizers watch; or, where KVTIER_EMULATE_CUDA_IPC is set in the environment
-// (the CUDA IPC test sets it for itself and its server process), a memfd mapped shared, which another process maps
-// by its IPC handle. Without it CUDA IPC is refused. Everything here needs the device locked (emulated_streams.h).
+// The emulated device's memory (emulated_memory.cc), for the rest of its runtime (emulated_runtime.cc): device
+// allocations, other processes' device memory opened by IPC handle, and registered host ranges. Device memory is
+// heap memory, whose bounds the sanitizers watch; or, where KVTIER_EMULATE_CUDA_IPC is set in the environment (the
+// CUDA IPC test sets it for itself and its server process), a memfd mapped shared, which another process maps by
+// its IPC handle. Without it CUDA IPC is refused. Everything here needs the device locked (emulated_streams.h).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -14,8 +15,8 @@ namespace emu {
 void* AllocateLocked(size_t bytes);
 // Frees what AllocateLocked returned.
 void FreeLocked(void* data);
-// Whether `p` lies in device memory: an allocation, or another process's memory opened by its IPC handle.
-bool IsDeviceMemoryLocked(const void* p);
+// Whether `p` is what CUDA calls pageable: host memory neither registered nor device memory.
+bool PageableLocked(const void* p);
 
 // Sets the calling thread's last error, which cudaGetLastError returns (emulated_runtime.cc), and returns it.
 cudaError_t RecordError(cudaError_t error);

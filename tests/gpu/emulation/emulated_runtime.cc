@@ -1,18 +1,16 @@
 // The GPU runtime under the CPU emulation of kvtier's gpu/ library: one emulated device whose memory is host memory.
 // It stands in for the CUDA runtime calls of gpu/src (include/cuda_runtime_api.h), for the RAII types of
-// gpu/src/runtime_cuda.cc (streams and events in emulated_streams.cc, device memory and CUDA IPC in
-// emulated_memory.cc), the probe of device_cuda.cc and the iota of iota.cu. Kernels and copies are queued on their
-// streams and run as late as CUDA allows (emulated_streams.h), so besides the kernels' own code (indexing, vector
-// widths, bounds under the sanitizers, against the twins) it checks that the host waits for the device's work before
-// it reads the results or reuses the inputs. Device math, real concurrency and the driver are not emulated: the
-// `gpu` label must still run on a GPU (scripts/gpu-check.sh, scripts/gpu-bundle.sh).
+// gpu/src/runtime_cuda.cc (streams and events in emulated_streams.cc, device memory, host registration and CUDA IPC
+// in emulated_memory.cc), the probe of device_cuda.cc and the iota of iota.cu. Kernels and copies are queued on
+// their streams and run as late as CUDA allows (emulated_streams.h), so besides the kernels' own code (indexing,
+// vector widths, bounds under the sanitizers, against the twins) it checks that the host waits for the device's work
+// before it reads the results or reuses the inputs. Device math, real concurrency and the driver are not emulated:
+// the `gpu` label must still run on a GPU (scripts/gpu-check.sh, scripts/gpu-bundle.sh).
 #include <cuda_runtime_api.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <iterator>
-#include <map>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -29,21 +27,6 @@ dim3 blockIdx, threadIdx, gridDim, blockDim;
 namespace {
 
 thread_local cudaError_t last_error = cudaSuccess;  // per thread, as the runtime's
-
-// Under the device lock (emulated_streams.h).
-std::map<uintptr_t, size_t> registered;  // pinned host ranges by start: a second registration of a page is refused
-
-uintptr_t PageDown(uintptr_t p) { return p & ~uintptr_t{4095}; }
-uintptr_t PageUp(uintptr_t p) { return PageDown(p + 4095); }
-
-bool Registered(const void* p) {
-  const uintptr_t at = reinterpret_cast<uintptr_t>(p);
-  auto it = registered.upper_bound(at);
-  return it != registered.begin() && at < std::prev(it)->first + std::prev(it)->second;
-}
-
-// Host memory neither registered nor device memory: what CUDA calls pageable.
-bool Pageable(const void* p) { return !Registered(p) && !emu::IsDeviceMemoryLocked(p); }
 
 }  // namespace
 
@@ -78,45 +61,19 @@ const char* cudaGetErrorString(cudaError_t error) {
   }
 }
 
-cudaError_t cudaHostRegister(void* ptr, size_t bytes, unsigned flags) {
-  auto lock = emu::LockDevice();
-  if ((flags & cudaHostRegisterMapped) == 0 || ptr == nullptr || bytes == 0) return last_error = cudaErrorInvalidValue;
-  const uintptr_t begin = PageDown(reinterpret_cast<uintptr_t>(ptr));
-  const uintptr_t end = PageUp(reinterpret_cast<uintptr_t>(ptr) + bytes);
-  for (const auto& [start, length] : registered) {
-    if (begin < PageUp(start + length) && PageDown(start) < end) {
-      return last_error = cudaErrorHostMemoryAlreadyRegistered;
-    }
-  }
-  registered[reinterpret_cast<uintptr_t>(ptr)] = bytes;
-  return cudaSuccess;
-}
-
-// Waits for the device first: queued work may still read the range.
-cudaError_t cudaHostUnregister(void* ptr) {
-  auto lock = emu::LockDevice();
-  emu::SynchronizeDeviceLocked();
-  return registered.erase(reinterpret_cast<uintptr_t>(ptr)) != 0 ? cudaSuccess : (last_error = cudaErrorInvalidValue);
-}
-
-cudaError_t cudaHostGetDevicePointer(void** device, void* host, unsigned /*flags*/) {
-  *device = host;  // unified addressing: the device reads the host pointer
-  return cudaSuccess;
-}
-
 // Queued, with CUDA's exceptions for pageable host memory: a source is staged at the call (the caller may reuse
 // it when the call returns), and a copy into one is complete when the call returns.
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind, cudaStream_t stream) {
   if (bytes == 0) return cudaSuccess;
   auto lock = emu::LockDevice();
-  if (Pageable(src)) {
+  if (emu::PageableLocked(src)) {
     auto staged = std::make_shared<std::vector<std::byte>>(static_cast<const std::byte*>(src),
                                                            static_cast<const std::byte*>(src) + bytes);
     emu::EnqueueLocked(stream, [dst, staged] { std::memcpy(dst, staged->data(), staged->size()); });
   } else {
     emu::EnqueueLocked(stream, [dst, src, bytes] { std::memmove(dst, src, bytes); });
   }
-  if (Pageable(dst)) emu::SynchronizeLocked(stream);
+  if (emu::PageableLocked(dst)) emu::SynchronizeLocked(stream);
   return cudaSuccess;
 }
 cudaError_t cudaGetDevice(int* device) {
